@@ -1,0 +1,263 @@
+// Package actor is where a zkactor user starts: Bootstrap gives a Node, a
+// protoactor-go ActorSystem with its remote started, joined to a cluster
+// kept in ZooKeeper. Through the Node, actors register under shared names
+// (Register, GetCapable, like Erlang's pg), find the other nodes
+// (GetPeers), and stand for globally unique roles (RegisterCandidate,
+// WhereisGlobal).
+//
+// Users alias the package, since protoactor's is also called actor:
+//
+//	import zka "github.com/zkactor/zkactor/actor"
+//
+// The ZooKeeper side (session, registry, cache) is package cluster, and
+// elections are package global; both can be used without a Node.
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zkactor/zkactor/cluster"
+)
+
+// DigestAuth holds ZooKeeper digest credentials; see Config.Auth.
+type DigestAuth = cluster.DigestAuth
+
+// Config configures Bootstrap.
+type Config struct {
+	Servers        []string      // ZooKeeper ensemble, "host:port"; required
+	Root           string        // znode root; default "/zkactor"
+	Host           string        // actor remote listen host; default "127.0.0.1"
+	Port           int           // actor remote listen port; 0 = any free port
+	SessionTimeout time.Duration // requested ZooKeeper session timeout; default 4s; the negotiated one is what counts
+	RegisterPrefix string        // SpawnNamed registers names with this prefix in ZooKeeper; "" = every name
+	Auth           *DigestAuth   // optional digest credentials {User, Password}: znodes get ACLs so only that identity may change them, everyone may read
+	Logger         *slog.Logger  // optional
+}
+
+// Node is one member of a zkactor cluster: an actor system, its remote,
+// its ZooKeeper session and its registry.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	system   *actor.ActorSystem
+	remote   *remote.Remote
+	session  *cluster.Session
+	registry *cluster.Registry
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Bootstrap starts an actor system with its remote on cfg.Host:cfg.Port,
+// opens a ZooKeeper session and joins the cluster under cfg.Root. It
+// returns once this node's znode exists, or an error within ctx.
+func Bootstrap(ctx context.Context, cfg Config) (*Node, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("zkactor: bootstrap: Config.Servers is empty")
+	}
+	if cfg.Root == "" {
+		cfg.Root = cluster.DefaultRoot
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = cluster.DefaultSessionTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger}
+
+	// Check the listen address first: protoactor's remote panics on it.
+	lis, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("zkactor: bootstrap: actor remote: %w", err)
+	}
+	port := lis.Addr().(*net.TCPAddr).Port
+	lis.Close()
+
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return protoactorLogger(cfg.Logger)
+	}))
+	n.remote = remote.NewRemote(n.system, remote.Configure(cfg.Host, port))
+	if err := startRemote(n.remote); err != nil {
+		n.system.Shutdown()
+		return nil, fmt.Errorf("zkactor: bootstrap: actor remote on %s:%d: %w", cfg.Host, port, err)
+	}
+
+	n.session, err = cluster.Dial(ctx, cluster.Config{
+		Servers:        cfg.Servers,
+		SessionTimeout: cfg.SessionTimeout,
+		Auth:           cfg.Auth,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		n.stopActors()
+		return nil, fmt.Errorf("zkactor: bootstrap: %w", err)
+	}
+	n.registry, err = cluster.New(ctx, n.system, n.session, cluster.Options{Root: cfg.Root, Logger: cfg.Logger})
+	if err != nil {
+		n.session.Close()
+		n.stopActors()
+		return nil, fmt.Errorf("zkactor: bootstrap: %w", err)
+	}
+	n.log = cfg.Logger.With("node", n.registry.NodeID())
+	return n, nil
+}
+
+func startRemote(r *remote.Remote) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	r.Start()
+	return nil
+}
+
+// protoactorLogger keeps protoactor's own chatter at Warn and above.
+func protoactorLogger(l *slog.Logger) *slog.Logger {
+	return slog.New(minLevel{l.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler { return minLevel{h.Handler.WithAttrs(a), h.min} }
+func (h minLevel) WithGroup(g string) slog.Handler      { return minLevel{h.Handler.WithGroup(g), h.min} }
+
+// System is the node's protoactor ActorSystem.
+func (n *Node) System() *actor.ActorSystem { return n.system }
+
+// ID is the node's id: the name of its znode under <root>/nodes.
+func (n *Node) ID() string { return n.registry.NodeID() }
+
+// Address is the host:port of the node's actor remote.
+func (n *Node) Address() string { return n.system.Address() }
+
+// Registry is the node's cluster registry, for what Node does not wrap.
+func (n *Node) Registry() *cluster.Registry { return n.registry }
+
+// Session is the node's ZooKeeper session.
+func (n *Node) Session() *cluster.Session { return n.session }
+
+// SpawnNamed spawns props under name on this node and, when name starts
+// with Config.RegisterPrefix (every name when the prefix is empty),
+// registers the PID under name in ZooKeeper. If the registration fails, the
+// actor is stopped and the error returned.
+func (n *Node) SpawnNamed(props *actor.Props, name string) (*actor.PID, error) {
+	if !strings.HasPrefix(name, n.cfg.RegisterPrefix) {
+		return n.system.Root.SpawnNamed(props, name)
+	}
+	if err := cluster.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("zkactor: spawn %q: %w", name, err)
+	}
+	pid, err := n.system.Root.SpawnNamed(props, name)
+	if err != nil {
+		return nil, fmt.Errorf("zkactor: spawn %q: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cluster.DefaultRequestTimeout)
+	defer cancel()
+	if err := n.registry.Register(ctx, name, pid, nil); err != nil {
+		_ = n.system.Root.StopFuture(pid).Wait()
+		return nil, err
+	}
+	return pid, nil
+}
+
+// RegisterOption adjusts a registration.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct{ metadata map[string]string }
+
+// WithMetadata attaches free-form metadata to a registration; lookups
+// return it (Registry.Lookup). At most cluster.MaxMetadataSize bytes.
+func WithMetadata(m map[string]string) RegisterOption {
+	return func(o *registerOptions) { o.metadata = m }
+}
+
+// Register registers pid under name, cluster-wide, until Unregister, the
+// actor's stop, or the node's Stop. Registering the same (name, pid) twice
+// is a no-op; many PIDs may share a name and one PID may hold many names.
+func (n *Node) Register(ctx context.Context, name string, pid *actor.PID, opts ...RegisterOption) error {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return n.registry.Register(ctx, name, pid, o.metadata)
+}
+
+// Unregister removes this node's registration of pid under name.
+func (n *Node) Unregister(ctx context.Context, name string, pid *actor.PID) error {
+	return n.registry.Unregister(ctx, name, pid)
+}
+
+// GetCapable returns every PID registered under name, cluster-wide, from
+// the watch-swept cache. The slice is the caller's own.
+func (n *Node) GetCapable(ctx context.Context, name string) ([]*actor.PID, error) {
+	return n.registry.GetCapable(ctx, name)
+}
+
+// NSendCapable sends msg to every PID registered under name.
+func (n *Node) NSendCapable(ctx context.Context, name string, msg proto.Message) error {
+	pids, err := n.registry.GetCapable(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		n.system.Root.Send(pid, msg)
+	}
+	return nil
+}
+
+// GetPeers returns the actor addresses of all live nodes, this one included.
+func (n *Node) GetPeers(ctx context.Context) ([]string, error) {
+	return n.registry.Peers(ctx)
+}
+
+// NSendPeers sends msg to the process named name on every peer, this node
+// included (the PID {address, name} on each).
+func (n *Node) NSendPeers(ctx context.Context, name string, msg proto.Message) error {
+	peers, err := n.registry.Peers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, addr := range peers {
+		n.system.Root.Send(actor.NewPID(addr, name), msg)
+	}
+	return nil
+}
+
+// Stop unregisters everything this node registered, closes its ZooKeeper
+// session (its ephemeral znodes go at once), and stops the remote and the
+// actor system. It is idempotent; later calls return the first's result.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.stopErr = n.registry.Close(ctx)
+		n.session.Close()
+		n.stopActors()
+	})
+	return n.stopErr
+}
+
+func (n *Node) stopActors() {
+	n.remote.Shutdown(true)
+	n.system.Shutdown()
+}

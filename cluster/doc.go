@@ -1,0 +1,61 @@
+// Package cluster is zkactor's ZooKeeper side: the session, node
+// membership, the service registry and its watch-swept lookup cache. It
+// works with any protoactor-go ActorSystem; package actor wraps it in a
+// ready-made node, and package global builds elections on the same session.
+//
+// # Znode layout
+//
+// Everything lives under one root (default /zkactor), so several clusters
+// can share an ensemble. All data is protobuf (proto/zkactor/v1).
+//
+//	/zkactor                               persistent
+//	├── nodes                              persistent
+//	│   └── <node-id>                      ephemeral   Node{id, address, started_at}
+//	├── services                           persistent
+//	│   └── <name>                         container   (ZooKeeper deletes it when empty)
+//	│       └── <node-id>-<pid-hash>       ephemeral   Registration{name, pid, node, metadata, registered_at}
+//	└── globals                            persistent
+//	    └── <name>                         container
+//	        └── _c_<guid>-c-<seq>          ephemeral sequential   Candidate{pid, node, ...} (package global)
+//
+// Names (services, globals, node ids) are validated by ValidateName: a bad
+// name is an error wrapping ErrBadName, never a panic or a stray path.
+//
+// # The session
+//
+// A Session owns the one ZooKeeper connection of a node. The registry, the
+// cache and elections borrow it: they send requests through Session.Do,
+// which waits for a connection within the caller's ctx, and they hear of
+// disconnects, expiries and new sessions through Session.Notify.
+//
+//	Dial ──► Connected ──(connection lost)──► Disconnected ──(back in time)──► Connected (same session)
+//	                                               │
+//	                                   (no server heard from for the session timeout)
+//	                                               ▼
+//	                                            Expired ──► Connected{NewSession: true}
+//
+// Session.SafeUntil tells how long the session is certainly alive on the
+// servers (the last byte from a server plus 2/3 of the negotiated timeout),
+// measured on the monotonic clock: a leader stops acting past it.
+//
+// # The life of a registration
+//
+//	Register(name, pid) ── create ephemeral <name>/<node-id>-<pid-hash> ──► registered
+//	registered ── Unregister / actor stops (Terminated) / Registry.Close ──► deleted
+//	registered ── session expires ──► gone from ZooKeeper ──► re-created on the new session
+//
+// The registration id is fixed for (node, PID), so a create retried after
+// a lost connection finds its own znode (same session owner) rather than
+// making a second; a create whose caller gave up is deleted once its
+// outcome is known. The registry watches every registered PID and removes
+// its registrations as soon as the actor stops.
+//
+// # The cache
+//
+// GetCapable, Lookup and Peers read a local cache. The first lookup of a
+// name reads its children with a watch; the watch firing sweeps the name,
+// so the next lookup reads again. A hit is a read of memory (no ZooKeeper
+// request, no actor message, no lock held by a writer). A session expiry
+// sweeps everything. While disconnected, cached entries are still served:
+// they are as fresh as the last watch the servers could deliver.
+package cluster

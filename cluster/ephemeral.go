@@ -1,0 +1,354 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// keeper keeps a set of ephemeral znodes in ZooKeeper for as long as this
+// process wants them, across disconnects and session expiries. It is the
+// one place that creates and deletes the fixed-path ephemerals of a node:
+// its node znode and its registrations.
+//
+// Each path is in one of two local sets:
+//   - wanted: it should exist, with this data, owned by our session;
+//   - doomed: it must not exist (a delete failed, or a create's outcome was
+//     unknown when its caller gave up); it is deleted when connected.
+//
+// A background goroutine reconciles ZooKeeper with these sets after every
+// (re)connection: on a new session it re-creates every wanted znode.
+// Operations on one path are serialised by a per-path lock, so a create and
+// a delete of the same path never cross on the wire.
+type keeper struct {
+	s    *Session
+	root string
+
+	mu      sync.Mutex
+	wanted  map[string][]byte
+	created map[string]int64 // path → session that confirmed it
+	doomed  map[string]struct{}
+	locks   map[string]*pathLock
+
+	kick chan struct{}
+	stop func()        // stops session notifications
+	quit chan struct{} // closed by close
+	done chan struct{} // closed when loop has returned
+}
+
+type pathLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func newKeeper(s *Session, root string) *keeper {
+	k := &keeper{
+		s:       s,
+		root:    root,
+		wanted:  map[string][]byte{},
+		created: map[string]int64{},
+		doomed:  map[string]struct{}{},
+		locks:   map[string]*pathLock{},
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	k.stop = s.Notify(func(ev Event) {
+		if ev.Kind == Connected {
+			k.wake()
+		}
+	})
+	go k.loop()
+	return k
+}
+
+// close stops the reconciler. The znodes go with the session, or with drop.
+func (k *keeper) close() {
+	k.stop()
+	close(k.quit)
+	<-k.done
+}
+
+func (k *keeper) wake() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (k *keeper) lock(path string) (unlock func()) {
+	k.mu.Lock()
+	l := k.locks[path]
+	if l == nil {
+		l = &pathLock{}
+		k.locks[path] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, path)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// keep makes path an ephemeral znode with data, owned by this session, and
+// keeps it so across session expiries. It returns once ZooKeeper has it. On
+// error the path is not wanted, and if a create may have happened anyway,
+// it is deleted later.
+func (k *keeper) keep(ctx context.Context, path string, data []byte) error {
+	unlock := k.lock(path)
+	defer unlock()
+	k.mu.Lock()
+	k.wanted[path] = data
+	delete(k.doomed, path)
+	k.mu.Unlock()
+
+	err := k.ensure(ctx, path, data)
+	if err != nil {
+		k.mu.Lock()
+		delete(k.wanted, path)
+		delete(k.created, path)
+		k.doomed[path] = struct{}{}
+		k.mu.Unlock()
+		k.wake()
+	}
+	return err
+}
+
+// drop deletes path and stops keeping it. If ZooKeeper cannot be reached
+// within ctx, the delete is retried in the background and drop returns the
+// error; the znode goes at the latest with the session.
+func (k *keeper) drop(ctx context.Context, path string) error {
+	unlock := k.lock(path)
+	defer unlock()
+	k.mu.Lock()
+	delete(k.wanted, path)
+	delete(k.created, path)
+	k.doomed[path] = struct{}{}
+	k.mu.Unlock()
+	err := k.remove(ctx, path)
+	if err != nil {
+		k.wake()
+	}
+	return err
+}
+
+// dropLater stops keeping path and deletes it in the background.
+func (k *keeper) dropLater(path string) {
+	k.mu.Lock()
+	delete(k.wanted, path)
+	delete(k.created, path)
+	k.doomed[path] = struct{}{}
+	k.mu.Unlock()
+	k.wake()
+}
+
+// remove deletes path if it is still doomed.
+func (k *keeper) remove(ctx context.Context, path string) error {
+	err := k.s.Do(ctx, Op{Name: "delete", Path: path, Idempotent: true}, func(c *zk.Conn) error {
+		err := c.Delete(path, -1)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		return err
+	})
+	if err == nil {
+		k.mu.Lock()
+		delete(k.doomed, path)
+		k.mu.Unlock()
+	}
+	return err
+}
+
+// ensure creates path (and its parents) unless our session already has it.
+func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
+	var session int64
+	late := func(err error) {
+		// The caller gave up and keep() doomed the path. If the create was
+		// applied after all (or may have been), make sure it is deleted
+		// after this reply: requests on one connection are ordered.
+		k.mu.Lock()
+		if _, wanted := k.wanted[path]; !wanted {
+			k.doomed[path] = struct{}{}
+		}
+		k.mu.Unlock()
+		k.wake()
+	}
+	// The path is fixed, so a retry after a lost connection is safe: it
+	// finds its own znode (ErrNodeExists, owned by this session).
+	op := Op{Name: "create", Path: path, Idempotent: true, Late: late}
+	err := k.s.Do(ctx, op, func(c *zk.Conn) error {
+		session = c.SessionID()
+		_, err := createEphemeral(c, k.root, path, data, k.s.ACL())
+		if transient(err) {
+			// The create may or may not have been applied. The path is
+			// fixed, so asking settles it (ErrNodeExists below).
+			return err
+		}
+		if !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+		got, stat, err := c.Get(path)
+		if err != nil {
+			return err
+		}
+		if stat.EphemeralOwner != c.SessionID() {
+			return fmt.Errorf("%w (owner %#x, ours %#x)", ErrOwnedElsewhere, stat.EphemeralOwner, c.SessionID())
+		}
+		if !bytes.Equal(got, data) {
+			// Changed data is a delete and a create, not a set, so that the
+			// children watch of every cache fires.
+			if err := c.Delete(path, stat.Version); err != nil {
+				return err
+			}
+			_, err = createEphemeral(c, k.root, path, data, k.s.ACL())
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		k.mu.Lock()
+		k.created[path] = session
+		k.mu.Unlock()
+	}
+	return err
+}
+
+// loop reconciles after every (re)connection and every wake.
+func (k *keeper) loop() {
+	defer close(k.done)
+	for {
+		select {
+		case <-k.s.Done():
+			return
+		case <-k.quit:
+			return
+		case <-k.kick:
+		}
+		if !k.s.Connected() {
+			continue
+		}
+		if !k.reconcile() {
+			// Something failed while connected (e.g. a request in flight when
+			// the connection dropped): try again shortly, within bounds.
+			select {
+			case <-k.s.Done():
+				return
+			case <-k.quit:
+				return
+			case <-time.After(50 * time.Millisecond):
+				k.wake()
+			}
+		}
+	}
+}
+
+// reconcile re-creates wanted znodes the current session lacks and deletes
+// doomed ones. It reports whether everything settled.
+func (k *keeper) reconcile() bool {
+	session := k.s.ID()
+	k.mu.Lock()
+	var missing, doomed []string
+	for p := range k.wanted {
+		if k.created[p] != session {
+			missing = append(missing, p)
+		}
+	}
+	for p := range k.doomed {
+		doomed = append(doomed, p)
+	}
+	k.mu.Unlock()
+
+	ok := true
+	for _, p := range missing {
+		unlock := k.lock(p)
+		k.mu.Lock()
+		data, still := k.wanted[p]
+		k.mu.Unlock()
+		if still {
+			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
+			if err := k.ensure(ctx, p, data); err != nil {
+				k.s.log.Warn("re-creating ephemeral znode", "path", p, "err", err)
+				ok = false
+			} else {
+				k.s.log.Debug("re-created ephemeral znode", "path", p)
+			}
+			cancel()
+		}
+		unlock()
+	}
+	for _, p := range doomed {
+		unlock := k.lock(p)
+		k.mu.Lock()
+		_, still := k.doomed[p]
+		k.mu.Unlock()
+		if still {
+			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
+			if err := k.remove(ctx, p); err != nil {
+				k.s.log.Warn("deleting ephemeral znode", "path", p, "err", err)
+				ok = false
+			}
+			cancel()
+		}
+		unlock()
+	}
+	return ok
+}
+
+// createEphemeral creates path as an ephemeral znode, creating missing
+// parents on the way: the immediate parent as a container (ZooKeeper
+// deletes it once its last child is gone, so services and elections leave
+// nothing behind), the ones above it, up to and including root, persistent.
+func createEphemeral(c *zk.Conn, root, path string, data []byte, acl []zk.ACL) (string, error) {
+	return createWithParents(c, root, path, data, zk.FlagEphemeral, acl)
+}
+
+func createWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	for attempt := 0; ; attempt++ {
+		created, err := c.Create(path, data, flags, acl)
+		if !errors.Is(err, zk.ErrNoNode) || attempt == 3 {
+			return created, err
+		}
+		// A container parent can be reaped between our create of it and the
+		// create of the child; a few attempts settle it.
+		if err := ensureParents(c, root, path, acl); err != nil {
+			return "", err
+		}
+	}
+}
+
+func ensureParents(c *zk.Conn, root, path string, acl []zk.ACL) error {
+	parent := path[:strings.LastIndexByte(path, '/')]
+	var chain []string
+	for p := parent; len(p) > 0 && p != "/"; p = p[:strings.LastIndexByte(p, '/')] {
+		chain = append(chain, p)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		p := chain[i]
+		var err error
+		switch {
+		case len(p) < len(root):
+			// Above our root: not ours to protect.
+			_, err = c.Create(p, nil, 0, zk.WorldACL(zk.PermAll))
+		case p == parent && strings.Count(p[len(root):], "/") >= 2:
+			_, err = c.CreateContainer(p, nil, zk.FlagContainer, acl)
+		default:
+			_, err = c.Create(p, nil, 0, acl)
+		}
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create parent %s: %w", p, err)
+		}
+	}
+	return nil
+}

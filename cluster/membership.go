@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+)
+
+// Membership: every live node keeps one ephemeral znode,
+// <root>/nodes/<node-id>, holding a Node record. The registry creates it in
+// New, re-creates it after a session expiry and deletes it in Close; the
+// lookups below read it through the same watch-swept cache as services.
+
+// peersEntry is what the cache holds for <root>/nodes.
+type peersEntry struct {
+	nodes []*pb.Node
+	addrs []string
+}
+
+// Peers returns the actor addresses of every live node, this one included,
+// from the cache.
+func (r *Registry) Peers(ctx context.Context) ([]string, error) {
+	e, err := r.peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string(nil), e.addrs...), nil
+}
+
+// Nodes returns the Node records of every live node, from the cache. The
+// records are shared and must not be modified.
+func (r *Registry) Nodes(ctx context.Context) ([]*pb.Node, error) {
+	e, err := r.peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append([]*pb.Node(nil), e.nodes...), nil
+}
+
+func (r *Registry) peers(ctx context.Context) (*peersEntry, error) {
+	e, err := r.nodes.get(ctx, "nodes", r.layout.NodesPath())
+	if err != nil {
+		return nil, fmt.Errorf("zkactor: list nodes: %w", err)
+	}
+	return e, nil
+}
+
+func (r *Registry) buildPeers(dir string, children []child) *peersEntry {
+	e := &peersEntry{}
+	for _, c := range children {
+		n := &pb.Node{}
+		if err := proto.Unmarshal(c.data, n); err != nil || n.Address == "" {
+			r.log.Warn("skipping a node znode zkactor cannot read (foreign or corrupt data)",
+				"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
+			continue
+		}
+		e.nodes = append(e.nodes, n)
+		e.addrs = append(e.addrs, n.Address)
+	}
+	return e
+}

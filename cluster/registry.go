@@ -1,0 +1,393 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+)
+
+// MaxMetadataSize bounds the metadata of one registration, in bytes of
+// keys and values. ZooKeeper refuses znodes near 1 MiB by dropping the
+// connection; registrations stay far below that.
+const MaxMetadataSize = 64 << 10
+
+// Options configures a Registry.
+type Options struct {
+	// Root is the znode root of the cluster (default "/zkactor").
+	Root string
+	// NodeID names this node's znode; default: a random id.
+	NodeID string
+	// Logger defaults to the session's.
+	Logger *slog.Logger
+}
+
+// Registry is a node's view of the cluster: it keeps this node's znode
+// under <root>/nodes, the registrations this node made under
+// <root>/services, and a watch-swept cache of what it looked up. It works
+// with any protoactor ActorSystem; the system's remote should be started
+// before New, so that PIDs carry a reachable address.
+type Registry struct {
+	s      *Session
+	layout Layout
+	log    *slog.Logger
+	system *actor.ActorSystem
+	node   *pb.Node
+
+	keeper   *keeper
+	services *dirCache[serviceEntry]
+	nodes    *dirCache[peersEntry]
+	watcher  *actor.PID
+	stopSess func()
+
+	mu     sync.Mutex
+	byPID  map[pidKey]map[string]*registration // PID → name → registration
+	closed bool
+}
+
+type pidKey struct{ address, id string }
+
+func keyOf(pid *actor.PID) pidKey { return pidKey{pid.Address, pid.Id} }
+
+// registration is one (name, PID) this node keeps in ZooKeeper.
+type registration struct {
+	path string
+	meta map[string]string
+	data []byte
+}
+
+// serviceEntry is what the cache holds for one service name.
+type serviceEntry struct {
+	regs []*pb.Registration
+	pids []*actor.PID
+}
+
+// New starts a Registry on session s for system: it creates this node's
+// znode and returns once ZooKeeper has it.
+func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Options) (*Registry, error) {
+	if opts.Root == "" {
+		opts.Root = DefaultRoot
+	}
+	if err := validateRoot(opts.Root); err != nil {
+		return nil, err
+	}
+	if opts.NodeID == "" {
+		opts.NodeID = newID()
+	} else if err := ValidateName(opts.NodeID); err != nil {
+		return nil, fmt.Errorf("node id: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = s.log
+	}
+	r := &Registry{
+		s:      s,
+		layout: Layout{Root: opts.Root},
+		log:    opts.Logger.With("node", opts.NodeID),
+		system: system,
+		node:   &pb.Node{Id: opts.NodeID, Address: system.Address(), StartedAt: timestamppb.Now()},
+		byPID:  map[pidKey]map[string]*registration{},
+	}
+	r.keeper = newKeeper(s, opts.Root)
+	r.services = newDirCache(s, r.buildService)
+	r.nodes = newDirCache(s, r.buildPeers)
+	// Watches end with an expired session; the cache sweeps itself through
+	// them, and this catches anything read while the expiry was under way.
+	r.stopSess = s.Notify(func(ev Event) {
+		if ev.Kind == Expired || ev.NewSession {
+			r.services.sweep()
+			r.nodes.sweep()
+		}
+	})
+	r.watcher = system.Root.Spawn(actor.PropsFromFunc(r.receive))
+
+	data, err := proto.Marshal(r.node)
+	if err == nil {
+		err = r.keeper.keep(ctx, r.layout.NodePath(opts.NodeID), data)
+	}
+	if err != nil {
+		r.shutdown()
+		return nil, fmt.Errorf("zkactor: join cluster %s as node %s: %w", opts.Root, opts.NodeID, err)
+	}
+	r.log.Debug("joined cluster", "root", opts.Root, "address", r.node.Address)
+	return r, nil
+}
+
+// NodeID is this node's id, the name of its znode under <root>/nodes.
+func (r *Registry) NodeID() string { return r.node.Id }
+
+// Layout names the znodes of this registry's cluster.
+func (r *Registry) Layout() Layout { return r.layout }
+
+// Session is the ZooKeeper session the registry borrows.
+func (r *Registry) Session() *Session { return r.s }
+
+// Register registers pid under name, with optional metadata, and returns
+// once ZooKeeper has the registration. Registering the same (name, pid)
+// again is a no-op (or replaces the metadata). The registration lasts until
+// Unregister, until the actor stops (the registry watches it), until Close,
+// or until this process's session ends for good; it survives session
+// expiry, being re-created on the new session.
+func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, metadata map[string]string) error {
+	if err := r.checkArgs(name, pid); err != nil {
+		return fmt.Errorf("zkactor: register %q: %w", name, err)
+	}
+	size := 0
+	for k, v := range metadata {
+		size += len(k) + len(v)
+	}
+	if size > MaxMetadataSize {
+		return fmt.Errorf("zkactor: register %q: metadata of %d bytes: %w (at most %d)", name, size, ErrTooLarge, MaxMetadataSize)
+	}
+	key := keyOf(pid)
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return fmt.Errorf("zkactor: register %q: %w", name, ErrClosed)
+	}
+	names := r.byPID[key]
+	firstName := names == nil
+	reg := names[name]
+	if reg == nil || !maps.Equal(reg.meta, metadata) {
+		rec := &pb.Registration{
+			Name:         name,
+			Pid:          &pb.PID{Address: pid.Address, Id: pid.Id},
+			NodeId:       r.node.Id,
+			NodeAddress:  r.node.Address,
+			Metadata:     maps.Clone(metadata),
+			RegisteredAt: timestamppb.Now(),
+		}
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("zkactor: register %q: %w", name, err)
+		}
+		reg = &registration{
+			path: r.layout.RegistrationPath(name, r.registrationID(pid)),
+			meta: rec.Metadata,
+			data: data,
+		}
+	}
+	if names == nil {
+		names = map[string]*registration{}
+		r.byPID[key] = names
+	}
+	names[name] = reg
+	r.mu.Unlock()
+
+	err := r.keeper.keep(ctx, reg.path, reg.data)
+
+	r.mu.Lock()
+	current := r.byPID[key][name] == reg
+	if err != nil && current {
+		r.forgetLocked(key, name)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("zkactor: register %q: %w", name, err)
+	}
+	if !current {
+		// Unregistered, or the actor stopped, while the create was on the
+		// wire: whoever removed it may have deleted before we created.
+		r.keeper.dropLater(reg.path)
+	}
+	r.services.evict(name)
+	if firstName {
+		r.system.Root.Send(r.watcher, &watchPID{pid: pid})
+	}
+	return nil
+}
+
+// Unregister removes the registration of pid under name, if this node made
+// one. If ZooKeeper cannot be reached within ctx it returns an error and
+// deletes the znode in the background as soon as it can.
+func (r *Registry) Unregister(ctx context.Context, name string, pid *actor.PID) error {
+	if err := r.checkArgs(name, pid); err != nil {
+		return fmt.Errorf("zkactor: unregister %q: %w", name, err)
+	}
+	r.mu.Lock()
+	reg := r.forgetLocked(keyOf(pid), name)
+	r.mu.Unlock()
+	if reg == nil {
+		return nil
+	}
+	err := r.keeper.drop(ctx, reg.path)
+	r.services.evict(name)
+	if err != nil {
+		return fmt.Errorf("zkactor: unregister %q: %w", name, err)
+	}
+	return nil
+}
+
+// forgetLocked removes (key, name) from the local table and stops watching
+// the PID when it was its last name.
+func (r *Registry) forgetLocked(key pidKey, name string) *registration {
+	names := r.byPID[key]
+	reg := names[name]
+	if reg == nil {
+		return nil
+	}
+	delete(names, name)
+	if len(names) == 0 {
+		delete(r.byPID, key)
+		r.system.Root.Send(r.watcher, &unwatchPID{pid: actor.NewPID(key.address, key.id)})
+	}
+	return reg
+}
+
+// GetCapable returns every PID registered under name, cluster-wide, in a
+// stable order. It is served from the cache: only the first lookup after
+// a change reads ZooKeeper. The slice is the caller's; the PIDs in it are
+// shared and must not be modified.
+func (r *Registry) GetCapable(ctx context.Context, name string) ([]*actor.PID, error) {
+	e, err := r.service(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return append([]*actor.PID(nil), e.pids...), nil
+}
+
+// Lookup returns the full registration records under name (PID, node,
+// metadata, time), from the same cache as GetCapable. The records are
+// shared and must not be modified.
+func (r *Registry) Lookup(ctx context.Context, name string) ([]*pb.Registration, error) {
+	e, err := r.service(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return append([]*pb.Registration(nil), e.regs...), nil
+}
+
+func (r *Registry) service(ctx context.Context, name string) (*serviceEntry, error) {
+	if e, ok := r.services.entries.Load(name); ok { // the hit path: a map read
+		return e.(*serviceEntry), nil
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, fmt.Errorf("zkactor: lookup %q: %w", name, err)
+	}
+	e, err := r.services.get(ctx, name, r.layout.ServicePath(name))
+	if err != nil {
+		return nil, fmt.Errorf("zkactor: lookup %q: %w", name, err)
+	}
+	return e, nil
+}
+
+func (r *Registry) buildService(dir string, children []child) *serviceEntry {
+	e := &serviceEntry{}
+	for _, c := range children {
+		rec := &pb.Registration{}
+		if err := proto.Unmarshal(c.data, rec); err != nil || rec.GetPid().GetAddress() == "" || rec.GetPid().GetId() == "" {
+			r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
+				"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
+			continue
+		}
+		e.regs = append(e.regs, rec)
+		e.pids = append(e.pids, actor.NewPID(rec.Pid.Address, rec.Pid.Id))
+	}
+	return e
+}
+
+// registrationID names the znode of (this node, pid): fixed, so that a
+// create retried after a lost connection finds its own znode instead of
+// making a second one.
+func (r *Registry) registrationID(pid *actor.PID) string {
+	sum := sha256.Sum256([]byte(pid.Address + "\x00" + pid.Id))
+	return r.node.Id + "-" + hex.EncodeToString(sum[:8])
+}
+
+func (r *Registry) checkArgs(name string, pid *actor.PID) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if pid == nil || pid.Id == "" {
+		return errors.New("nil or empty PID")
+	}
+	return nil
+}
+
+// Close removes every registration and this node's znode, and stops the
+// registry's watches and actor. It does not close the session.
+func (r *Registry) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	var paths []string
+	for _, names := range r.byPID {
+		for _, reg := range names {
+			paths = append(paths, reg.path)
+		}
+	}
+	r.byPID = map[pidKey]map[string]*registration{}
+	r.mu.Unlock()
+	paths = append(paths, r.layout.NodePath(r.node.Id))
+
+	var errs []error
+	for _, p := range paths {
+		if err := r.keeper.drop(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.shutdown()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("zkactor: close registry (the session's end removes what is left): %w", err)
+	}
+	return nil
+}
+
+func (r *Registry) shutdown() {
+	r.stopSess()
+	_ = r.system.Root.StopFuture(r.watcher).Wait()
+	r.keeper.close()
+	r.services.close()
+	r.nodes.close()
+}
+
+// The registry's actor watches registered PIDs, so that a registration
+// goes as soon as its actor stops.
+type watchPID struct{ pid *actor.PID }
+type unwatchPID struct{ pid *actor.PID }
+
+func (r *Registry) receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *watchPID:
+		c.Watch(m.pid)
+	case *unwatchPID:
+		c.Unwatch(m.pid)
+	case *actor.Terminated:
+		r.terminated(m.Who)
+	}
+}
+
+func (r *Registry) terminated(pid *actor.PID) {
+	key := keyOf(pid)
+	r.mu.Lock()
+	names := r.byPID[key]
+	delete(r.byPID, key)
+	r.mu.Unlock()
+	for name, reg := range names {
+		r.log.Debug("actor stopped: removing its registration", "name", name, "pid", pid.String())
+		r.keeper.dropLater(reg.path)
+		r.services.evict(name)
+	}
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102") + "-" + hex.EncodeToString(b[:])
+}

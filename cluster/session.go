@@ -1,0 +1,499 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Defaults for Config.
+const (
+	DefaultSessionTimeout = 4 * time.Second
+	DefaultRequestTimeout = 10 * time.Second
+)
+
+// DigestAuth holds digest credentials. With them, every znode zkactor
+// creates gets an ACL under which only this identity may change or delete
+// it, and everyone may read it.
+type DigestAuth struct {
+	User     string
+	Password string
+}
+
+// Config configures a Session.
+type Config struct {
+	// Servers is the ZooKeeper ensemble, "host:port" each. Required.
+	Servers []string
+	// SessionTimeout is the requested session timeout (default 4s). The
+	// server clamps it; Session.Timeout reports the negotiated value.
+	SessionTimeout time.Duration
+	// RequestTimeout bounds a call whose ctx has no deadline (default 10s),
+	// so that nothing waits forever for a ZooKeeper that is down.
+	RequestTimeout time.Duration
+	// Auth, when set, is added to the connection and used for ACLs.
+	Auth *DigestAuth
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// EventKind says what happened to a session.
+type EventKind int
+
+const (
+	// Connected: the client has a live session again (the first one, the
+	// same one after a disconnect, or a new one after an expiry).
+	Connected EventKind = iota
+	// Disconnected: the connection to the ensemble was lost. The session
+	// may still be alive on the servers; ephemerals stay until it expires.
+	Disconnected
+	// Expired: the session is gone, and with it every ephemeral znode and
+	// watch it had. A new session follows (NewSession on the next Connected).
+	Expired
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	case Expired:
+		return "expired"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is a change of the session's state, delivered to the functions
+// given to Session.Notify.
+type Event struct {
+	Kind      EventKind
+	SessionID int64
+	// NewSession is set on Connected when the session is not the one
+	// the client had before (after an expiry). Ephemerals must be re-created.
+	NewSession bool
+}
+
+// Session owns the one ZooKeeper connection of a node and the lifetime of
+// its session. The registry, the cache and elections borrow it: they issue
+// requests through it and are told when the session is lost or replaced;
+// none of them manages connections.
+//
+// go-zookeeper re-establishes a new session by itself after an expiry; the
+// Session turns that into an Event{Kind: Connected, NewSession: true} so the
+// borrowers can re-create what they own.
+type Session struct {
+	cfg  Config
+	log  *slog.Logger
+	conn *zk.Conn
+	zkev <-chan zk.Event
+	acl  []zk.ACL
+
+	start       time.Time    // monotonic reference for lastRecv
+	lastRecv    atomic.Int64 // nanoseconds since start when the server last sent a byte
+	negotiated  atomic.Int64 // negotiated session timeout, ms
+	requests    atomic.Int64 // ZooKeeper requests issued
+	closeOnce   sync.Once
+	closed      chan struct{}
+	wg          sync.WaitGroup // the event goroutine and requests in flight
+	queueMu     sync.Mutex
+	queue       []zk.Event
+	queueSignal chan struct{}
+
+	mu        sync.Mutex
+	connected bool
+	ready     chan struct{} // closed while connected with a session
+	sessionID int64
+	listeners map[int]func(Event)
+	nextID    int
+}
+
+// Dial connects to ZooKeeper and waits, within ctx, for the first session.
+func Dial(ctx context.Context, cfg Config) (*Session, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("zkactor: dial: no ZooKeeper servers given")
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Session{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		start:       time.Now(),
+		closed:      make(chan struct{}),
+		queueSignal: make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		listeners:   map[int]func(Event){},
+	}
+	s.negotiated.Store(cfg.SessionTimeout.Milliseconds())
+	s.acl = zk.WorldACL(zk.PermAll)
+	if a := cfg.Auth; a != nil {
+		s.acl = append(zk.DigestACL(zk.PermAll, a.User, a.Password), zk.WorldACL(zk.PermRead)...)
+	}
+	conn, ev, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
+		zk.WithLogger(zkLogger{s}),
+		zk.WithDialer(s.dial),
+		zk.WithHostProvider(&hostProvider{}),
+		zk.WithEventCallback(s.enqueue),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("zkactor: dial %v: %w", cfg.Servers, err)
+	}
+	s.conn, s.zkev = conn, ev
+	s.wg.Add(1)
+	go s.eventLoop()
+
+	if err := s.waitReady(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("zkactor: dial %v: %w", cfg.Servers, err)
+	}
+	if a := cfg.Auth; a != nil {
+		// go-zookeeper re-sends these credentials on every reconnect.
+		if err := conn.AddAuth("digest", []byte(a.User+":"+a.Password)); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("zkactor: add digest auth for %q: %w", a.User, err)
+		}
+	}
+	return s, nil
+}
+
+// Close ends the session: its ephemeral znodes go at once, watches end, and
+// every call in flight returns. Close is idempotent.
+func (s *Session) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.conn.Close()
+		for range s.zkev { // closed when go-zookeeper's goroutines are done
+		}
+		s.wg.Wait()
+	})
+}
+
+// Done is closed when the session is closed.
+func (s *Session) Done() <-chan struct{} { return s.closed }
+
+// ACL is the ACL zkactor puts on the znodes it creates.
+func (s *Session) ACL() []zk.ACL { return s.acl }
+
+// ID is the current ZooKeeper session id (0 while there is none).
+func (s *Session) ID() int64 { return s.conn.SessionID() }
+
+// Timeout is the negotiated session timeout (the requested one until the
+// server has answered).
+func (s *Session) Timeout() time.Duration {
+	return time.Duration(s.negotiated.Load()) * time.Millisecond
+}
+
+// Requests counts the ZooKeeper requests this session has issued. Tests
+// use it to prove that cached lookups cost none.
+func (s *Session) Requests() int64 { return s.requests.Load() }
+
+// Connected reports whether the client has a live session right now.
+func (s *Session) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connected
+}
+
+// SafeUntil is the moment, on this process's monotonic clock, until which
+// the session is certainly still alive on the servers: the last time the
+// server was heard from plus 2/3 of the negotiated timeout. Past it, the
+// servers may already have expired the session and handed what this node
+// held to another. Leaders check it before acting.
+func (s *Session) SafeUntil() time.Time {
+	last := s.start.Add(time.Duration(s.lastRecv.Load()))
+	return last.Add(s.Timeout() * 2 / 3)
+}
+
+// Notify calls fn for every later session event, in order, on the
+// session's own goroutine: fn must not block (hand work to a goroutine you
+// own). The returned function stops the notifications.
+func (s *Session) Notify(fn func(Event)) (stop func()) {
+	s.mu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.listeners[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.listeners, id)
+		s.mu.Unlock()
+	}
+}
+
+// enqueue is go-zookeeper's event callback. It runs on the connection's own
+// goroutine, so it only queues the event for eventLoop.
+func (s *Session) enqueue(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	s.queueMu.Lock()
+	s.queue = append(s.queue, ev)
+	s.queueMu.Unlock()
+	select {
+	case s.queueSignal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) eventLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-s.queueSignal:
+		}
+		s.queueMu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.queueMu.Unlock()
+		for _, ev := range batch {
+			s.handle(ev)
+		}
+	}
+}
+
+func (s *Session) handle(ev zk.Event) {
+	var out *Event
+	s.mu.Lock()
+	switch ev.State {
+	case zk.StateHasSession:
+		id := s.conn.SessionID()
+		if !s.connected || id != s.sessionID {
+			out = &Event{Kind: Connected, SessionID: id, NewSession: id != s.sessionID}
+			s.connected, s.sessionID = true, id
+			close(s.ready)
+		}
+	case zk.StateDisconnected, zk.StateConnecting:
+		if s.connected {
+			s.connected = false
+			s.ready = make(chan struct{})
+			out = &Event{Kind: Disconnected, SessionID: s.sessionID}
+		}
+	case zk.StateExpired:
+		if s.connected {
+			s.connected = false
+			s.ready = make(chan struct{})
+		}
+		out = &Event{Kind: Expired, SessionID: s.sessionID}
+	case zk.StateAuthFailed:
+		s.log.Error("zookeeper authentication failed", "server", ev.Server)
+	}
+	var fns []func(Event)
+	if out != nil {
+		for _, fn := range s.listeners {
+			fns = append(fns, fn)
+		}
+	}
+	s.mu.Unlock()
+	if out == nil {
+		return
+	}
+	s.log.Info("zookeeper session "+out.Kind.String(), "session", fmt.Sprintf("%#x", out.SessionID),
+		"new", out.NewSession, "server", ev.Server, "timeout", s.Timeout())
+	for _, fn := range fns {
+		fn(*out)
+	}
+}
+
+// waitReady waits until the client has a session, ctx ends or the session
+// is closed.
+func (s *Session) waitReady(ctx context.Context) error {
+	s.mu.Lock()
+	ready := s.ready
+	s.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-s.closed:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
+	}
+}
+
+// transient reports errors after which the same request may succeed once
+// the client has (re)connected.
+func transient(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
+}
+
+// Op describes one request for Session.Do: what it is for, in error messages.
+type Op struct {
+	Name string // e.g. "create"
+	Path string
+	// Idempotent requests are retried after a reconnect within ctx.
+	Idempotent bool
+	// Late, if set, is called with the request's outcome when the caller
+	// gave up (ctx ended) before it arrived: a create that succeeds late
+	// must be undone by someone.
+	Late func(error)
+}
+
+// Do runs fn, one ZooKeeper request, on the connection once the client has
+// a session, waiting at most until ctx ends (or RequestTimeout when ctx has
+// no deadline). The error names the operation and the path.
+func (s *Session) Do(ctx context.Context, op Op, fn func(*zk.Conn) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+	}
+	for {
+		if err := s.waitReady(ctx); err != nil {
+			return fmt.Errorf("%s %s: %w", op.Name, op.Path, err)
+		}
+		err := s.run(ctx, fn, op.Late)
+		if err == nil {
+			return nil
+		}
+		if op.Idempotent && transient(err) && ctx.Err() == nil {
+			continue
+		}
+		if errors.Is(err, zk.ErrConnectionClosed) && isClosed(s.closed) {
+			err = ErrClosed
+		}
+		return fmt.Errorf("%s %s: %w", op.Name, op.Path, err)
+	}
+}
+
+// run executes fn on a goroutine the session owns, so that the caller can
+// stop waiting when ctx ends; go-zookeeper's calls take no context.
+func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(error)) error {
+	s.requests.Add(1)
+	var (
+		mu        sync.Mutex
+		abandoned bool
+	)
+	done := make(chan error, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := fn(s.conn)
+		mu.Lock()
+		gone := abandoned
+		mu.Unlock()
+		if gone && late != nil {
+			late(err)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		mu.Lock()
+		abandoned = true
+		mu.Unlock()
+		select {
+		case err := <-done: // it finished in the meantime: its result counts
+			return err
+		default:
+		}
+		return fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// dial is go-zookeeper's Dialer: every connection is wrapped so that each
+// byte from the server moves SafeUntil forward.
+func (s *Session) dial(network, address string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout(network, address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &recvConn{Conn: c, s: s}, nil
+}
+
+type recvConn struct {
+	net.Conn
+	s *Session
+}
+
+func (c *recvConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.s.lastRecv.Store(int64(time.Since(c.s.start)))
+	}
+	return n, err
+}
+
+// zkLogger routes go-zookeeper's log lines to slog at Debug and picks the
+// negotiated session timeout out of them: go-zookeeper has no API for it.
+type zkLogger struct{ s *Session }
+
+func (l zkLogger) Printf(format string, args ...any) {
+	if format == "authenticated: id=%d, timeout=%d" && len(args) == 2 {
+		if ms, ok := args[1].(int32); ok && ms > 0 {
+			l.s.negotiated.Store(int64(ms))
+		}
+	}
+	l.s.log.Debug("zk: " + fmt.Sprintf(format, args...))
+}
+
+// hostProvider walks the servers in a shuffled ring. When it has tried
+// them all without success it pauses briefly itself and never reports a
+// wrap-around, so go-zookeeper does not add its fixed one-second sleep:
+// after a server restart or a leader election the client is back within
+// about 100 ms of the ensemble.
+type hostProvider struct {
+	mu      sync.Mutex
+	servers []string
+	next    int
+	tried   int
+}
+
+const reconnectPause = 100 * time.Millisecond
+
+func (h *hostProvider) Init(servers []string) error {
+	h.servers = append([]string(nil), servers...)
+	rand.Shuffle(len(h.servers), func(i, j int) { h.servers[i], h.servers[j] = h.servers[j], h.servers[i] })
+	return nil
+}
+
+func (h *hostProvider) Len() int { return len(h.servers) }
+
+func (h *hostProvider) Next() (string, bool) {
+	h.mu.Lock()
+	pause := h.tried >= len(h.servers)
+	if pause {
+		h.tried = 0
+	}
+	server := h.servers[h.next]
+	h.next = (h.next + 1) % len(h.servers)
+	h.tried++
+	h.mu.Unlock()
+	if pause {
+		time.Sleep(reconnectPause) // runs on go-zookeeper's connect goroutine, between attempts
+	}
+	return server, false
+}
+
+func (h *hostProvider) Connected() {
+	h.mu.Lock()
+	h.tried = 0
+	h.mu.Unlock()
+}

@@ -1,0 +1,209 @@
+package zktest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Cluster is a standalone ZooKeeper server or an ensemble of servers, each a JVM owned by the
+// test process. Servers are numbered from 0 in the order of [Cluster.Addrs].
+//
+// The methods that take no testing.TB report failures to the test that started the cluster,
+// so call them from that test's goroutine. On the [Shared] cluster they panic instead; other
+// tests use it, so leave its server running.
+type Cluster struct {
+	tb      testing.TB // fails the owning test; nil for the shared cluster
+	servers []*server
+}
+
+// Start starts one standalone server and waits until it serves. It is stopped when the test
+// and its subtests end. Start fails the test if ZooKeeper is not installed or cannot start.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	return start(t, 1)
+}
+
+// StartEnsemble starts an ensemble of n servers (usually 3) on loopback and waits until every
+// one of them serves, that is, until they have elected a leader. It is stopped when the test
+// and its subtests end. StartEnsemble(t, 1) is Start(t).
+func StartEnsemble(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("zktest: StartEnsemble(%d): need at least one server", n)
+	}
+	return start(t, n)
+}
+
+func start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c, err := startCluster(n, func() (string, error) { return t.TempDir(), nil })
+	if err != nil {
+		t.Fatalf("zktest: %v", err)
+	}
+	c.tb = t
+	t.Cleanup(c.close)
+	return c
+}
+
+// startCluster starts n servers in fresh directories made by mkdir, retrying with other ports
+// if one of the ports picked as free was taken before a server could bind it.
+func startCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
+	var err error
+	for range startAttempts {
+		var c *Cluster
+		c, err = tryStartCluster(n, mkdir)
+		if err == nil {
+			return c, nil
+		}
+		var bind *bindError
+		if !errors.As(err, &bind) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%d attempts to find free ports failed; the last: %w", startAttempts, err)
+}
+
+func tryStartCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
+	portsPerServer := 3 // client, peer, election
+	if n == 1 {
+		portsPerServer = 1
+	}
+	ports, err := freePorts(n * portsPerServer)
+	if err != nil {
+		return nil, fmt.Errorf("pick free ports: %w", err)
+	}
+	c := &Cluster{}
+	for i := range n {
+		dir, err := mkdir()
+		if err != nil {
+			return nil, err
+		}
+		s := &server{id: i + 1, dir: dir, clientPort: ports[i*portsPerServer]}
+		if n > 1 {
+			s.peerPort, s.electionPort = ports[i*portsPerServer+1], ports[i*portsPerServer+2]
+		}
+		c.servers = append(c.servers, s)
+	}
+	if err := writeConfigs(c.servers); err != nil {
+		return nil, fmt.Errorf("write zoo.cfg: %w", err)
+	}
+	for _, s := range c.servers {
+		if err := s.start(); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	// One deadline for all: ensemble members serve together, once they have a leader.
+	deadline := time.Now().Add(startTimeout)
+	for _, s := range c.servers {
+		if err := s.waitServing(time.Until(deadline)); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// close kills every server and waits until they have exited.
+func (c *Cluster) close() {
+	for _, s := range c.servers {
+		s.kill()
+	}
+}
+
+// fatalf fails the owning test, or panics for the shared cluster, which has none.
+func (c *Cluster) fatalf(format string, args ...any) {
+	if c.tb == nil {
+		panic(fmt.Sprintf("zktest: "+format, args...))
+	}
+	c.tb.Helper()
+	c.tb.Fatalf("zktest: "+format, args...)
+}
+
+func (c *Cluster) server(i int) *server {
+	if i < 0 || i >= len(c.servers) {
+		c.fatalf("no server %d in a cluster of %d", i, len(c.servers))
+	}
+	return c.servers[i]
+}
+
+// Addrs returns the client address ("127.0.0.1:port") of each server.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		addrs[i] = s.addr()
+	}
+	return addrs
+}
+
+// Len returns the number of servers, running or not.
+func (c *Cluster) Len() int { return len(c.servers) }
+
+// Kill crashes server i with SIGKILL and waits until it has exited. Killing a server that is
+// not running does nothing.
+func (c *Cluster) Kill(i int) {
+	c.server(i).kill()
+}
+
+// Stop shuts server i down with SIGTERM and waits until it has exited. A server that ignores
+// SIGTERM is killed and fails the test.
+func (c *Cluster) Stop(i int) {
+	if err := c.server(i).stop(); err != nil {
+		c.fatalf("%v", err)
+	}
+}
+
+// Restart starts server i again, after Kill or Stop, with the same configuration, data and
+// ports, and waits until it serves. An ensemble member serves once it has joined a quorum.
+func (c *Cluster) Restart(i int) {
+	s := c.server(i)
+	if s.running() {
+		c.fatalf("Restart(%d): server %s is still running; Kill or Stop it first", i, s.addr())
+	}
+	if err := s.start(); err != nil {
+		c.fatalf("Restart(%d): %v", i, err)
+	}
+	if err := s.waitServing(startTimeout); err != nil {
+		c.fatalf("Restart(%d): %v", i, err)
+	}
+}
+
+// WaitServing waits until server i serves clients: standalone, or an ensemble member that
+// follows or leads a quorum.
+func (c *Cluster) WaitServing(t testing.TB, i int) {
+	t.Helper()
+	if err := c.server(i).waitServing(startTimeout); err != nil {
+		t.Fatalf("zktest: %v", err)
+	}
+}
+
+// Leader waits until a running server reports Mode: leader in its srvr reply and returns its
+// index. For a standalone server it returns 0 once the server serves.
+func (c *Cluster) Leader(t testing.TB) int {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		for i, s := range c.servers {
+			if !s.running() {
+				continue
+			}
+			reply, err := srvr(s.addr())
+			if err == nil && (strings.Contains(reply, "Mode: leader") || strings.Contains(reply, "Mode: standalone")) {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zktest: no server reported Mode: leader within %v", startTimeout)
+		}
+		time.Sleep(probeInterval)
+	}
+}
+
+// Srvr returns server i's raw reply to the srvr four-letter word: its version, latency,
+// connection and znode counts, zxid and Mode.
+func (c *Cluster) Srvr(i int) (string, error) {
+	return srvr(c.server(i).addr())
+}

@@ -1,0 +1,69 @@
+package zktest
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// shared is the standalone server of this test process, started by the first Shared call.
+var shared struct {
+	mu  sync.Mutex
+	c   *Cluster
+	dir string
+	err error // why it did not start; later callers fail with it too
+}
+
+// Shared returns the test process's standalone server, starting it on first use. It runs until
+// [Main] stops it, so a package that uses Shared must call Main from TestMain. Tests share it:
+// keep under [Root] and do not Kill, Stop or Restart it.
+func Shared(t testing.TB) *Cluster {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.c == nil && shared.err == nil {
+		shared.dir, shared.err = os.MkdirTemp("", "zktest-shared-")
+		if shared.err == nil {
+			shared.c, shared.err = startCluster(1, func() (string, error) {
+				return os.MkdirTemp(shared.dir, "server-")
+			})
+		}
+	}
+	if shared.err != nil {
+		t.Fatalf("zktest: the shared server did not start: %v", shared.err)
+	}
+	return shared.c
+}
+
+func stopShared() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.c != nil {
+		shared.c.close()
+		shared.c = nil
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir) // a leftover temporary directory is not worth failing for
+		shared.dir = ""
+	}
+}
+
+// Main runs the tests of a package, stops the shared server, and then, if the tests passed,
+// fails the run if any goroutine is left over (as goleak.VerifyTestMain does). Call it from
+// TestMain:
+//
+//	func TestMain(m *testing.M) { zktest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	stopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "zktest: goroutines left over after the tests passed: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
