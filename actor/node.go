@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/global"
 )
 
 // DigestAuth holds ZooKeeper digest credentials; see Config.Auth.
@@ -54,6 +55,7 @@ type Node struct {
 	remote   *remote.Remote
 	session  *cluster.Session
 	registry *cluster.Registry
+	globals  *global.Elections
 
 	stopOnce sync.Once
 	stopErr  error
@@ -113,6 +115,7 @@ func Bootstrap(ctx context.Context, cfg Config) (*Node, error) {
 		n.stopActors()
 		return nil, fmt.Errorf("zkactor: bootstrap: %w", err)
 	}
+	n.globals = global.New(n.system, n.registry, global.Options{Logger: cfg.Logger})
 	n.log = cfg.Logger.With("node", n.registry.NodeID())
 	return n, nil
 }
@@ -140,8 +143,10 @@ type minLevel struct {
 func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler { return minLevel{h.Handler.WithAttrs(a), h.min} }
-func (h minLevel) WithGroup(g string) slog.Handler      { return minLevel{h.Handler.WithGroup(g), h.min} }
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
 
 // System is the node's protoactor ActorSystem.
 func (n *Node) System() *actor.ActorSystem { return n.system }
@@ -154,6 +159,25 @@ func (n *Node) Address() string { return n.system.Address() }
 
 // Registry is the node's cluster registry, for what Node does not wrap.
 func (n *Node) Registry() *cluster.Registry { return n.registry }
+
+// Elections is the node's election runner, for what Node does not wrap
+// (Observe, Resign, Epoch, Leader).
+func (n *Node) Elections() *global.Elections { return n.globals }
+
+// RegisterCandidate puts this node up for the global process name and
+// returns at once with the PID of the currently elected global, this
+// node's or another's. props is spawned here only if and when this node is
+// elected; its first message is a *zkactorv1.Elected with the term's
+// fencing epoch. See global.Elections.RegisterCandidate.
+func (n *Node) RegisterCandidate(ctx context.Context, name string, props *actor.Props) (*actor.PID, error) {
+	return n.globals.RegisterCandidate(ctx, name, props)
+}
+
+// WhereisGlobal returns the PID of the global process name, from the
+// watch-swept cache; errors.Is(err, global.ErrNotFound) when none runs.
+func (n *Node) WhereisGlobal(ctx context.Context, name string) (*actor.PID, error) {
+	return n.globals.WhereisGlobal(ctx, name)
+}
 
 // Session is the node's ZooKeeper session.
 func (n *Node) Session() *cluster.Session { return n.session }
@@ -245,12 +269,14 @@ func (n *Node) NSendPeers(ctx context.Context, name string, msg proto.Message) e
 	return nil
 }
 
-// Stop unregisters everything this node registered, closes its ZooKeeper
+// Stop resigns every candidacy (a running global stops and the next
+// candidate elsewhere takes over at once), unregisters everything this
+// node registered, closes its ZooKeeper
 // session (its ephemeral znodes go at once), and stops the remote and the
 // actor system. It is idempotent; later calls return the first's result.
 func (n *Node) Stop(ctx context.Context) error {
 	n.stopOnce.Do(func() {
-		n.stopErr = n.registry.Close(ctx)
+		n.stopErr = errors.Join(n.globals.Close(ctx), n.registry.Close(ctx))
 		n.session.Close()
 		n.stopActors()
 	})

@@ -314,6 +314,15 @@ func createEphemeral(c *zk.Conn, root, path string, data []byte, acl []zk.ACL) (
 	return createWithParents(c, root, path, data, zk.FlagEphemeral, acl)
 }
 
+// CreateWithParents creates path with the given flags, creating missing
+// parents as createEphemeral does: the immediate parent, when it lies two
+// or more levels below root, as a container; the others persistent (those
+// above root with an open ACL, root and below with acl). It retries a few
+// times when a container parent is reaped under it.
+func CreateWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	return createWithParents(c, root, path, data, flags, acl)
+}
+
 func createWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
 	for attempt := 0; ; attempt++ {
 		created, err := c.Create(path, data, flags, acl)

@@ -57,6 +57,11 @@ const (
 	// Expired: the session is gone, and with it every ephemeral znode and
 	// watch it had. A new session follows (NewSession on the next Connected).
 	Expired
+	// Paused: this process did not run for a third of the session timeout
+	// or more (SIGSTOP, a VM freeze, a stalled machine). The servers may
+	// have expired the session meanwhile; SafeUntil stays in the past until
+	// a request issued after the pause has been answered.
+	Paused
 )
 
 func (k EventKind) String() string {
@@ -67,6 +72,8 @@ func (k EventKind) String() string {
 		return "disconnected"
 	case Expired:
 		return "expired"
+	case Paused:
+		return "paused"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -100,6 +107,8 @@ type Session struct {
 	lastRecv    atomic.Int64 // nanoseconds since start when the server last sent a byte
 	negotiated  atomic.Int64 // negotiated session timeout, ms
 	requests    atomic.Int64 // ZooKeeper requests issued
+	lastTick    atomic.Int64 // nanoseconds since start at the pause watcher's last tick
+	suspectAt   atomic.Int64 // nanoseconds since start when a pause was seen; 0 = none
 	closeOnce   sync.Once
 	closed      chan struct{}
 	wg          sync.WaitGroup // the event goroutine and requests in flight
@@ -153,8 +162,9 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("zkactor: dial %v: %w", cfg.Servers, err)
 	}
 	s.conn, s.zkev = conn, ev
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.eventLoop()
+	go s.watchPauses()
 
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
@@ -213,9 +223,64 @@ func (s *Session) Connected() bool {
 // server was heard from plus 2/3 of the negotiated timeout. Past it, the
 // servers may already have expired the session and handed what this node
 // held to another. Leaders check it before acting.
+//
+// After a pause of the whole process (see Paused) SafeUntil is the zero
+// time until a request issued after the pause has been answered: bytes
+// read right after a pause may have been sent before it.
 func (s *Session) SafeUntil() time.Time {
+	if s.paused() {
+		return time.Time{}
+	}
 	last := s.start.Add(time.Duration(s.lastRecv.Load()))
 	return last.Add(s.Timeout() * 2 / 3)
+}
+
+// pauseTick is how often the pause watcher looks at the clock.
+const pauseTick = 20 * time.Millisecond
+
+// paused reports a pause that no answered request has cleared yet. It also
+// sees a pause before the watcher's first tick after it, so that a leader
+// checking right after waking up is not fooled.
+func (s *Session) paused() bool {
+	if s.suspectAt.Load() != 0 {
+		return true
+	}
+	return time.Since(s.start)-time.Duration(s.lastTick.Load()) > s.Timeout()/3
+}
+
+// watchPauses notices that the process was not running (its ticks stopped)
+// for a third of the session timeout or more.
+func (s *Session) watchPauses() {
+	defer s.wg.Done()
+	t := time.NewTicker(pauseTick)
+	defer t.Stop()
+	s.lastTick.Store(int64(time.Since(s.start)))
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		now := time.Since(s.start)
+		gap := now - time.Duration(s.lastTick.Swap(int64(now)))
+		if gap > s.Timeout()/3 {
+			s.suspectAt.Store(int64(now))
+			s.log.Warn("this process was paused; ZooKeeper may have expired its session", "pause", gap.Round(time.Millisecond))
+			s.emit(Event{Kind: Paused, SessionID: s.ID()})
+		}
+	}
+}
+
+func (s *Session) emit(ev Event) {
+	s.mu.Lock()
+	fns := make([]func(Event), 0, len(s.listeners))
+	for _, fn := range s.listeners {
+		fns = append(fns, fn)
+	}
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
 }
 
 // Notify calls fn for every later session event, in order, on the
@@ -293,21 +358,13 @@ func (s *Session) handle(ev zk.Event) {
 	case zk.StateAuthFailed:
 		s.log.Error("zookeeper authentication failed", "server", ev.Server)
 	}
-	var fns []func(Event)
-	if out != nil {
-		for _, fn := range s.listeners {
-			fns = append(fns, fn)
-		}
-	}
 	s.mu.Unlock()
 	if out == nil {
 		return
 	}
 	s.log.Info("zookeeper session "+out.Kind.String(), "session", fmt.Sprintf("%#x", out.SessionID),
 		"new", out.NewSession, "server", ev.Server, "timeout", s.Timeout())
-	for _, fn := range fns {
-		fn(*out)
-	}
+	s.emit(*out)
 }
 
 // waitReady waits until the client has a session, ctx ends or the session
@@ -326,8 +383,11 @@ func (s *Session) waitReady(ctx context.Context) error {
 	}
 }
 
-// transient reports errors after which the same request may succeed once
-// the client has (re)connected.
+// IsTransient reports errors after which the same request may succeed
+// once the client has (re)connected. For a create, the outcome of such a
+// request is unknown: it may have been applied.
+func IsTransient(err error) bool { return transient(err) }
+
 func transient(err error) bool {
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
 		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
@@ -376,6 +436,7 @@ func (s *Session) Do(ctx context.Context, op Op, fn func(*zk.Conn) error) error 
 // stop waiting when ctx ends; go-zookeeper's calls take no context.
 func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(error)) error {
 	s.requests.Add(1)
+	issued := int64(time.Since(s.start))
 	var (
 		mu        sync.Mutex
 		abandoned bool
@@ -395,6 +456,13 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 	}()
 	select {
 	case err := <-done:
+		if err == nil || !transient(err) {
+			// The server answered a request sent after any pause seen so
+			// far: the session is alive, and SafeUntil counts again.
+			if at := s.suspectAt.Load(); at != 0 && issued > at {
+				s.suspectAt.CompareAndSwap(at, 0)
+			}
+		}
 		return err
 	case <-ctx.Done():
 		mu.Lock()

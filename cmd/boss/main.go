@@ -1,0 +1,192 @@
+// Command boss is zkactor's port of the "boss" example of Cloud Haskell's
+// distributed-process-zookeeper: one global boss delegates the jobs that
+// transient requestors submit to a pool of workers, which are also the
+// candidates to take over when the boss fails.
+//
+//	boss [flags]                 persistent node: boss candidate, worker otherwise
+//	boss [flags] job words...    requestor: submit one job and exit
+//
+// Jobs are recorded in ZooKeeper (under <root>/jobs) before the boss
+// acknowledges them and deleted when a worker reports them done, so an
+// acknowledged job runs at least once whatever fails. See boss -h.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	zka "github.com/zkactor/zkactor/actor"
+)
+
+const (
+	joinTimeout = 15 * time.Second // to reach ZooKeeper and join the cluster
+	stopTimeout = 5 * time.Second  // to unregister and leave on the way out
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+type options struct {
+	servers        string
+	root           string
+	listen         string
+	sessionTimeout time.Duration
+	verbose        bool
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("boss", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.servers, "zk", envOr("ZK_SERVERS", "localhost:2181"), "ZooKeeper servers, `host:port[,host:port...]` (env ZK_SERVERS)")
+	fs.StringVar(&o.root, "root", envOr("ZKACTOR_ROOT", "/zkactor"), "znode `path` under which the cluster lives (env ZKACTOR_ROOT)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "`host:port` of this node's actor remote (port 0: any free port)")
+	fs.DurationVar(&o.sessionTimeout, "session-timeout", 4*time.Second, "ZooKeeper session `timeout`: how soon a dead node's boss or worker role passes on")
+	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr (default: warnings and errors only)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage:
+  boss [flags]                 start a persistent node: it stands for the global "boss"
+                               and, unless elected at once, works as a "worker".
+                               Enter on stdin, SIGINT or SIGTERM stops it.
+  boss [flags] job words...    submit one job to the boss; exit 0 once it is accepted.
+                               A word "sleep:DURATION" (e.g. sleep:2s) makes the job take that long.
+
+Flags (before the job words):
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	host, portText, err := net.SplitHostPort(o.listen)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		fmt.Fprintf(stderr, "boss: -listen %q: want host:port\n", o.listen)
+		return 2
+	}
+	var servers []string
+	for _, s := range strings.Split(o.servers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			servers = append(servers, s)
+		}
+	}
+	where := fmt.Sprintf("ZooKeeper %s, root %s", strings.Join(servers, ","), o.root)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
+	node, err := zka.Bootstrap(joinCtx, zka.Config{
+		Servers:        servers,
+		Root:           o.root,
+		Host:           host,
+		Port:           port,
+		SessionTimeout: o.sessionTimeout,
+		Logger:         log,
+	})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "boss: cannot join the cluster (%s): %v\n", where, err)
+		return 1
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		if err := node.Stop(stopCtx); err != nil {
+			log.Warn("leaving the cluster", "err", err)
+		}
+	}()
+
+	out := &printer{w: stdout}
+	if fs.NArg() > 0 {
+		return submit(ctx, node, strings.Join(fs.Args(), " "), out, stderr, where)
+	}
+	return persist(ctx, node, o, out, stdin, stderr, log)
+}
+
+// persist runs a persistent node until Enter on stdin or a signal (ctx).
+func persist(ctx context.Context, node *zka.Node, o options, out *printer, stdin io.Reader, stderr io.Writer, log *slog.Logger) int {
+	out.say("Starting persistent process - press <Enter> to exit.")
+	worker, err := node.System().Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return &workerActor{out: out}
+	}), "worker")
+	if err != nil {
+		fmt.Fprintf(stderr, "boss: start worker: %v\n", err)
+		return 1
+	}
+	jobs := newJobStore(node.Session(), o.root)
+	bossProps := actor.PropsFromProducer(func() actor.Actor {
+		return newBoss(node, jobs, out, log, o.sessionTimeout)
+	})
+	boss, err := node.RegisterCandidate(ctx, "boss", bossProps)
+	if err != nil {
+		fmt.Fprintf(stderr, "boss: stand for boss: %v\n", err)
+		return 1
+	}
+	// As in the original, the first boss only delegates; every other node
+	// works, and keeps working if it becomes the boss later.
+	if boss == nil || boss.Address != node.Address() {
+		if err := node.Register(ctx, "worker", worker); err != nil {
+			fmt.Fprintf(stderr, "boss: register worker: %v\n", err)
+			return 1
+		}
+		out.say("Worker waiting for task...")
+	}
+
+	// The stdin reader cannot be interrupted; it ends with the process.
+	// End of input (e.g. stdin is /dev/null in the background) is not Enter.
+	enter := make(chan struct{})
+	go func() {
+		if _, err := bufio.NewReader(stdin).ReadString('\n'); err == nil {
+			close(enter)
+		}
+	}()
+	select {
+	case <-enter:
+	case <-ctx.Done():
+	}
+	out.say("Stopping.")
+	return 0
+}
+
+// printer writes the program's output lines, whole, from any goroutine.
+type printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (p *printer) say(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
