@@ -441,12 +441,7 @@ func (el *election) run() {
 				}
 				continue
 			}
-			t := el.currentTerm()
-			if !el.waitEvents(ctx, t.done) {
-				return
-			}
-			if t.ended.Load() == false && isClosed(t.done) {
-				el.log.Info("the global stopped: ending the candidacy")
+			if !el.hold(ctx) {
 				return
 			}
 		default:
@@ -471,6 +466,41 @@ func (el *election) run() {
 			case <-el.wake:
 			case <-ctx.Done():
 				return
+			}
+		}
+	}
+}
+
+// hold waits while this node leads. It returns to the loop (true) to
+// re-check the queue after a session event or a deposition, and false when
+// the candidacy ends: the global stopped by itself, or the candidacy was
+// ended. The lease is checked on the clock alone, never by a request that
+// could hang on a partitioned connection.
+func (el *election) hold(ctx context.Context) bool {
+	t := el.currentTerm()
+	for {
+		timer := time.NewTimer(max(time.Until(el.e.s.SafeUntil()), 0) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-t.done:
+			timer.Stop()
+			if !t.ended.Load() {
+				el.log.Info("the global stopped: ending the candidacy")
+				return false
+			}
+			return true // stopped by the guard: deposed
+		case <-el.wake:
+			timer.Stop()
+			if !el.safe() {
+				el.depose("cannot vouch for the ZooKeeper session (disconnected or paused)")
+			}
+			return true
+		case <-timer.C:
+			if !el.safe() {
+				el.depose("lost contact with ZooKeeper for 2/3 of the session timeout")
+				return true
 			}
 		}
 	}
