@@ -1,0 +1,80 @@
+package global_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// BenchmarkWhereisGlobalHit measures a cached WhereisGlobal.
+func BenchmarkWhereisGlobalHit(b *testing.B) {
+	zkc := zktest.Shared(b)
+	root := zktest.Root(b)
+	var j journal
+	n := newNode(b, zkc.Addrs(), root, 4*time.Second)
+	ctx := context.Background()
+	if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props("n")); err != nil {
+		b.Fatal(err)
+	}
+	j.oneRunning(b)
+	if _, err := n.elections.WhereisGlobal(ctx, "boss"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := n.elections.WhereisGlobal(ctx, "boss"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGracefulFailover measures, per run, the time from stopping the
+// running global until a new global runs on another node and a third
+// node's WhereisGlobal returns it; it reports the median and p99.
+func BenchmarkGracefulFailover(b *testing.B) {
+	zkc := zktest.Shared(b)
+	root := zktest.Root(b)
+	var j journal
+	x := newNode(b, zkc.Addrs(), root, 4*time.Second)
+	y := newNode(b, zkc.Addrs(), root, 4*time.Second)
+	observer := newNode(b, zkc.Addrs(), root, 4*time.Second)
+	ctx := context.Background()
+	var samples []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		for _, n := range []*node{x, y} {
+			if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint(i))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cur := j.oneRunning(b)
+		owner := x
+		if cur.pid.Address == y.system.Address() {
+			owner = y
+		}
+		b.StartTimer()
+		start := time.Now()
+		owner.system.Root.Stop(cur.pid)
+		for {
+			r := j.running()
+			if len(r) == 1 && !r[0].pid.Equal(cur.pid) {
+				if got, err := observer.elections.WhereisGlobal(ctx, "boss"); err == nil && got.Equal(r[0].pid) {
+					break
+				}
+			}
+			if time.Since(start) > 10*time.Second {
+				b.Fatal("no failover within 10s")
+			}
+		}
+		samples = append(samples, time.Since(start))
+	}
+	slices.Sort(samples)
+	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "ms-p50")
+	b.ReportMetric(float64(samples[len(samples)*99/100].Microseconds())/1000, "ms-p99")
+}
