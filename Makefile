@@ -23,5 +23,6 @@ bench:
 proto:
 	scripts/genproto.sh
 
+# The boss example as a story: its own ZooKeeper on a free port, a boss, two workers, a failover.
 demo:
-	@echo "demo: comes with cmd/boss"
+	scripts/demo.sh

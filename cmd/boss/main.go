@@ -34,7 +34,7 @@ import (
 
 const (
 	joinTimeout = 15 * time.Second // to reach ZooKeeper and join the cluster
-	stopTimeout = 5 * time.Second  // to unregister and leave on the way out
+	stopTimeout = 3 * time.Second  // to unregister and leave on the way out
 )
 
 func main() {
@@ -112,13 +112,7 @@ Flags (before the job words):
 		fmt.Fprintf(stderr, "boss: cannot join the cluster (%s): %v\n", where, err)
 		return 1
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		defer cancel()
-		if err := node.Stop(stopCtx); err != nil {
-			log.Warn("leaving the cluster", "err", err)
-		}
-	}()
+	defer leave(node, log)
 
 	out := &printer{w: stdout}
 	if fs.NArg() > 0 {
@@ -170,6 +164,26 @@ func persist(ctx context.Context, node *zka.Node, o options, out *printer, stdin
 	}
 	out.say("Stopping.")
 	return 0
+}
+
+// leave stops the node, waiting at most stopTimeout. Node.Stop closes the
+// ZooKeeper session first (so the node's registrations and candidacy go at
+// once) and then protoactor's remote, whose shutdown waits for endpoint
+// writers still retrying a dead peer (e.g. a killed boss a Done was sent
+// to) for up to about 10 s; the process need not wait for that.
+func leave(node *zka.Node, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- node.Stop(ctx) }() // ends with the process if it outlasts ctx
+	select {
+	case err := <-stopped:
+		if err != nil {
+			log.Warn("leaving the cluster", "err", err)
+		}
+	case <-ctx.Done():
+		log.Warn("leaving the cluster: node stop took too long; exiting anyway", "timeout", stopTimeout)
+	}
 }
 
 // printer writes the program's output lines, whole, from any goroutine.

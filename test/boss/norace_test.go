@@ -1,0 +1,5 @@
+//go:build !race
+
+package boss_test
+
+const raceBuild = false
