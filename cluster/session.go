@@ -155,7 +155,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	conn, ev, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{s}),
 		zk.WithDialer(s.dial),
-		zk.WithHostProvider(&hostProvider{}),
+		zk.WithHostProvider(&hostProvider{closed: s.closed}),
 		zk.WithEventCallback(s.enqueue),
 	)
 	if err != nil {
@@ -528,6 +528,7 @@ func (l zkLogger) Printf(format string, args ...any) {
 // after a server restart or a leader election the client is back within
 // about 100 ms of the ensemble.
 type hostProvider struct {
+	closed  <-chan struct{} // the session's: once closed, report a wrap-around so go-zookeeper sees Close
 	mu      sync.Mutex
 	servers []string
 	next    int
@@ -557,7 +558,9 @@ func (h *hostProvider) Next() (string, bool) {
 	if pause {
 		time.Sleep(reconnectPause) // runs on go-zookeeper's connect goroutine, between attempts
 	}
-	return server, false
+	// go-zookeeper checks for Close only on a wrap-around; while every
+	// dial is refused it would otherwise loop for ever after Close.
+	return server, isClosed(h.closed)
 }
 
 func (h *hostProvider) Connected() {
