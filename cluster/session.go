@@ -59,8 +59,8 @@ const (
 	Expired
 	// Paused: this process did not run for a third of the session timeout
 	// or more (SIGSTOP, a VM freeze, a stalled machine). The servers may
-	// have expired the session meanwhile; SafeUntil stays in the past until
-	// a request issued after the pause has been answered.
+	// have expired the session meanwhile; SafeUntil, measured on the
+	// monotonic clock, tells whether the lease outlived the pause.
 	Paused
 )
 
@@ -103,17 +103,18 @@ type Session struct {
 	zkev <-chan zk.Event
 	acl  []zk.ACL
 
-	start       time.Time    // monotonic reference for lastRecv
-	lastRecv    atomic.Int64 // nanoseconds since start when the server last sent a byte
+	start       time.Time    // monotonic reference for the durations below
 	negotiated  atomic.Int64 // negotiated session timeout, ms
 	requests    atomic.Int64 // ZooKeeper requests issued
 	lastTick    atomic.Int64 // nanoseconds since start at the pause watcher's last tick
-	suspectAt   atomic.Int64 // nanoseconds since start when a pause was seen; 0 = none
+	connGen     atomic.Uint64 // counts the connections dialed; identifies the current one
+	dialedAt    atomic.Int64  // nanoseconds since start when the current connection was dialed
+	lease       lease
 	closeOnce   sync.Once
 	closed      chan struct{}
 	wg          sync.WaitGroup // the event goroutine and requests in flight
 	queueMu     sync.Mutex
-	queue       []zk.Event
+	queue       []queuedEvent
 	queueSignal chan struct{}
 
 	mu        sync.Mutex
@@ -162,9 +163,11 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("zkactor: dial %v: %w", cfg.Servers, err)
 	}
 	s.conn, s.zkev = conn, ev
-	s.wg.Add(2)
+	s.lease.kick = make(chan struct{}, 1)
+	s.wg.Add(3)
 	go s.eventLoop()
 	go s.watchPauses()
+	go s.keepLease()
 
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
@@ -218,35 +221,8 @@ func (s *Session) Connected() bool {
 	return s.connected
 }
 
-// SafeUntil is the moment, on this process's monotonic clock, until which
-// the session is certainly still alive on the servers: the last time the
-// server was heard from plus 2/3 of the negotiated timeout. Past it, the
-// servers may already have expired the session and handed what this node
-// held to another. Leaders check it before acting.
-//
-// After a pause of the whole process (see Paused) SafeUntil is the zero
-// time until a request issued after the pause has been answered: bytes
-// read right after a pause may have been sent before it.
-func (s *Session) SafeUntil() time.Time {
-	if s.paused() {
-		return time.Time{}
-	}
-	last := s.start.Add(time.Duration(s.lastRecv.Load()))
-	return last.Add(s.Timeout() * 2 / 3)
-}
-
 // pauseTick is how often the pause watcher looks at the clock.
 const pauseTick = 20 * time.Millisecond
-
-// paused reports a pause that no answered request has cleared yet. It also
-// sees a pause before the watcher's first tick after it, so that a leader
-// checking right after waking up is not fooled.
-func (s *Session) paused() bool {
-	if s.suspectAt.Load() != 0 {
-		return true
-	}
-	return time.Since(s.start)-time.Duration(s.lastTick.Load()) > s.Timeout()/3
-}
 
 // watchPauses notices that the process was not running (its ticks stopped)
 // for a third of the session timeout or more.
@@ -264,7 +240,6 @@ func (s *Session) watchPauses() {
 		now := time.Since(s.start)
 		gap := now - time.Duration(s.lastTick.Swap(int64(now)))
 		if gap > s.Timeout()/3 {
-			s.suspectAt.Store(int64(now))
 			s.log.Warn("this process was paused; ZooKeeper may have expired its session", "pause", gap.Round(time.Millisecond))
 			s.emit(Event{Kind: Paused, SessionID: s.ID()})
 		}
@@ -299,14 +274,23 @@ func (s *Session) Notify(fn func(Event)) (stop func()) {
 	}
 }
 
+// queuedEvent is a session event with the dial time of the connection it
+// happened on.
+type queuedEvent struct {
+	zk.Event
+	dialedAt time.Duration
+}
+
 // enqueue is go-zookeeper's event callback. It runs on the connection's own
-// goroutine, so it only queues the event for eventLoop.
+// goroutine, so it only queues the event for eventLoop. That goroutine also
+// dials, so the current dial time is that of the connection the event is
+// about: a StateHasSession means that connection's handshake succeeded.
 func (s *Session) enqueue(ev zk.Event) {
 	if ev.Type != zk.EventSession {
 		return
 	}
 	s.queueMu.Lock()
-	s.queue = append(s.queue, ev)
+	s.queue = append(s.queue, queuedEvent{ev, time.Duration(s.dialedAt.Load())})
 	s.queueMu.Unlock()
 	select {
 	case s.queueSignal <- struct{}{}:
@@ -332,12 +316,16 @@ func (s *Session) eventLoop() {
 	}
 }
 
-func (s *Session) handle(ev zk.Event) {
+func (s *Session) handle(qe queuedEvent) {
+	ev := qe.Event
 	var out *Event
 	s.mu.Lock()
 	switch ev.State {
 	case zk.StateHasSession:
 		id := s.conn.SessionID()
+		// The handshake created the session or had the quorum leader renew
+		// it, after the connection was dialed: see lease.go.
+		s.renewLease(id, qe.dialedAt)
 		if !s.connected || id != s.sessionID {
 			out = &Event{Kind: Connected, SessionID: id, NewSession: id != s.sessionID}
 			s.connected, s.sessionID = true, id
@@ -436,7 +424,6 @@ func (s *Session) Do(ctx context.Context, op Op, fn func(*zk.Conn) error) error 
 // stop waiting when ctx ends; go-zookeeper's calls take no context.
 func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(error)) error {
 	s.requests.Add(1)
-	issued := int64(time.Since(s.start))
 	var (
 		mu        sync.Mutex
 		abandoned bool
@@ -456,13 +443,6 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 	}()
 	select {
 	case err := <-done:
-		if err == nil || !transient(err) {
-			// The server answered a request sent after any pause seen so
-			// far: the session is alive, and SafeUntil counts again.
-			if at := s.suspectAt.Load(); at != 0 && issued > at {
-				s.suspectAt.CompareAndSwap(at, 0)
-			}
-		}
 		return err
 	case <-ctx.Done():
 		mu.Lock()
@@ -473,7 +453,10 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 			return err
 		default:
 		}
-		return fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
+		if !s.Connected() {
+			return fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
+		}
+		return fmt.Errorf("no reply in time: %w", context.Cause(ctx))
 	}
 }
 
@@ -486,27 +469,12 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// dial is go-zookeeper's Dialer: every connection is wrapped so that each
-// byte from the server moves SafeUntil forward.
+// dial is go-zookeeper's Dialer. It numbers the connections and notes when
+// each was dialed, for the lease (lease.go).
 func (s *Session) dial(network, address string, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout(network, address, timeout)
-	if err != nil {
-		return nil, err
-	}
-	return &recvConn{Conn: c, s: s}, nil
-}
-
-type recvConn struct {
-	net.Conn
-	s *Session
-}
-
-func (c *recvConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.s.lastRecv.Store(int64(time.Since(c.s.start)))
-	}
-	return n, err
+	s.dialedAt.Store(int64(time.Since(s.start)))
+	s.connGen.Add(1)
+	return net.DialTimeout(network, address, timeout)
 }
 
 // zkLogger routes go-zookeeper's log lines to slog at Debug and picks the

@@ -3,58 +3,17 @@ package global
 import (
 	"context"
 	"errors"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/zkactor/zkactor/cluster"
-	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
-// candidateMark separates a candidate znode's protection prefix from its
-// sequence number: _c_<guid>-c-0000000042.
-const candidateMark = "-c-"
-
-// sequenceOf returns the sequence number of a candidate znode name, or
-// false for a name that is not a candidate's.
-func sequenceOf(name string) (int64, bool) {
-	i := strings.LastIndex(name, candidateMark)
-	if i < 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(name[i+len(candidateMark):], 10, 64)
-	return n, err == nil
-}
-
-// queue orders candidate znode names by sequence number, dropping names
-// that are not candidates'.
-func queue(names []string) []string {
-	type cand struct {
-		name string
-		seq  int64
-	}
-	var cs []cand
-	for _, n := range names {
-		if seq, ok := sequenceOf(n); ok {
-			cs = append(cs, cand{n, seq})
-		}
-	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].seq < cs[j].seq })
-	out := make([]string, len(cs))
-	for i, c := range cs {
-		out[i] = c.name
-	}
-	return out
-}
-
 // readLeader reads who heads the queue of dir, and leaves a watch on dir's
-// children (or on dir itself when it does not exist). A head whose data
-// zkactor cannot read is skipped with a warning: the next one is taken.
+// children (or on dir itself when it does not exist). Foreign children are
+// skipped (see candidateRecord), as the candidates themselves skip them.
 func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-chan zk.Event, error) {
 	dir := e.layout.GlobalPath(name)
 	for {
@@ -67,7 +26,7 @@ func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-cha
 			names, _, watch, err = c.ChildrenW(dir)
 			return err
 		})
-		if errors.Is(err, zk.ErrNoNode) {
+		if isNoNode(err) {
 			var exists bool
 			err = e.s.Do(ctx, cluster.Op{Name: "exists", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
 				var err error
@@ -96,15 +55,15 @@ func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-cha
 				data, stat, err = c.Get(p)
 				return err
 			})
-			if errors.Is(err, zk.ErrNoNode) {
+			if isNoNode(err) {
 				continue // gone meanwhile; the watch fires for it
 			}
 			if err != nil {
 				return nil, nil, err
 			}
-			rec := &pb.Candidate{}
-			if err := proto.Unmarshal(data, rec); err != nil || rec.GetPid().GetAddress() == "" || rec.GetPid().GetId() == "" {
-				e.log.Warn("skipping a candidate zkactor cannot read (foreign or corrupt data)", "path", p, "bytes", len(data), "err", err)
+			rec, ok := candidateRecord(data, stat)
+			if !ok {
+				e.log.Debug("skipping a foreign znode in the queue", "path", p, "bytes", len(data))
 				continue
 			}
 			return &Leader{
@@ -124,6 +83,10 @@ func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-cha
 type leaderCache struct {
 	e       *Elections
 	entries sync.Map
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // sweeping goroutines
 }
 
 func (lc *leaderCache) get(ctx context.Context, name string) (*Leader, error) {
@@ -134,10 +97,16 @@ func (lc *leaderCache) get(ctx context.Context, name string) (*Leader, error) {
 	if err != nil {
 		return nil, err
 	}
+	lc.mu.Lock()
+	if lc.closed {
+		lc.mu.Unlock()
+		return l, nil // answered, not cached
+	}
 	lc.entries.Store(name, l)
-	lc.e.wg.Add(1)
+	lc.wg.Add(1)
+	lc.mu.Unlock()
 	go func() {
-		defer lc.e.wg.Done()
+		defer lc.wg.Done()
 		select {
 		case <-watch:
 		case <-lc.e.quit:
@@ -147,8 +116,19 @@ func (lc *leaderCache) get(ctx context.Context, name string) (*Leader, error) {
 	return l, nil
 }
 
+// close stops the sweeping goroutines; Elections.quit must be closed.
+func (lc *leaderCache) close() {
+	lc.mu.Lock()
+	lc.closed = true
+	lc.mu.Unlock()
+	lc.wg.Wait()
+	lc.sweep()
+}
+
 func (lc *leaderCache) evict(name string) { lc.entries.Delete(name) }
 
 func (lc *leaderCache) sweep() {
 	lc.entries.Range(func(k, _ any) bool { lc.entries.Delete(k); return true })
 }
+
+func isNoNode(err error) bool { return errors.Is(err, zk.ErrNoNode) }

@@ -1,6 +1,7 @@
 package global
 
 import (
+	"log/slog"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -15,15 +16,18 @@ const maxStaged = 100_000
 // that messages sent between an election and the actor's start (by nodes
 // whose caches already name the new global) wait instead of being lost.
 // When the term starts, start swaps the real actor in and hands it the
-// buffer in order.
+// buffer in order; senders that still hold the stand-in are forwarded.
+// When the term ends, detach makes it buffer again.
 type staging struct {
 	system *actor.ActorSystem
 	pid    *actor.PID
+	log    *slog.Logger
 
-	mu     sync.Mutex
-	buf    []staged
-	target actor.Process // set once the real actor runs: forward to it
-	rescue *eventstream.Subscription
+	mu      sync.Mutex
+	buf     []staged
+	target  actor.Process // set while the real actor runs: forward to it
+	rescue  *eventstream.Subscription
+	dropped int // messages refused since the buffer filled up
 }
 
 type staged struct {
@@ -31,16 +35,13 @@ type staged struct {
 	message any
 }
 
-func newStaging(system *actor.ActorSystem, pid *actor.PID) *staging {
-	return &staging{system: system, pid: pid}
+func newStaging(system *actor.ActorSystem, pid *actor.PID, log *slog.Logger) *staging {
+	return &staging{system: system, pid: pid, log: log}
 }
 
 // install registers the stand-in under the PID. It fails only if something
 // else holds the id.
 func (st *staging) install() bool {
-	st.mu.Lock()
-	st.target = nil
-	st.mu.Unlock()
 	_, ok := st.system.ProcessRegistry.Add(st, st.pid.Id)
 	return ok
 }
@@ -61,8 +62,20 @@ func (st *staging) put(m staged) {
 	}
 	if len(st.buf) < maxStaged {
 		st.buf = append(st.buf, m)
+		st.mu.Unlock()
+		return
 	}
+	// Full: the message is refused, and the sender learns it the way
+	// protoactor tells of any undeliverable message.
+	st.dropped++
+	n := st.dropped
 	st.mu.Unlock()
+	if n == 1 || n%10_000 == 0 {
+		st.log.Warn("the staged global's buffer is full: refusing messages until it runs", "pid", st.pid.String(), "refused", n, "buffered", maxStaged)
+	}
+	if !m.system {
+		st.system.EventStream.Publish(&actor.DeadLetterEvent{PID: nil, Message: m.message})
+	}
 }
 
 func deliver(p actor.Process, pid *actor.PID, m staged) {
@@ -75,21 +88,16 @@ func deliver(p actor.Process, pid *actor.PID, m staged) {
 
 // start spawns props under the staged PID and hands over the buffer. The
 // registry has no atomic replace, so between removing the stand-in and
-// adding the actor a sender may find nothing: for that instant the
-// dead-letter events of this PID are caught and redelivered.
+// adding the actor a sender may find nothing: for the whole term the
+// dead-letter events of this PID are caught and put through the stand-in,
+// which buffers them until the actor runs and forwards them after.
 func (st *staging) start(props *actor.Props) (*actor.PID, error) {
 	st.rescue = st.system.EventStream.SubscribeWithPredicate(func(evt any) {
 		dl := evt.(*actor.DeadLetterEvent)
-		st.mu.Lock()
-		t := st.target
-		st.mu.Unlock()
-		if t == nil {
-			return
-		}
 		if _, sys := dl.Message.(actor.SystemMessage); sys {
-			t.SendSystemMessage(st.pid, dl.Message)
+			st.put(staged{true, dl.Message})
 		} else {
-			t.SendUserMessage(st.pid, &actor.MessageEnvelope{Message: dl.Message, Sender: dl.Sender})
+			st.put(staged{false, &actor.MessageEnvelope{Message: dl.Message, Sender: dl.Sender}})
 		}
 	}, func(evt any) bool {
 		dl, ok := evt.(*actor.DeadLetterEvent)
@@ -99,23 +107,34 @@ func (st *staging) start(props *actor.Props) (*actor.PID, error) {
 	pid, err := st.system.Root.SpawnNamed(props, st.pid.Id)
 	if err != nil {
 		st.system.EventStream.Unsubscribe(st.rescue)
+		st.rescue = nil
 		st.install()
 		return nil, err
 	}
 	proc, _ := st.system.ProcessRegistry.Get(pid)
 	st.mu.Lock()
-	buf := st.buf
-	st.buf = nil
-	for _, m := range buf {
+	for _, m := range st.buf {
 		deliver(proc, pid, m)
 	}
+	st.buf = nil
+	st.dropped = 0
 	st.target = proc
 	st.mu.Unlock()
 	return pid, nil
 }
 
-// stopped ends the rescue once the term's actor has stopped.
-func (st *staging) stopped() {
+// detach makes the stand-in buffer again, before the term's actor stops:
+// what is sent from now on waits for the next term.
+func (st *staging) detach() {
+	st.mu.Lock()
+	st.target = nil
+	st.mu.Unlock()
+}
+
+// reinstall puts the stand-in back under the PID once the term's actor has
+// stopped, and then ends the rescue of dead letters.
+func (st *staging) reinstall() {
+	st.install()
 	if st.rescue != nil {
 		st.system.EventStream.Unsubscribe(st.rescue)
 		st.rescue = nil
@@ -124,8 +143,18 @@ func (st *staging) stopped() {
 
 // remove takes the stand-in out of the registry for good.
 func (st *staging) remove() {
-	st.stopped()
+	if st.rescue != nil {
+		st.system.EventStream.Unsubscribe(st.rescue)
+		st.rescue = nil
+	}
 	if p, ok := st.system.ProcessRegistry.Get(st.pid); ok && p == actor.Process(st) {
 		st.system.ProcessRegistry.Remove(st.pid)
+	}
+	st.mu.Lock()
+	n := len(st.buf)
+	st.buf = nil
+	st.mu.Unlock()
+	if n > 0 {
+		st.log.Warn("the candidacy ended with messages its global never ran to handle", "pid", st.pid.String(), "messages", n)
 	}
 }

@@ -1,0 +1,503 @@
+package global
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/zkactor/zkactor/cluster"
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+)
+
+// backoff is how long a candidacy waits before it retries a request that
+// failed, unless something wakes it first.
+const backoff = 100 * time.Millisecond
+
+// candidacy is this node's candidacy for one name. Its goroutine (run) owns
+// the candidate znode and the term; other goroutines only wake it or stop
+// it.
+type candidacy struct {
+	e    *Elections
+	name string
+	dir  string
+	guid string     // names every candidate znode of this candidacy
+	pid  *actor.PID // fixed for the candidacy, stored in the znode
+	st   *staging
+	data []byte
+	log  *slog.Logger
+
+	releaseLease func()
+	wake         chan struct{}
+	quit         chan struct{}
+	quitOnce     sync.Once
+	entered      chan struct{} // closed once the first candidate znode exists
+	finished     chan struct{} // closed when run has returned
+
+	mu       sync.Mutex
+	props    *actor.Props
+	enterErr error
+	term     *term
+	strays   bool // a create was abandoned: znodes of ours may exist that path is not
+	over     bool // finish has taken the strays over
+
+	// Owned by run.
+	path    string // candidate znode, "" = none
+	session int64  // the session that owns path
+}
+
+func (e *Elections) newCandidacy(name string, props *actor.Props) (*candidacy, error) {
+	id := "global-" + strings.ReplaceAll(name, " ", "_") + "-" + randomHex(6)
+	pid := actor.NewPID(e.system.Address(), id)
+	data, err := proto.Marshal(&pb.Candidate{
+		Name:        name,
+		Pid:         &pb.PID{Address: pid.Address, Id: pid.Id},
+		NodeId:      e.reg.NodeID(),
+		NodeAddress: e.system.Address(),
+		Since:       timestamppb.Now(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &candidacy{
+		e: e, name: name, dir: e.layout.GlobalPath(name), guid: randomHex(guidLen / 2),
+		pid: pid, data: data, props: props,
+		st:       newStaging(e.system, pid, e.log.With("global", name)),
+		log:      e.log.With("global", name),
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		entered:  make(chan struct{}),
+		finished: make(chan struct{}),
+	}
+	if !c.st.install() {
+		return nil, fmt.Errorf("process id %s is taken", id)
+	}
+	c.releaseLease = e.s.HoldLease()
+	return c, nil
+}
+
+func (c *candidacy) wakeUp() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *candidacy) stop() { c.quitOnce.Do(func() { close(c.quit) }) }
+
+// ending reports a candidacy that will not lead again: it was stopped, or
+// its global stopped by itself. RegisterCandidate does not reuse it.
+func (c *candidacy) ending() bool {
+	if isClosed(c.quit) {
+		return true
+	}
+	t := c.currentTerm()
+	return t != nil && t.selfStopped.Load()
+}
+
+func (c *candidacy) setProps(p *actor.Props) {
+	c.mu.Lock()
+	c.props = p
+	c.mu.Unlock()
+}
+
+func (c *candidacy) currentTerm() *term {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.term
+}
+
+func (c *candidacy) leading() bool { return c.currentTerm() != nil }
+
+func (c *candidacy) enterError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.enterErr
+}
+
+func (c *candidacy) signalEntered(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if isClosed(c.entered) {
+		return
+	}
+	c.enterErr = err
+	close(c.entered)
+}
+
+// run is the candidacy's loop: enter the queue, wait for the live
+// predecessor to go (watching only it, so one exit wakes one candidate),
+// lead, and step down when the lease runs out or the znode goes.
+func (c *candidacy) run() {
+	defer c.finish()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	retry := func() bool { return c.sleep(ctx, backoff) }
+	for ctx.Err() == nil {
+		s := c.e.s
+		if t := c.currentTerm(); t != nil {
+			// Leading: wait here, connected or not, until something changes.
+			if !c.hold(ctx, t) {
+				return
+			}
+			continue
+		}
+		if !s.Connected() {
+			select {
+			case <-c.wake:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		if c.path == "" || c.session != s.ID() {
+			path, session, err := c.enter(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				c.log.Warn("entering the election", "err", err)
+				if refused(err) {
+					c.signalEntered(err)
+					return
+				}
+				if !retry() {
+					return
+				}
+				continue
+			}
+			c.path, c.session = path, session
+			c.e.leaders.evict(c.name)
+			c.signalEntered(nil)
+		}
+		names, err := c.children(ctx)
+		if err != nil {
+			if !retry() {
+				return
+			}
+			continue
+		}
+		q := queue(names)
+		me := c.path[strings.LastIndexByte(c.path, '/')+1:]
+		c.removeStrays(ctx, q, me)
+		idx := indexOf(q, me)
+		if idx < 0 {
+			// Gone with its session, or deleted by someone else.
+			c.log.Info("the candidate znode is gone: entering again", "path", c.path)
+			c.path = ""
+			continue
+		}
+		pred, watch, err := c.predecessor(ctx, q, idx)
+		if err != nil {
+			if !retry() {
+				return
+			}
+			continue
+		}
+		if pred == "" {
+			if !c.awaitLease(ctx) {
+				return
+			}
+			if !c.lead(ctx) && !retry() {
+				return
+			}
+			continue
+		}
+		select {
+		case <-watch:
+		case <-c.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// awaitLease waits, without requests, until the lease of the candidate
+// znode's session holds, so that a candidate at the head of its queue can
+// lead; it returns early when the session changes. It reports false once
+// the candidacy ends.
+func (c *candidacy) awaitLease(ctx context.Context) bool {
+	s := c.e.s
+	for !time.Now().Before(s.SafeUntilFor(c.session)) && s.ID() == c.session {
+		if !c.sleep(ctx, backoff) {
+			return false
+		}
+	}
+	return true
+}
+
+// sleep waits d, or less if woken. It reports false once the candidacy ends.
+func (c *candidacy) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.wake:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *candidacy) children(ctx context.Context) ([]string, error) {
+	var names []string
+	err := c.e.s.Do(ctx, cluster.Op{Name: "get children", Path: c.dir, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		names, _, err = conn.Children(c.dir)
+		return err
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	return names, err
+}
+
+// predecessor finds the live candidate just ahead of q[idx] and watches it.
+// Predecessors gone meanwhile and foreign ones (see candidateRecord) are
+// passed over. It returns "" when none is left: this candidate heads the
+// queue.
+func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (string, <-chan zk.Event, error) {
+	for i := idx - 1; i >= 0; i-- {
+		p := c.dir + "/" + q[i]
+		var (
+			data  []byte
+			stat  *zk.Stat
+			watch <-chan zk.Event
+		)
+		err := c.e.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+			var err error
+			data, stat, watch, err = conn.GetW(p)
+			return err
+		})
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if _, ok := candidateRecord(data, stat); !ok {
+			c.log.Debug("passing over a foreign znode in the queue", "path", p)
+			continue
+		}
+		return p, watch, nil
+	}
+	return "", nil, nil
+}
+
+// enter creates this candidacy's candidate znode: ephemeral, sequential and
+// protected by the candidacy's GUID, so that after a connection lost during
+// the create the candidacy finds its own znode instead of queueing twice.
+// It returns the znode and the session that owns it, read from the same
+// exchange, so that a session that expired during the create is not taken
+// for the new one.
+func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
+	s := c.e.s
+	prefix := c.dir + "/" + candidatePrefix + c.guid + candidateMark
+	for {
+		var (
+			created       string
+			before, after int64
+		)
+		// The caller gave up: whatever this create did is a stray now.
+		late := func(error) { c.markStrays() }
+		err := s.Do(ctx, cluster.Op{Name: "create", Path: prefix, Late: late}, func(conn *zk.Conn) error {
+			var err error
+			before = conn.SessionID()
+			created, err = cluster.CreateWithParents(conn, c.e.layout.Root, prefix, c.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
+			after = conn.SessionID()
+			return err
+		})
+		if err == nil && before == after {
+			return created, after, nil
+		}
+		if err == nil {
+			// The session changed during the create: ask whose it is.
+			owner, err := c.owner(ctx, created)
+			if err != nil {
+				c.markStrays()
+				return "", 0, err
+			}
+			if owner == s.ID() {
+				return created, owner, nil
+			}
+			continue // gone with the old session
+		}
+		if !cluster.IsTransient(err) {
+			return "", 0, err
+		}
+		// Unknown outcome: look for our GUID once reconnected.
+		c.markStrays()
+		path, owner, err := c.findOwn(ctx)
+		if err != nil {
+			return "", 0, err
+		}
+		if path != "" {
+			return path, owner, nil
+		}
+	}
+}
+
+// markStrays notes that znodes of this candidacy may exist besides path:
+// the loop deletes them, or, once the candidacy has finished, the sweeper.
+func (c *candidacy) markStrays() {
+	c.mu.Lock()
+	over := c.over
+	c.strays = !over
+	c.mu.Unlock()
+	if over {
+		c.e.sweeper.add(c.dir, c.guid)
+	}
+}
+
+// owner returns the session that owns the ephemeral path, 0 if it is gone.
+func (c *candidacy) owner(ctx context.Context, path string) (int64, error) {
+	var stat *zk.Stat
+	err := c.e.s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		_, stat, err = conn.Exists(path)
+		return err
+	})
+	if err != nil || stat == nil {
+		return 0, err
+	}
+	return stat.EphemeralOwner, nil
+}
+
+// findOwn returns the first of this candidacy's znodes that the current
+// session owns, if any.
+func (c *candidacy) findOwn(ctx context.Context) (string, int64, error) {
+	names, err := c.children(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, n := range queue(names) {
+		if guid, _, _ := parseCandidate(n); guid != c.guid {
+			continue
+		}
+		p := c.dir + "/" + n
+		owner, err := c.owner(ctx, p)
+		if err != nil {
+			return "", 0, err
+		}
+		if owner != 0 && owner == c.e.s.ID() {
+			return p, owner, nil
+		}
+	}
+	return "", 0, nil
+}
+
+// removeStrays deletes znodes of this candidacy other than the current one
+// (left by a create whose outcome was lost), when there may be any.
+func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
+	c.mu.Lock()
+	strays := c.strays
+	c.strays = false
+	c.mu.Unlock()
+	if !strays {
+		return
+	}
+	for _, n := range q {
+		if guid, _, _ := parseCandidate(n); guid == c.guid && n != me {
+			p := c.dir + "/" + n
+			if err := c.e.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+				return deleteIfExists(conn, p)
+			}); err != nil {
+				c.markStrays() // next time
+			}
+		}
+	}
+}
+
+// finish ends the candidacy: the actor stops, the znodes go (so the next
+// candidate takes over at once), the stand-in leaves the registry. When
+// ZooKeeper cannot be reached, the deletes are left to the sweeper, and at
+// the latest to the session's end.
+func (c *candidacy) finish() {
+	defer c.e.wg.Done()
+	c.e.retire(c)
+	if t := c.currentTerm(); t != nil {
+		c.endTerm(t, "the candidacy ended")
+	}
+	c.releaseLease()
+	c.mu.Lock()
+	strays := c.strays
+	c.over = true
+	c.mu.Unlock()
+	if c.path != "" || strays {
+		ctx, cancel := c.e.lastCtx()
+		err := c.removeZnodes(ctx, strays)
+		cancel()
+		if err != nil {
+			c.log.Warn("deleting candidate znodes later (they go with the session at the latest)", "err", err)
+			c.e.sweeper.add(c.dir, c.guid)
+		}
+	}
+	c.st.remove()
+	c.e.leaders.evict(c.name)
+	c.signalEntered(cluster.ErrClosed)
+	close(c.finished)
+}
+
+// removeZnodes deletes the candidacy's znode and, if strays may exist,
+// every other znode with its GUID.
+func (c *candidacy) removeZnodes(ctx context.Context, strays bool) error {
+	s := c.e.s
+	if !s.Connected() {
+		return cluster.ErrNotConnected
+	}
+	if c.path != "" {
+		p := c.path
+		if err := s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+			return deleteIfExists(conn, p)
+		}); err != nil {
+			return err
+		}
+	}
+	if strays {
+		return c.e.sweeper.sweep(ctx, c.dir, c.guid)
+	}
+	return nil
+}
+
+// refused reports the errors of a create that retrying cannot cure.
+func refused(err error) bool {
+	for _, e := range []error{zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrBadArguments, zk.ErrNoChildrenForEphemerals, zk.ErrInvalidPath, cluster.ErrBadName} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func deleteIfExists(conn *zk.Conn, path string) error {
+	err := conn.Delete(path, -1)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	return err
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,103 @@
+package global
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+)
+
+// A candidate znode is named _c_<guid>-c-<sequence>: the prefix and GUID
+// (32 hex digits, one per candidacy) protect it, so that after a lost
+// connection a candidacy finds its own znodes; ZooKeeper appends the
+// 10-digit sequence number, which orders the queue.
+const (
+	candidatePrefix = "_c_"
+	candidateMark   = "-c-"
+	guidLen         = 32
+	sequenceLen     = 10
+)
+
+// parseCandidate splits a candidate znode name into its GUID and sequence
+// number. Names of any other shape are not candidates (see takesPart).
+func parseCandidate(name string) (guid string, seq int64, ok bool) {
+	if len(name) != len(candidatePrefix)+guidLen+len(candidateMark)+sequenceLen ||
+		!strings.HasPrefix(name, candidatePrefix) {
+		return "", 0, false
+	}
+	guid = name[len(candidatePrefix) : len(candidatePrefix)+guidLen]
+	rest := name[len(candidatePrefix)+guidLen:]
+	if !strings.HasPrefix(rest, candidateMark) || !isHex(guid) {
+		return "", 0, false
+	}
+	digits := rest[len(candidateMark):]
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return "", 0, false
+		}
+	}
+	seq, err := strconv.ParseInt(digits, 10, 64)
+	return guid, seq, err == nil
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// queue orders the candidate znode names among a name's children by
+// sequence number, dropping names that are not candidates'.
+func queue(names []string) []string {
+	type cand struct {
+		name string
+		seq  int64
+	}
+	var cs []cand
+	for _, n := range names {
+		if _, seq, ok := parseCandidate(n); ok {
+			cs = append(cs, cand{n, seq})
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].seq < cs[j].seq })
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.name
+	}
+	return out
+}
+
+// candidateRecord decodes a candidate znode and reports whether it takes
+// part in the election. The rule, the same for candidates waiting their
+// turn and for WhereisGlobal: a child takes part if its name has the
+// candidate shape, it is ephemeral (a live session stands behind it), and
+// its data is a Candidate with a PID. Anything else (another client's
+// znode, a persistent copy, a record from a newer zkactor that this one
+// cannot read) is foreign: it is skipped, never waited for, and left alone
+// (`zkactor doctor` reports it).
+func candidateRecord(data []byte, stat *zk.Stat) (*pb.Candidate, bool) {
+	if stat == nil || stat.EphemeralOwner == 0 {
+		return nil, false
+	}
+	rec := &pb.Candidate{}
+	if err := proto.Unmarshal(data, rec); err != nil || rec.GetPid().GetAddress() == "" || rec.GetPid().GetId() == "" {
+		return nil, false
+	}
+	return rec, true
+}
+
+func indexOf(q []string, name string) int {
+	for i, n := range q {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}

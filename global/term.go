@@ -1,0 +1,236 @@
+package global
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zkactor/zkactor/cluster"
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+)
+
+// term is one tenure of this node as the global.
+type term struct {
+	epoch   int64
+	session int64 // the session that owns the candidate znode; the lease must be this one's
+	pid     *actor.PID
+	own     <-chan zk.Event // watch on the candidate znode; nil once fired
+	done    chan struct{}   // closed when the actor has stopped
+
+	// ended is set once, by whoever ends the term first: the guard, endTerm,
+	// or the actor stopping by itself (then selfStopped too). The actor
+	// handles no message after it.
+	ended       atomic.Bool
+	selfStopped atomic.Bool
+	announced   atomic.Bool // Elected was delivered
+}
+
+// lead starts a term once this candidate heads the queue: it confirms that
+// the candidate znode exists and belongs to the candidacy's session (and
+// watches it, so that a delete by someone else ends the term at once),
+// takes its creation zxid as the epoch, and starts the global actor in
+// place of the stand-in, provided the lease holds. It reports false when
+// the loop should retry after a backoff.
+func (c *candidacy) lead(ctx context.Context) bool {
+	s := c.e.s
+	var (
+		stat  *zk.Stat
+		watch <-chan zk.Event
+		found bool
+	)
+	err := s.Do(ctx, cluster.Op{Name: "exists", Path: c.path, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		found, stat, watch, err = conn.ExistsW(c.path)
+		return err
+	})
+	if err != nil {
+		// Unknown (a timeout, a lost connection, the candidacy ending): keep
+		// the znode, which is still ours as far as we know.
+		c.log.Debug("not leading yet: cannot confirm the candidate znode", "path", c.path, "err", err)
+		return false
+	}
+	if !found || stat.EphemeralOwner != c.session {
+		c.log.Info("not leading: the candidate znode is gone", "path", c.path)
+		c.path = ""
+		return true // enter again at once
+	}
+	if !time.Now().Before(s.SafeUntilFor(c.session)) {
+		c.log.Debug("not leading yet: waiting for the lease", "path", c.path)
+		return false
+	}
+	t := &term{epoch: stat.Czxid, session: c.session, own: watch, done: make(chan struct{})}
+	c.mu.Lock()
+	props := c.props
+	c.mu.Unlock()
+	guarded := *props // a copy: the caller's props stay as they were
+	guarded.Configure(actor.WithReceiverMiddleware(c.guard(t)))
+	pid, err := c.st.start(&guarded)
+	if err != nil {
+		c.log.Error("starting the global actor", "err", err)
+		return false
+	}
+	t.pid = pid
+	c.e.system.Root.Spawn(actor.PropsFromFunc(func(ac actor.Context) {
+		switch m := ac.Message().(type) {
+		case *actor.Started:
+			ac.Watch(pid)
+		case *actor.Terminated:
+			if m.Who.Equal(pid) {
+				close(t.done)
+				c.wakeUp()
+				ac.Stop(ac.Self())
+			}
+		}
+	}))
+	c.e.system.Root.Send(pid, &pb.Elected{Name: c.name, Epoch: t.epoch})
+	c.mu.Lock()
+	c.term = t
+	c.mu.Unlock()
+	c.e.leaders.evict(c.name)
+	c.log.Info("elected", "pid", pid.String(), "epoch", t.epoch)
+	return true
+}
+
+// safe reports whether the lease of the term's session holds now.
+func (c *candidacy) safe(t *term) bool {
+	return time.Now().Before(c.e.s.SafeUntilFor(t.session))
+}
+
+// hold waits while this node leads, connected or not. It ends the term when
+// the lease runs out or the candidate znode is deleted, and returns true to
+// let the loop look at the queue again; false when the candidacy ends (the
+// global stopped by itself, or the candidacy was stopped). The lease is
+// checked on the clock alone, never by a request that could hang.
+func (c *candidacy) hold(ctx context.Context, t *term) bool {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if t.ended.Load() {
+			// By the guard, or by the actor itself.
+			return !c.endTerm(t, "the guard stopped the global: the lease ran out")
+		}
+		if !c.safe(t) {
+			c.endTerm(t, "the lease ran out: ZooKeeper may have expired the session")
+			return true
+		}
+		if t.own == nil {
+			// The watch fired without a delete (e.g. the session moved):
+			// look again.
+			return c.rewatch(ctx, t)
+		}
+		timer.Reset(time.Until(c.e.s.SafeUntilFor(t.session)) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.done:
+		case ev := <-t.own:
+			t.own = nil
+			if ev.Type == zk.EventNodeDeleted {
+				c.endTerm(t, "the candidate znode was deleted by someone else")
+				c.path = ""
+				return true
+			}
+		case <-c.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// rewatch re-arms the watch on the candidate znode while leading. It
+// reports false when the candidacy ends.
+func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
+	var (
+		found bool
+		stat  *zk.Stat
+		watch <-chan zk.Event
+	)
+	err := c.e.s.Do(ctx, cluster.Op{Name: "exists", Path: c.path, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		found, stat, watch, err = conn.ExistsW(c.path)
+		return err
+	})
+	switch {
+	case err != nil:
+		return c.sleep(ctx, backoff)
+	case !found || stat.EphemeralOwner != t.session:
+		c.endTerm(t, "the candidate znode is gone")
+		c.path = ""
+	default:
+		t.own = watch
+	}
+	return true
+}
+
+// guard is the global actor's receiver middleware: the term's epoch is
+// delivered first, and no message is handled once the lease of the term's
+// session has run out (after a partition or a pause); the actor is stopped
+// then. It also tells a stop of the actor's own (the candidacy ends) from
+// one the candidacy made.
+func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
+	elected := &pb.Elected{Name: c.name, Epoch: t.epoch}
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
+			switch m := env.Message.(type) {
+			case *actor.Stopping:
+				if t.ended.CompareAndSwap(false, true) {
+					t.selfStopped.Store(true)
+				}
+				next(ctx, env)
+				return
+			case *actor.Started, *actor.Stopped, *actor.Restarting:
+				next(ctx, env)
+				return
+			case *pb.Elected:
+				if m == elected || proto.Equal(m, elected) {
+					if !t.announced.Swap(true) {
+						next(ctx, env)
+					}
+					return
+				}
+			}
+			if t.ended.Load() {
+				return
+			}
+			if !c.safe(t) {
+				if t.ended.CompareAndSwap(false, true) {
+					c.log.Warn("the global stops: its lease ran out", "epoch", t.epoch)
+				}
+				ctx.ActorSystem().Root.Stop(ctx.Self())
+				c.wakeUp()
+				return
+			}
+			if !t.announced.Swap(true) {
+				next(ctx, &actor.MessageEnvelope{Message: elected})
+			}
+			next(ctx, env)
+		}
+	}
+}
+
+// endTerm is the one way a term ends, whoever ended it: the actor is
+// stopped (if it has not stopped by itself) before it handles another
+// message, messages sent meanwhile wait in the stand-in for the next term,
+// and the cache entry goes. It reports whether the actor stopped by itself,
+// which ends the candidacy.
+func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
+	if t.ended.CompareAndSwap(false, true) {
+		c.log.Warn("stepping down", "why", why, "epoch", t.epoch)
+	}
+	c.st.detach()
+	_ = c.e.system.Root.StopFuture(t.pid).Wait()
+	<-t.done
+	c.mu.Lock()
+	c.term = nil
+	c.mu.Unlock()
+	c.st.reinstall()
+	c.e.leaders.evict(c.name)
+	if t.selfStopped.Load() {
+		c.log.Info("the global stopped: ending the candidacy", "epoch", t.epoch)
+		return true
+	}
+	return false
+}
