@@ -23,12 +23,22 @@ func (c *Cluster) Connect(t testing.TB) *zk.Conn {
 }
 
 // Dial returns a go-zookeeper client for addrs (servers or proxies) that asks for the given
-// session timeout; the server clamps it to [400ms, 60s]. Dial waits until the client has a
-// session, fails the test if it gets none, and closes the client when the test ends, waiting
-// until go-zookeeper's goroutines have stopped.
-func Dial(t testing.TB, addrs []string, sessionTimeout time.Duration) *zk.Conn {
+// session timeout; the server clamps it to [2 ticks, 60s], that is [400ms, 60s] by default.
+// Dial waits until the client has a session, fails the test if it gets none, and closes the
+// client when the test ends, waiting until go-zookeeper's goroutines have stopped. The client
+// logs through t.Logf; opts are applied after that, for instance zk.WithEventCallback to
+// observe every state change of the connection.
+//
+// The options are go-zookeeper's (its option type is unexported; its With... functions return
+// values assignable to func(*zk.Conn)).
+func Dial(t testing.TB, addrs []string, sessionTimeout time.Duration, opts ...func(*zk.Conn)) *zk.Conn {
 	t.Helper()
-	conn, events, err := zk.Connect(addrs, sessionTimeout, zk.WithLogger(Logger(t)))
+	applyOpts := func(c *zk.Conn) {
+		for _, opt := range opts {
+			opt(c)
+		}
+	}
+	conn, events, err := zk.Connect(addrs, sessionTimeout, zk.WithLogger(Logger(t)), applyOpts)
 	if err != nil {
 		t.Fatalf("zktest: connect to %v: %v", addrs, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -16,30 +17,49 @@ import (
 // tests use it, so leave its server running.
 type Cluster struct {
 	tb      testing.TB // fails the owning test; nil for the shared cluster
+	cfg     config
 	servers []*server
+	// links[i][j] carries server i's quorum and election connections to server j; nil
+	// without WithQuorumProxies.
+	links [][]*quorumLink
+
+	mu       sync.Mutex
+	isolated map[int]bool // servers whose quorum links IsolateQuorum blackholed
 }
 
 // Start starts one standalone server and waits until it serves. It is stopped when the test
 // and its subtests end. Start fails the test if ZooKeeper is not installed or cannot start.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	return start(t, 1)
+	return start(t, 1, defaultConfig())
 }
 
 // StartEnsemble starts an ensemble of n servers (usually 3) on loopback and waits until every
 // one of them serves, that is, until they have elected a leader. It is stopped when the test
 // and its subtests end. StartEnsemble(t, 1) is Start(t).
-func StartEnsemble(t testing.TB, n int) *Cluster {
+//
+// Options change the servers' tickTime and syncLimit ([WithTickTime], [WithSyncLimit]) and
+// put proxies on the links between them ([WithQuorumProxies]), for example to partition a
+// follower from its ensemble while it keeps serving its clients:
+//
+//	c := zktest.StartEnsemble(t, 3, zktest.WithQuorumProxies())
+//	f := c.Follower(t)
+//	c.IsolateQuorum(f) // f answers its clients' pings for syncLimit ticks; the leader expires their sessions
+func StartEnsemble(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	if n < 1 {
 		t.Fatalf("zktest: StartEnsemble(%d): need at least one server", n)
 	}
-	return start(t, n)
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	return start(t, n, cfg)
 }
 
-func start(t testing.TB, n int) *Cluster {
+func start(t testing.TB, n int, cfg config) *Cluster {
 	t.Helper()
-	c, err := startCluster(n, func() (string, error) { return t.TempDir(), nil })
+	c, err := startCluster(n, cfg, func() (string, error) { return t.TempDir(), nil })
 	if err != nil {
 		t.Fatalf("zktest: %v", err)
 	}
@@ -50,11 +70,11 @@ func start(t testing.TB, n int) *Cluster {
 
 // startCluster starts n servers in fresh directories made by mkdir, retrying with other ports
 // if one of the ports picked as free was taken before a server could bind it.
-func startCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
+func startCluster(n int, cfg config, mkdir func() (string, error)) (*Cluster, error) {
 	var err error
 	for range startAttempts {
 		var c *Cluster
-		c, err = tryStartCluster(n, mkdir)
+		c, err = tryStartCluster(n, cfg, mkdir)
 		if err == nil {
 			return c, nil
 		}
@@ -66,7 +86,7 @@ func startCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
 	return nil, fmt.Errorf("%d attempts to find free ports failed; the last: %w", startAttempts, err)
 }
 
-func tryStartCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
+func tryStartCluster(n int, cfg config, mkdir func() (string, error)) (*Cluster, error) {
 	portsPerServer := 3 // client, peer, election
 	if n == 1 {
 		portsPerServer = 1
@@ -75,7 +95,7 @@ func tryStartCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pick free ports: %w", err)
 	}
-	c := &Cluster{}
+	c := &Cluster{cfg: cfg}
 	for i := range n {
 		dir, err := mkdir()
 		if err != nil {
@@ -87,7 +107,16 @@ func tryStartCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
 		}
 		c.servers = append(c.servers, s)
 	}
-	if err := writeConfigs(c.servers); err != nil {
+	peerPorts := func(i, j int) (int, int) { return c.servers[j].peerPort, c.servers[j].electionPort }
+	if n > 1 && cfg.quorumProxies {
+		if err := c.startQuorumProxies(); err != nil {
+			c.close()
+			return nil, fmt.Errorf("start quorum proxies: %w", err)
+		}
+		peerPorts = c.linkPorts
+	}
+	if err := writeConfigs(c.servers, cfg, peerPorts); err != nil {
+		c.close()
 		return nil, fmt.Errorf("write zoo.cfg: %w", err)
 	}
 	for _, s := range c.servers {
@@ -107,11 +136,12 @@ func tryStartCluster(n int, mkdir func() (string, error)) (*Cluster, error) {
 	return c, nil
 }
 
-// close kills every server and waits until they have exited.
+// close kills every server, waits until they have exited, and closes the quorum proxies.
 func (c *Cluster) close() {
 	for _, s := range c.servers {
 		s.kill()
 	}
+	c.closeQuorumProxies()
 }
 
 // fatalf fails the owning test, or panics for the shared cluster, which has none.
@@ -202,8 +232,35 @@ func (c *Cluster) Leader(t testing.TB) int {
 	}
 }
 
+// FourLetterWord sends a four-letter word ("conf", "cons", "mntr", "stat", ...) to server i
+// and returns its raw reply. Every word is whitelisted.
+func (c *Cluster) FourLetterWord(i int, word string) (string, error) {
+	return fourLetterWord(c.server(i).addr(), word)
+}
+
 // Srvr returns server i's raw reply to the srvr four-letter word: its version, latency,
 // connection and znode counts, zxid and Mode.
 func (c *Cluster) Srvr(i int) (string, error) {
 	return srvr(c.server(i).addr())
+}
+
+// Follower waits until a running server reports Mode: follower in its srvr reply and returns
+// its index: a server to connect a client to when a test needs one that is not the leader.
+func (c *Cluster) Follower(t testing.TB) int {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		for i, s := range c.servers {
+			if !s.running() {
+				continue
+			}
+			if reply, err := srvr(s.addr()); err == nil && strings.Contains(reply, "Mode: follower") {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zktest: no server reported Mode: follower within %v", startTimeout)
+		}
+		time.Sleep(probeInterval)
+	}
 }

@@ -46,22 +46,32 @@ func (s *server) addr() string {
 }
 
 // writeConfigs writes zoo.cfg (and, for an ensemble, myid) for every server of a group.
-func writeConfigs(servers []*server) error {
-	var peers strings.Builder
-	if len(servers) > 1 {
-		for _, s := range servers {
-			fmt.Fprintf(&peers, "server.%d=127.0.0.1:%d:%d\n", s.id, s.peerPort, s.electionPort)
+// peerPorts(i, j) gives the quorum and election ports server i is told to reach server j at:
+// server j's own ports, or those of a proxy in front of them. A server's own line always has
+// its real ports, which it binds.
+func writeConfigs(servers []*server, cfg config, peerPorts func(i, j int) (peer, election int)) error {
+	for i, s := range servers {
+		var peers strings.Builder
+		if len(servers) > 1 {
+			for j, other := range servers {
+				peer, election := other.peerPort, other.electionPort
+				if j != i {
+					peer, election = peerPorts(i, j)
+				}
+				fmt.Fprintf(&peers, "server.%d=127.0.0.1:%d:%d\n", other.id, peer, election)
+			}
 		}
-	}
-	for _, s := range servers {
 		data := filepath.Join(s.dir, "data")
 		if err := os.MkdirAll(data, 0o755); err != nil {
 			return err
 		}
-		cfg := fmt.Sprintf(`tickTime=200
+		// reconfigEnabled=false keeps the configuration static: the servers never exchange and
+		// adopt each other's view of the ensemble, so every server keeps the addresses (maybe
+		// proxies) written here.
+		zooCfg := fmt.Sprintf(`tickTime=%d
 initLimit=50
-syncLimit=25
-minSessionTimeout=400
+syncLimit=%d
+minSessionTimeout=%d
 maxSessionTimeout=60000
 dataDir=%s
 clientPort=%d
@@ -69,8 +79,9 @@ clientPortAddress=127.0.0.1
 maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=*
-%s`, data, s.clientPort, peers.String())
-		if err := os.WriteFile(filepath.Join(s.dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
+reconfigEnabled=false
+%s`, cfg.tickTime.Milliseconds(), cfg.syncLimit, 2*cfg.tickTime.Milliseconds(), data, s.clientPort, peers.String())
+		if err := os.WriteFile(filepath.Join(s.dir, "zoo.cfg"), []byte(zooCfg), 0o644); err != nil {
 			return err
 		}
 		if len(servers) > 1 {
@@ -208,7 +219,10 @@ func (e *bindError) Unwrap() error { return e.error }
 
 // srvr sends the srvr four-letter word and returns the raw reply. go-zookeeper's FLWSrvr
 // cannot parse the reply of ZooKeeper 3.8.
-func srvr(addr string) (string, error) {
+func srvr(addr string) (string, error) { return fourLetterWord(addr, "srvr") }
+
+// fourLetterWord sends word to the server at addr and returns its raw reply.
+func fourLetterWord(addr, word string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
@@ -217,12 +231,12 @@ func srvr(addr string) (string, error) {
 	if err := conn.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
 		return "", err
 	}
-	if _, err := io.WriteString(conn, "srvr"); err != nil {
+	if _, err := io.WriteString(conn, word); err != nil {
 		return "", err
 	}
 	reply, err := io.ReadAll(conn)
 	if err != nil {
-		return "", fmt.Errorf("srvr %s: %w", addr, err)
+		return "", fmt.Errorf("%s %s: %w", word, addr, err)
 	}
 	return string(reply), nil
 }

@@ -27,7 +27,7 @@ func Shared(t testing.TB) *Cluster {
 	if shared.c == nil && shared.err == nil {
 		shared.dir, shared.err = os.MkdirTemp("", "zktest-shared-")
 		if shared.err == nil {
-			shared.c, shared.err = startCluster(1, func() (string, error) {
+			shared.c, shared.err = startCluster(1, defaultConfig(), func() (string, error) {
 				return os.MkdirTemp(shared.dir, "server-")
 			})
 		}
