@@ -92,16 +92,18 @@ func deliver(p actor.Process, pid *actor.PID, m staged) {
 // dead-letter events of this PID are caught and put through the stand-in,
 // which buffers them until the actor runs and forwards them after.
 func (st *staging) start(props *actor.Props) (*actor.PID, error) {
-	st.rescue = st.system.EventStream.SubscribeWithPredicate(func(evt any) {
-		dl := evt.(*actor.DeadLetterEvent)
+	// Subscribe, not SubscribeWithPredicate: the latter sets its predicate
+	// after publishing the subscription, a data race with every Publish.
+	st.rescue = st.system.EventStream.Subscribe(func(evt any) {
+		dl, ok := evt.(*actor.DeadLetterEvent)
+		if !ok || dl.PID == nil || dl.PID.Id != st.pid.Id || dl.PID.Address != st.pid.Address {
+			return
+		}
 		if _, sys := dl.Message.(actor.SystemMessage); sys {
 			st.put(staged{true, dl.Message})
 		} else {
 			st.put(staged{false, &actor.MessageEnvelope{Message: dl.Message, Sender: dl.Sender}})
 		}
-	}, func(evt any) bool {
-		dl, ok := evt.(*actor.DeadLetterEvent)
-		return ok && dl.PID != nil && dl.PID.Id == st.pid.Id && dl.PID.Address == st.pid.Address
 	})
 	st.system.ProcessRegistry.Remove(st.pid)
 	pid, err := st.system.Root.SpawnNamed(props, st.pid.Id)

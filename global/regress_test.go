@@ -1,0 +1,457 @@
+package global_test
+
+// Regression tests for the faults of the globals issue: each failed before
+// the election was restructured.
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/global"
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// candidates lists the candidate znodes under a global's directory.
+func candidates(t testing.TB, raw *zk.Conn, root, name string) []string {
+	t.Helper()
+	dir := root + "/globals/" + name
+	names, _, err := raw.Children(dir)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("list %s: %v", dir, err)
+	}
+	return names
+}
+
+// leaderPath returns the path of the znode of the running global's candidate.
+func leaderPath(t testing.TB, raw *zk.Conn, root, name string, epoch int64) string {
+	t.Helper()
+	dir := root + "/globals/" + name
+	for _, n := range candidates(t, raw, root, name) {
+		_, st, err := raw.Get(dir + "/" + n)
+		if err == nil && st.Czxid == epoch {
+			return dir + "/" + n
+		}
+	}
+	t.Fatalf("no candidate znode with czxid %d under %s", epoch, dir)
+	return ""
+}
+
+// 1. A leader whose candidate znode is deleted by someone else stops its
+// global within a second, and only then, give or take the notification
+// latency, does the next candidate's run.
+func TestLeaderStopsWhenItsZnodeIsDeleted(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	var j journal
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := j.oneRunning(t)
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	p := leaderPath(t, raw, root, "boss", first.epoch)
+	deleted := time.Now()
+	if err := raw.Delete(p, -1); err != nil {
+		t.Fatalf("delete %s: %v", p, err)
+	}
+	zktest.Eventually(t, 5*time.Second, func() error {
+		for _, r := range j.all() {
+			if r.epoch == first.epoch && !r.stop.IsZero() {
+				return nil
+			}
+		}
+		return errors.New("the deposed global still runs")
+	})
+	second := j.oneRunning(t)
+	if second.node != "b" {
+		t.Errorf("after the delete %s leads, want b (a re-enters at the back)", second.node)
+	}
+	var stopped time.Time
+	for _, r := range j.all() {
+		if r.epoch == first.epoch {
+			stopped = r.stop
+		}
+	}
+	if d := stopped.Sub(deleted); d > time.Second {
+		t.Errorf("the deposed global stopped %v after its znode was deleted, want within 1s", d)
+	}
+	overlap := stopped.Sub(second.start)
+	t.Logf("deposed global stopped %v after the delete; overlap with the next: %v", stopped.Sub(deleted).Round(time.Microsecond), overlap.Round(time.Microsecond))
+	if overlap > 100*time.Millisecond {
+		t.Errorf("two globals ran together for %v after the delete, more than the notification latency", overlap)
+	}
+	// a is a candidate again, behind b.
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if n := len(candidates(t, raw, root, "boss")); n != 2 {
+			return fmt.Errorf("%d candidate znodes, want 2 (b leading, a queued again)", n)
+		}
+		return nil
+	})
+}
+
+// 2. RegisterCandidate then Resign, repeated, never leaves our znode
+// behind at the head of the queue: the other node leads in the end.
+func TestRegisterResignChurnLeavesNoLeaderless(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	var j journal
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	// Resign b so that a's candidacies reach the head of the queue during
+	// the churn, then stand again.
+	if err := b.elections.Resign(ctx, "boss"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if err := a.elections.Resign(ctx, "boss"); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		r := j.running()
+		if len(r) != 1 || r[0].node != "b" {
+			return fmt.Errorf("running: %v, want b alone", r)
+		}
+		if n := len(candidates(t, raw, root, "boss")); n != 1 {
+			return fmt.Errorf("%d candidate znodes, want b's alone", n)
+		}
+		return nil
+	})
+	l, err := a.elections.Leader(ctx, "boss")
+	if err != nil || l.PID == nil || !l.PID.Equal(j.running()[0].pid) {
+		t.Errorf("a's WhereisGlobal: %+v, %v; want b's global", l, err)
+	}
+	j.noOverlap(t)
+}
+
+// stopOnCommand is a global that stops itself on a *pb.PID{Id: "stop"}.
+func stopOnCommand(stopped chan<- struct{}) *actor.Props {
+	return actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *pb.PID:
+			if m.Id == "stop" {
+				c.Stop(c.Self())
+			}
+		case *actor.Stopped:
+			stopped <- struct{}{}
+		}
+	})
+}
+
+// 3. A global stops itself and the node at once stands again: the call's
+// nil error means a live candidacy, which leads again.
+func TestRegisterCandidateRightAfterTheGlobalStopped(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	for trial := range 20 {
+		stopped := make(chan struct{}, 1)
+		pid, err := a.elections.RegisterCandidate(ctx, "boss", stopOnCommand(stopped))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zktest.Eventually(t, 5*time.Second, func() error {
+			if _, ok := a.elections.Epoch("boss"); !ok {
+				return errors.New("not leading")
+			}
+			return nil
+		})
+		a.system.Root.Send(pid, &pb.PID{Id: "stop"})
+		<-stopped // a supervisor restarting its candidacy
+		if _, err := a.elections.RegisterCandidate(ctx, "boss", stopOnCommand(make(chan struct{}, 1))); err != nil {
+			t.Fatalf("trial %d: %v", trial, err)
+		}
+		zktest.Eventually(t, 5*time.Second, func() error {
+			if _, ok := a.elections.Epoch("boss"); !ok {
+				return fmt.Errorf("trial %d: the node neither leads nor queues (%d candidate znodes)", trial, len(candidates(t, raw, root, "boss")))
+			}
+			if _, err := a.elections.WhereisGlobal(ctx, "boss"); err != nil {
+				return err
+			}
+			return nil
+		})
+		if err := a.elections.Resign(ctx, "boss"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// 10. RegisterCandidate racing an unfinished Resign starts a new candidacy.
+func TestRegisterCandidateDuringResign(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	for trial := range 20 {
+		if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+			t.Fatal(err)
+		}
+		j.oneRunning(t)
+		resigned := make(chan error, 1)
+		go func() { resigned <- a.elections.Resign(ctx, "boss") }()
+		pid, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a"))
+		if err != nil {
+			t.Fatalf("trial %d: %v", trial, err)
+		}
+		if err := <-resigned; err != nil && !errors.Is(err, global.ErrNotCandidate) {
+			t.Fatal(err)
+		}
+		zktest.Eventually(t, 5*time.Second, func() error {
+			got, err := a.elections.WhereisGlobal(ctx, "boss")
+			if err != nil {
+				return err
+			}
+			if !got.Equal(pid) {
+				return fmt.Errorf("trial %d: global %v, want the new candidacy's %v", trial, got, pid)
+			}
+			return nil
+		})
+		if err := a.elections.Resign(ctx, "boss"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.noOverlap(t)
+}
+
+// 11. Foreign children (persistent copies, garbage data, odd names) at the
+// head of the queue are never waited for, and WhereisGlobal agrees.
+func TestForeignZnodesAtTheHeadAreSkipped(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	dir := root + "/globals/boss"
+	for _, p := range []string{"/t", root, root + "/globals", dir} {
+		if _, err := raw.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			t.Fatal(err)
+		}
+	}
+	hex := strings.Repeat("ab", 16)
+	// A persistent znode of the candidate shape with a candidate's data.
+	if _, err := raw.Create(dir+"/_c_"+hex+"-c-0000000000", []byte{0x0a, 0x01, 'x'}, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// An ephemeral one of another client with garbage data.
+	if _, err := raw.Create(dir+"/_c_"+strings.Repeat("cd", 16)+"-c-", []byte("garbage"), zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// Not of the candidate shape at all.
+	if _, err := raw.Create(dir+"/lock-0000000001", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	var j journal
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	leader := j.oneRunning(t)
+	whereis(t, a, "boss", leader.pid)
+}
+
+// 12. Messages sent to a queued candidate's PID in a steady stream all
+// reach its global, in order, across the hand-over.
+func TestHandOverUnderAStreamOfMessages(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	var j journal
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	var (
+		mu  sync.Mutex
+		got []int
+	)
+	bProps := actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*pb.PID); ok {
+			var n int
+			fmt.Sscan(m.Id, &n)
+			mu.Lock()
+			got = append(got, n)
+			mu.Unlock()
+		}
+	})
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", bProps); err != nil {
+		t.Fatal(err)
+	}
+	staged := stagedPID(t, zkc.Connect(t), root, "boss", b)
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b.system.Root.Send(staged, &pb.PID{Id: fmt.Sprint(i)})
+			sent.Store(int64(i))
+			if i%64 == 0 {
+				time.Sleep(50 * time.Microsecond) // a steady stream, not a flood
+			}
+		}
+	}()
+	if err := a.elections.Resign(ctx, "boss"); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if _, ok := b.elections.Epoch("boss"); !ok {
+			return errors.New("b does not lead yet")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < 1000 {
+			return fmt.Errorf("b's global handled %d messages so far", len(got))
+		}
+		return nil
+	})
+	close(stop)
+	<-done
+	n := int(sent.Load())
+	zktest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != n {
+			return fmt.Errorf("b's global handled %d of %d messages", len(got), n)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range got {
+		if v != i+1 {
+			t.Fatalf("message %d arrived as number %d: lost or reordered", i+1, v)
+		}
+	}
+}
+
+// stagedPID reads the PID n's candidacy for name stands under.
+func stagedPID(t testing.TB, raw *zk.Conn, root, name string, n *node) *actor.PID {
+	t.Helper()
+	dir := root + "/globals/" + name
+	for _, c := range candidates(t, raw, root, name) {
+		data, st, err := raw.Get(dir + "/" + c)
+		if err != nil || st.EphemeralOwner != n.session.ID() {
+			continue
+		}
+		rec := &pb.Candidate{}
+		if err := proto.Unmarshal(data, rec); err != nil {
+			t.Fatal(err)
+		}
+		return actor.NewPID(rec.Pid.Address, rec.Pid.Id)
+	}
+	t.Fatalf("no candidate znode of session %#x under %s", n.session.ID(), dir)
+	return nil
+}
+
+// 4. Names ZooKeeper refuses are bad names, not ZooKeeper errors.
+func TestNamesZooKeeperRefuses(t *testing.T) {
+	zkc := zktest.Shared(t)
+	a := newNode(t, zkc.Addrs(), zktest.Root(t), 4*time.Second)
+	for _, name := range []string{"a\ufffdb", "\ufffc", "x\u00a0y", "\ud7ff\ue000"} {
+		_, err := a.elections.RegisterCandidate(ctxT(t), name, actor.PropsFromFunc(func(actor.Context) {}))
+		if !errors.Is(err, cluster.ErrBadName) {
+			t.Errorf("RegisterCandidate(%q) = %v, want ErrBadName", name, err)
+		}
+	}
+}
+
+// 6, 7. A session that expires while a node stands: the node re-enters on
+// its new session, and nothing of the old candidacy is left.
+func TestSessionExpiryReentersWithoutOrphans(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	var j journal
+	a := newNode(t, []string{proxy.Addr()}, root, time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	expired := make(chan struct{}, 1)
+	stopNotify := a.session.Notify(func(ev cluster.Event) {
+		if ev.Kind == cluster.Expired {
+			select {
+			case expired <- struct{}{}:
+			default:
+			}
+		}
+	})
+	defer stopNotify()
+	proxy.Blackhole()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		r := j.running()
+		if len(r) != 1 || r[0].node != "b" {
+			return fmt.Errorf("running %v, want b alone", r)
+		}
+		return nil
+	})
+	proxy.Restore()
+	select {
+	case <-expired:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a never learned that its session expired")
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		names := candidates(t, raw, root, "boss")
+		if len(names) != 2 {
+			return fmt.Errorf("candidate znodes %v, want b's and a's new one", names)
+		}
+		for _, n := range names {
+			_, st, err := raw.Get(root + "/globals/boss/" + n)
+			if err != nil {
+				return err
+			}
+			if st.EphemeralOwner != a.session.ID() && st.EphemeralOwner != b.session.ID() {
+				return fmt.Errorf("%s belongs to session %#x, neither a's nor b's", n, st.EphemeralOwner)
+			}
+		}
+		return nil
+	})
+	j.noOverlap(t)
+}
