@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -184,6 +185,19 @@ func (c *Cluster) Stop(i int) {
 	if err := c.server(i).stop(); err != nil {
 		c.fatalf("%v", err)
 	}
+}
+
+// Pause freezes server i with SIGSTOP, as a long garbage-collection pause or a stalled
+// machine does: its connections stay open but it answers nothing, and its clocks jump when it
+// runs again, so it may expire sessions at once then. Resume thaws it; Kill, Stop and the
+// end of the test work on a paused server too.
+func (c *Cluster) Pause(i int) {
+	c.server(i).signal(syscall.SIGSTOP)
+}
+
+// Resume thaws server i after Pause with SIGCONT.
+func (c *Cluster) Resume(i int) {
+	c.server(i).signal(syscall.SIGCONT)
 }
 
 // Restart starts server i again, after Kill or Stop, with the same configuration, data and

@@ -154,6 +154,14 @@ func (s *server) kill() {
 	<-done
 }
 
+// signal sends sig to the JVM if it is running.
+func (s *server) signal(sig syscall.Signal) {
+	cmd, _ := s.process()
+	if s.running() {
+		_ = cmd.Process.Signal(sig) // fails only if the process has just exited
+	}
+}
+
 // stop sends SIGTERM and waits until the JVM has exited, killing it after stopTimeout.
 func (s *server) stop() error {
 	cmd, done := s.process()
@@ -161,6 +169,7 @@ func (s *server) stop() error {
 		return nil
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a paused JVM acts on SIGTERM only once it runs
 	select {
 	case <-done:
 		return nil
