@@ -43,6 +43,7 @@ type node struct {
 	session   *cluster.Session
 	registry  *cluster.Registry
 	elections *global.Elections
+	stopOnce  sync.Once
 }
 
 func startNode(servers []string, root string, timeout time.Duration) (*node, error) {
@@ -76,7 +77,10 @@ func newNode(t testing.TB, servers []string, root string, timeout time.Duration)
 	return n
 }
 
-func (n *node) stop() {
+// stop stops the node; it may be called more than once.
+func (n *node) stop() { n.stopOnce.Do(n.stopNow) }
+
+func (n *node) stopNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = n.elections.Close(ctx)
