@@ -8,61 +8,21 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
-// The quorum lease.
+// The quorum lease: SafeUntilFor tells until when the quorum leader itself
+// certainly counts a session alive. It is anchored only at events that
+// prove a touch of the session by the quorum leader at or after a known
+// moment t, never at the receipt of an arbitrary byte:
 //
-// A leader must stop acting before ZooKeeper could expire its session and
-// hand what it held to another. Bytes from a server prove nothing: a
-// follower cut off from its quorum goes on answering pings for up to
-// syncLimit × tickTime while the quorum leader expires the sessions of its
-// clients. What the lease counts instead are events that prove that the
-// quorum leader itself renewed (touched) the session at or after a known
-// moment t, on this process's monotonic clock. The quorum leader expires a
-// session no earlier than one session timeout T after its last touch, so
-// the session is alive until t + T; the lease ends a margin earlier, at
-// t + T − T/10 (SafeUntil).
+//  1. a handshake on a connection dialed at t (the leader created or
+//     revalidated the session);
+//  2. two probes on one connection, the second sent at least T/4 after the
+//     first's reply; t is the first's send time. A probe is a multi with one
+//     check of "/" at any version: a write that the quorum leader checks
+//     the session for, and that changes nothing.
 //
-// Two kinds of event anchor the lease:
-//
-//  1. A handshake. When a connection dialed at d gets a session, the
-//     session was either created by the quorum leader (createSession is a
-//     transaction) or revalidated by it (a follower asks the leader, which
-//     touches the session, before it accepts a reconnect). Either happened
-//     after d: t = d.
-//  2. Two probes on one connection. A probe is a multi holding one check of
-//     "/" at any version: a write, so a follower forwards it to the quorum
-//     leader, which checks that the session is live (PrepRequestProcessor's
-//     checkSession) and changes nothing. A follower does not pass the touch
-//     with the request: it collects the sessions its clients touched and
-//     hands them over when it answers the leader's next ping, which the
-//     leader sends every tick/2. So one confirmed probe P1, sent at s1,
-//     shows only that the session was live when the leader saw it. A
-//     second probe P2, sent at least T/4 after P1's reply on the same
-//     connection and confirmed too, shows that the follower kept following
-//     the same leader (a follower that loses it closes its clients'
-//     connections) and that the leader→follower link carried P2's commit,
-//     after the pings the leader sent in between (at least one, as
-//     tick/2 ≤ T/4); the follower answered them with the touch it recorded
-//     when P1 arrived, at or after s1, and the answer travels in order with
-//     the requests it forwards. Then t = s1.
-//
-// What this assumes, and what it does not:
-//   - the clocks of this process and of the quorum leader run at the same
-//     rate, within the T/10 margin;
-//   - the ensemble's tickTime is at most T/2, which ZooKeeper enforces by
-//     clamping session timeouts to at least 2 ticks (minSessionTimeout's
-//     default; an ensemble configured below it voids the argument);
-//   - a follower's answer to a ping is not overtaken by a request it
-//     forwards later (one TCP connection), and is not delayed past the
-//     leader's processing of P2 by more than the probe spacing allows;
-//     ZooKeeper's own syncLimit makes the same kind of timing assumption.
-//
-// A process paused between checking the lease and acting, or a message in
-// flight to a third party when the lease ends, is beyond any lease: that is
-// what the epoch (a fencing token, package global) is for.
-//
-// Probes run only while someone holds the lease (HoldLease), once every T/4,
-// one at a time: a probe that hangs (a partitioned follower) lets the lease
-// run out on its own.
+// The lease ends at t + T − T/10. Package global's documentation ("One at a
+// time: the lease") gives the argument and what it assumes. Probes run only
+// while someone holds the lease (HoldLease), once every T/4, one at a time.
 
 // leaseMargin is how much earlier than the proven expiry the lease ends.
 func leaseMargin(timeout time.Duration) time.Duration { return timeout / 10 }

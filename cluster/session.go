@@ -103,10 +103,10 @@ type Session struct {
 	zkev <-chan zk.Event
 	acl  []zk.ACL
 
-	start       time.Time    // monotonic reference for the durations below
-	negotiated  atomic.Int64 // negotiated session timeout, ms
-	requests    atomic.Int64 // ZooKeeper requests issued
-	lastTick    atomic.Int64 // nanoseconds since start at the pause watcher's last tick
+	start       time.Time     // monotonic reference for the durations below
+	negotiated  atomic.Int64  // negotiated session timeout, ms
+	requests    atomic.Int64  // ZooKeeper requests issued
+	lastTick    atomic.Int64  // nanoseconds since start at the pause watcher's last tick
 	connGen     atomic.Uint64 // counts the connections dialed; identifies the current one
 	dialedAt    atomic.Int64  // nanoseconds since start when the current connection was dialed
 	lease       lease

@@ -5,24 +5,43 @@
 // # The queue
 //
 // Candidates for a name queue under <root>/globals/<name> (a container
-// znode) as ephemeral sequential znodes whose names carry a GUID,
-// _c_<guid>-c-<sequence>, and whose data is a Candidate record with the
-// PID the global will have if that candidate is elected. The lowest
-// sequence leads. Each candidate watches only its predecessor, so one
-// leader's exit wakes one candidate, not the whole queue. The GUID lets a
-// candidate whose create was cut off by a lost connection find its own
-// znode instead of queueing twice.
+// znode) as ephemeral sequential znodes, one per candidacy:
+//
+//	<root>/globals/<name>                    container
+//	├── _c_<guid>-c-0000000041               ephemeral sequential   Candidate{pid, node, ...}  ← leads
+//	├── _c_<guid>-c-0000000042               ephemeral sequential   watches 41
+//	└── _c_<guid>-c-0000000043               ephemeral sequential   watches 42
+//
+// The lowest sequence leads. Each candidate watches only its predecessor,
+// so one leader's exit wakes one candidate, not the whole queue. The GUID
+// (32 hex digits) is the candidacy's: after a connection lost during a
+// create, the candidacy finds its own znode instead of queueing twice, and
+// any znode of a candidacy that has ended can be found and deleted.
+//
+// A child takes part in the election only if its name has that shape, it
+// is ephemeral, and its data is a Candidate record with a PID. Anything
+// else under the name (another client's znode, a persistent copy, a record
+// this version cannot read) is foreign: candidates pass over it when they
+// look for their predecessor, WhereisGlobal skips it, and nobody deletes
+// it. So garbage cannot hold a name leaderless.
 //
 // # The life of a candidacy
 //
-//	RegisterCandidate ─► queued (stand-in holds the PID, buffering messages)
-//	queued ─► predecessor gone, first in queue ─► znode confirmed ours ─► term starts:
+//	RegisterCandidate ─► candidate znode created, queued (a stand-in holds the PID, buffering messages)
+//	queued ─► no live predecessor ─► lease holds, znode confirmed ours and watched ─► term starts:
 //	          props spawned under the PID, *zkactorv1.Elected{epoch} first, buffer delivered
-//	term ─► actor stops by itself, Resign, Close ─► znode deleted ─► next candidate leads
-//	term ─► session not vouched for (disconnected 2/3 of the timeout, or process paused)
-//	     ─► actor stopped before it handles another message ─► queued again; if the
-//	        session survived and the znode is still ours, the term resumes (same epoch)
-//	any ─► session expired ─► re-entered at the back of the queue with a new znode
+//	term ─► the actor stops by itself, Resign, Close ─► znode deleted ─► the next candidate leads
+//	term ─► the candidate znode deleted by someone else ─► actor stopped at once ─► entered again, at the back
+//	term ─► lease ran out (partition, slow replies, pause) ─► actor stopped before it handles another
+//	        message ─► queued; if the session survived and the znode still heads the queue, the
+//	        term resumes with the same epoch (nobody else can have led in between)
+//	any  ─► session expired ─► entered again, at the back, with a new znode
+//
+// A RegisterCandidate that returns nil leaves a live candidacy: one that
+// meets a candidacy that is ending (Resign under way, or its global
+// stopped by itself) starts a new one. A create whose reply was lost is
+// cleaned up: the candidacy deletes its stray znodes, and once it has
+// ended a sweeper keeps trying until they are gone or their session is.
 //
 // # Epochs
 //
@@ -30,12 +49,55 @@
 // name follow queue order, which is creation order, so epochs only grow:
 // downstream resources can reject a deposed leader by its smaller epoch.
 //
-// # One at a time
+// # One at a time: the lease
 //
 // A leader stops its global before ZooKeeper could expire its session and
-// elect another: the session is vouched for until the last byte from a
-// server plus 2/3 of the negotiated timeout (cluster.Session.SafeUntil), on
-// the monotonic clock, and not at all after the process was paused until
-// a fresh request is answered. The global's receiver middleware checks
-// this before every message, and the election loop checks it on a timer.
+// elect another. The session's lease (cluster.Session.SafeUntilFor) is the
+// moment until which the quorum leader itself certainly counts the session
+// alive; the global's receiver middleware checks it before every message,
+// and the candidacy on a timer. Bytes from a server prove nothing: a
+// follower cut off from its quorum goes on answering pings for up to
+// syncLimit × tickTime while the quorum leader expires its clients'
+// sessions. The lease counts only events that prove that the quorum leader
+// touched the session at or after a known moment t on this process's
+// monotonic clock; the quorum leader expires a session no earlier than one
+// session timeout T after its last touch, so the lease ends at
+// t + T − T/10.
+//
+//  1. A handshake. A connection dialed at d that gets a session: the quorum
+//     leader created it (createSession is a transaction) or, for a
+//     reconnect, revalidated and touched it (a follower asks the leader
+//     before it accepts the reconnect). t = d.
+//  2. Two probes on one connection. A probe is a multi holding one check of
+//     "/" at any version: a write, so a follower forwards it to the quorum
+//     leader, which checks the session is live and changes nothing. A
+//     follower does not pass the touch on with the request: it collects the
+//     sessions its clients touched and hands them to the leader in its
+//     answer to the leader's next ping (sent every tick/2). So one confirmed
+//     probe P1, sent at s1, shows only that the session was live when the
+//     leader saw it. A second probe P2, sent at least T/4 after P1's reply
+//     on the same connection and confirmed too, shows that the follower
+//     kept following the same leader all along (a follower that loses it
+//     closes its clients' connections), and that the leader's pings sent
+//     between the two commits (at least one, as tick/2 ≤ T/4) reached it
+//     and were answered with the touch recorded when P1 arrived (at or after
+//     s1), an answer that travels in order with the requests it forwards.
+//     t = s1. Probes run every T/4 while any candidacy exists, one at a
+//     time, so a probe that hangs (an isolated follower) lets the lease run
+//     out by itself.
+//
+// The lease assumes that the clocks of this process and of the quorum
+// leader run at the same rate (within the T/10 margin); that the ensemble's
+// tickTime is at most T/2, which ZooKeeper enforces by clamping session
+// timeouts to at least two ticks unless minSessionTimeout is set lower; and
+// that a follower's answer to a ping is not held up on its link past the
+// leader's processing of the next probe, the same kind of timing that
+// ZooKeeper's own syncLimit assumes. Measured: a leader behind a follower
+// whose quorum links were blackholed (2 s sessions, tick 200 ms) stopped
+// 1.4–1.6 s after the cut, and the next global started about 0.5 s later.
+//
+// What no lease covers is the epoch's job: a process paused between the
+// check and its action, or a message in flight to a third party when the
+// lease ends. Resources the global writes to should remember the highest
+// epoch they have seen and refuse lower ones.
 package global
