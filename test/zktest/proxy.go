@@ -48,6 +48,9 @@ type Proxy struct {
 	// rewrite, if set, reads the start of each client's stream and returns what the target
 	// gets instead (see electionHandshakeRewriter).
 	rewrite func(io.Reader) ([]byte, error)
+	// dialRetry is how long a connection waits for its target to accept when it refuses;
+	// zero makes the first refusal final.
+	dialRetry time.Duration
 }
 
 type proxyMode int
@@ -261,7 +264,7 @@ func (p *Proxy) acceptLoop() {
 			pc.silence(p.mode) // nothing in modeForward, one direction in a one-way partition
 			p.conns[pc] = struct{}{}
 			p.wg.Add(1) // the counter is held above zero by this loop, so Add cannot race Wait
-			go p.forward(pc, p.target, p.rewrite)
+			go p.forward(pc, p.target, p.rewrite, p.dialRetry)
 		}
 		p.mu.Unlock()
 	}
@@ -270,9 +273,9 @@ func (p *Proxy) acceptLoop() {
 // forward dials the target and moves bytes between the two connections until either side
 // closes or the proxy closes the connection. The target's bytes pass through a queue, so
 // that Delay can hold them back without a goroutine per chunk.
-func (p *Proxy) forward(pc *proxyConn, target string, rewrite func(io.Reader) ([]byte, error)) {
+func (p *Proxy) forward(pc *proxyConn, target string, rewrite func(io.Reader) ([]byte, error), dialRetry time.Duration) {
 	defer p.wg.Done()
-	upstream, err := net.DialTimeout("tcp", target, 2*time.Second)
+	upstream, err := dial(pc, target, dialRetry)
 	p.mu.Lock()
 	if _, live := p.conns[pc]; !live || err != nil {
 		// Cut, Restore or close got to it first, or the target is down: the client sees EOF.
@@ -308,6 +311,26 @@ func (p *Proxy) forward(pc *proxyConn, target string, rewrite func(io.Reader) ([
 		}
 	}
 	p.copyToTarget(pc)
+}
+
+// dialRetryInterval is how often dial tries again while its target refuses.
+const dialRetryInterval = 20 * time.Millisecond
+
+// dial connects to target, trying again for up to retry while it refuses, unless the proxy
+// closes pc meanwhile.
+func dial(pc *proxyConn, target string, retry time.Duration) (net.Conn, error) {
+	deadline := time.Now().Add(retry)
+	for {
+		conn, err := net.DialTimeout("tcp", target, 2*time.Second)
+		if err == nil || time.Now().After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-pc.done:
+			return nil, err
+		case <-time.After(dialRetryInterval):
+		}
+	}
 }
 
 // copyToTarget moves the client's bytes to the target, dropping them while that direction is

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"time"
 )
 
 // quorumLink is the pair of proxies through which one server reaches another: its quorum
@@ -35,18 +36,30 @@ func (c *Cluster) startQuorumProxies() error {
 			}
 		}
 	}
-	// Server i, dialing j, announces the address of j's proxy back to i.
 	for i, row := range c.links {
 		for j, link := range row {
-			if link != nil {
-				link.election.mu.Lock()
-				link.election.rewrite = electionHandshakeRewriter(c.links[j][i].election.Addr())
-				link.election.mu.Unlock()
+			if link == nil {
+				continue
 			}
+			// Server i, dialing j, announces the address of j's proxy back to i.
+			link.election.mu.Lock()
+			link.election.rewrite = electionHandshakeRewriter(c.links[j][i].election.Addr())
+			link.election.mu.Unlock()
+			// A follower may dial its new leader a moment before the leader listens on its
+			// quorum port. A refused connect makes the follower try again, but a proxy has
+			// already accepted: the follower would see the connection close, give up, and
+			// elect again only after the leader has waited initLimit ticks for followers.
+			link.peer.mu.Lock()
+			link.peer.dialRetry = quorumDialRetry
+			link.peer.mu.Unlock()
 		}
 	}
 	return nil
 }
+
+// quorumDialRetry is how long a quorum proxy waits for its server to listen, about as long as
+// a follower tries to connect to its leader before it gives up.
+const quorumDialRetry = 5 * time.Second
 
 // linkPorts returns the ports server i's zoo.cfg gives for server j: its proxies to j.
 func (c *Cluster) linkPorts(i, j int) (peer, election int) {
