@@ -1,6 +1,7 @@
 package zktest_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -145,5 +146,54 @@ func TestEnsembleOptions(t *testing.T) {
 				t.Fatalf("conf of server %d has no %q:\n%s", i, want, conf)
 			}
 		}
+	}
+}
+
+// An isolated leader loses its quorum: the others elect a leader among themselves and go on
+// writing, and the old leader rejoins as a follower once healed.
+func TestIsolateQuorumLeader(t *testing.T) {
+	c := zktest.StartEnsemble(t, 3, zktest.WithQuorumProxies(), zktest.WithSyncLimit(10))
+	old := c.Leader(t)
+	var majority []string
+	var others []int
+	for i, addr := range c.Addrs() {
+		if i != old {
+			majority = append(majority, addr)
+			others = append(others, i)
+		}
+	}
+	conn := zktest.Dial(t, majority, zktest.DefaultSessionTimeout)
+	root := createRoot(t, conn)
+
+	cut := time.Now()
+	c.IsolateQuorum(old)
+	zktest.Eventually(t, 30*time.Second, func() error {
+		for _, i := range others {
+			if reply, err := c.Srvr(i); err == nil && strings.Contains(reply, "Mode: leader") {
+				return nil
+			}
+		}
+		return fmt.Errorf("neither server %v leads", others)
+	})
+	t.Logf("a new leader %v after isolating leader %d", time.Since(cut), old)
+	zktest.Eventually(t, 30*time.Second, func() error {
+		_, err := conn.Create(root+"/written", nil, 0, zk.WorldACL(zk.PermAll))
+		if errors.Is(err, zk.ErrNodeExists) {
+			return nil
+		}
+		return err
+	})
+	// It stops serving once it has missed its followers for syncLimit ticks.
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if reply, err := c.Srvr(old); err == nil && strings.Contains(reply, "Mode:") {
+			return fmt.Errorf("the isolated old leader serves: %q", reply)
+		}
+		return nil
+	})
+
+	c.HealQuorum(old)
+	c.WaitServing(t, old)
+	if reply, err := c.Srvr(old); err != nil || !strings.Contains(reply, "Mode: follower") {
+		t.Fatalf("the old leader after the heal: Srvr = %q, %v; want Mode: follower", reply, err)
 	}
 }
