@@ -4,6 +4,7 @@ package global_test
 // the election was restructured.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -449,4 +450,37 @@ func TestSessionExpiryReentersWithoutOrphans(t *testing.T) {
 		return nil
 	})
 	j.noOverlap(t)
+}
+
+// Close with ZooKeeper unreachable does not wait for deletes that cannot be
+// made: the session's end removes the candidates' znodes. (It took a
+// request timeout per candidacy.)
+func TestCloseWhileZooKeeperIsUnreachable(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newNode(t, []string{proxy.Addr()}, root, 4*time.Second)
+	ctx := ctxT(t)
+	for _, name := range []string{"g1", "g2", "g3"} {
+		if _, err := a.elections.RegisterCandidate(ctx, name, actor.PropsFromFunc(func(actor.Context) {})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.Cut()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if a.session.Connected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- a.elections.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second): // a hang detector; three request timeouts were 30 s
+		t.Fatal("Close without a deadline did not return while ZooKeeper was unreachable")
+	}
 }
