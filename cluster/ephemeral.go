@@ -5,11 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
 // keeper keeps a set of ephemeral znodes in ZooKeeper for as long as this
@@ -157,11 +158,7 @@ func (k *keeper) dropLater(path string) {
 // remove deletes path if it is still doomed.
 func (k *keeper) remove(ctx context.Context, path string) error {
 	err := k.s.Do(ctx, Op{Name: "delete", Path: path, Idempotent: true}, func(c *zk.Conn) error {
-		err := c.Delete(path, -1)
-		if errors.Is(err, zk.ErrNoNode) {
-			return nil
-		}
-		return err
+		return zkutil.Delete(c, path, -1)
 	})
 	if err == nil {
 		k.mu.Lock()
@@ -307,57 +304,18 @@ func (k *keeper) reconcile() bool {
 }
 
 // createEphemeral creates path as an ephemeral znode, creating missing
-// parents on the way: the immediate parent as a container (ZooKeeper
-// deletes it once its last child is gone, so services and elections leave
-// nothing behind), the ones above it, up to and including root, persistent.
+// parents as zkutil.CreateWithParents does: the immediate parent as a
+// container (ZooKeeper deletes it once its last child is gone, so services
+// and elections leave nothing behind), the ones above it persistent.
 func createEphemeral(c *zk.Conn, root, path string, data []byte, acl []zk.ACL) (string, error) {
-	return createWithParents(c, root, path, data, zk.FlagEphemeral, acl)
+	return zkutil.CreateWithParents(c, root, path, data, zk.FlagEphemeral, acl)
 }
 
 // CreateWithParents creates path with the given flags, creating missing
-// parents as createEphemeral does: the immediate parent, when it lies two
-// or more levels below root, as a container; the others persistent (those
-// above root with an open ACL, root and below with acl). It retries a few
-// times when a container parent is reaped under it.
+// parents on the way.
+//
+// Deprecated: it is zkactor's internal plumbing, kept only while package
+// global still calls it; use internal/zkutil.CreateWithParents.
 func CreateWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
-	return createWithParents(c, root, path, data, flags, acl)
-}
-
-func createWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
-	for attempt := 0; ; attempt++ {
-		created, err := c.Create(path, data, flags, acl)
-		if !errors.Is(err, zk.ErrNoNode) || attempt == 3 {
-			return created, err
-		}
-		// A container parent can be reaped between our create of it and the
-		// create of the child; a few attempts settle it.
-		if err := ensureParents(c, root, path, acl); err != nil {
-			return "", err
-		}
-	}
-}
-
-func ensureParents(c *zk.Conn, root, path string, acl []zk.ACL) error {
-	parent := path[:strings.LastIndexByte(path, '/')]
-	var chain []string
-	for p := parent; len(p) > 0 && p != "/"; p = p[:strings.LastIndexByte(p, '/')] {
-		chain = append(chain, p)
-	}
-	for i := len(chain) - 1; i >= 0; i-- {
-		p := chain[i]
-		var err error
-		switch {
-		case len(p) < len(root):
-			// Above our root: not ours to protect.
-			_, err = c.Create(p, nil, 0, zk.WorldACL(zk.PermAll))
-		case p == parent && strings.Count(p[len(root):], "/") >= 2:
-			_, err = c.CreateContainer(p, nil, zk.FlagContainer, acl)
-		default:
-			_, err = c.Create(p, nil, 0, acl)
-		}
-		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("create parent %s: %w", p, err)
-		}
-	}
-	return nil
+	return zkutil.CreateWithParents(c, root, path, data, flags, acl)
 }

@@ -41,7 +41,7 @@ func (r *Registry) Nodes(ctx context.Context) ([]*pb.Node, error) {
 }
 
 func (r *Registry) peers(ctx context.Context) (*peersEntry, error) {
-	e, err := r.nodes.get(ctx, "nodes", r.layout.NodesPath())
+	e, err := r.nodes.Get(ctx, "nodes")
 	if err != nil {
 		return nil, fmt.Errorf("zkactor: list nodes: %w", err)
 	}

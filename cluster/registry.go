@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/zkactor/zkactor/internal/watchcache"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
@@ -47,8 +48,8 @@ type Registry struct {
 	node   *pb.Node
 
 	keeper   *keeper
-	services *dirCache[serviceEntry]
-	nodes    *dirCache[peersEntry]
+	services *watchcache.Cache[serviceEntry] // by service name
+	nodes    *watchcache.Cache[peersEntry]   // one key, "nodes"
 	watcher  *actor.PID
 	stopSess func()
 
@@ -100,14 +101,14 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 		byPID:  map[pidKey]map[string]*registration{},
 	}
 	r.keeper = newKeeper(s, opts.Root)
-	r.services = newDirCache(s, r.buildService)
-	r.nodes = newDirCache(s, r.buildPeers)
+	r.services = watchcache.New(dirLoader(s, r.layout.ServicePath, r.buildService))
+	r.nodes = watchcache.New(dirLoader(s, func(string) string { return r.layout.NodesPath() }, r.buildPeers))
 	// Watches end with an expired session; the cache sweeps itself through
 	// them, and this catches anything read while the expiry was under way.
 	r.stopSess = s.Notify(func(ev Event) {
 		if ev.Kind == Expired || ev.NewSession {
-			r.services.sweep()
-			r.nodes.sweep()
+			r.services.Sweep()
+			r.nodes.Sweep()
 		}
 	})
 	r.watcher = system.Root.Spawn(actor.PropsFromFunc(r.receive))
@@ -203,7 +204,7 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 		// wire: whoever removed it may have deleted before we created.
 		r.keeper.dropLater(reg.path)
 	}
-	r.services.evict(name)
+	r.services.Evict(name)
 	if firstName {
 		r.system.Root.Send(r.watcher, &watchPID{pid: pid})
 	}
@@ -224,7 +225,7 @@ func (r *Registry) Unregister(ctx context.Context, name string, pid *actor.PID) 
 		return nil
 	}
 	err := r.keeper.drop(ctx, reg.path)
-	r.services.evict(name)
+	r.services.Evict(name)
 	if err != nil {
 		return fmt.Errorf("zkactor: unregister %q: %w", name, err)
 	}
@@ -271,13 +272,13 @@ func (r *Registry) Lookup(ctx context.Context, name string) ([]*pb.Registration,
 }
 
 func (r *Registry) service(ctx context.Context, name string) (*serviceEntry, error) {
-	if e, ok := r.services.entries.Load(name); ok { // the hit path: a map read
-		return e.(*serviceEntry), nil
+	if e, ok := r.services.Peek(name); ok { // the hit path: a map read
+		return e, nil
 	}
 	if err := ValidateName(name); err != nil {
 		return nil, fmt.Errorf("zkactor: lookup %q: %w", name, err)
 	}
-	e, err := r.services.get(ctx, name, r.layout.ServicePath(name))
+	e, err := r.services.Get(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("zkactor: lookup %q: %w", name, err)
 	}
@@ -353,8 +354,8 @@ func (r *Registry) shutdown() {
 	r.stopSess()
 	_ = r.system.Root.StopFuture(r.watcher).Wait()
 	r.keeper.close()
-	r.services.close()
-	r.nodes.close()
+	r.services.Close()
+	r.nodes.Close()
 }
 
 // The registry's actor watches registered PIDs, so that a registration
@@ -382,7 +383,7 @@ func (r *Registry) terminated(pid *actor.PID) {
 	for name, reg := range names {
 		r.log.Debug("actor stopped: removing its registration", "name", name, "pid", pid.String())
 		r.keeper.dropLater(reg.path)
-		r.services.evict(name)
+		r.services.Evict(name)
 	}
 }
 

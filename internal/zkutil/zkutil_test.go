@@ -1,0 +1,59 @@
+package zkutil_test
+
+import (
+	"testing"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/internal/zkutil"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+func TestMain(m *testing.M) { zktest.Main(m) }
+
+func TestCreateWithParents(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	acl := zk.WorldACL(zk.PermAll)
+
+	leaf := root + "/services/worker/reg"
+	got, err := zkutil.CreateWithParents(c, root, leaf, []byte("x"), zk.FlagEphemeral, acl)
+	if err != nil || got != leaf {
+		t.Fatalf("CreateWithParents = %q, %v", got, err)
+	}
+	// The parents exist and are not ephemeral. (That the immediate one is
+	// a container shows only when the server reaps it, after a minute by
+	// default; go-zookeeper's Stat does not say.)
+	for _, path := range []string{root + "/services/worker", root + "/services", root} {
+		_, stat, err := c.Get(path)
+		if err != nil {
+			t.Fatalf("get %s: %v", path, err)
+		}
+		if stat.EphemeralOwner != 0 {
+			t.Errorf("%s is ephemeral", path)
+		}
+	}
+	if err := zkutil.Delete(c, leaf, -1); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	// Deleting what is gone is success; a wrong version is not.
+	if err := zkutil.Delete(c, leaf, -1); err != nil {
+		t.Fatalf("Delete of a missing znode = %v, want nil", err)
+	}
+	// A sequential create one level below root: its parent is persistent.
+	seq, err := zkutil.CreateWithParents(c, root, root+"/jobs/j-", nil, zk.FlagSequence, acl)
+	if err != nil || len(seq) <= len(root+"/jobs/j-") {
+		t.Fatalf("sequential CreateWithParents = %q, %v", seq, err)
+	}
+	if err := zkutil.Delete(c, seq, 42); err != zk.ErrBadVersion {
+		t.Fatalf("Delete with a wrong version = %v, want ErrBadVersion", err)
+	}
+	if err := zkutil.Delete(c, seq, -1); err != nil {
+		t.Fatal(err)
+	}
+	// The jobs parent (one level below root) is persistent: it stays.
+	if ok, _, err := c.Exists(root + "/jobs"); err != nil || !ok {
+		t.Fatalf("persistent parent %s/jobs gone: %v, %v", root, ok, err)
+	}
+}
