@@ -484,3 +484,56 @@ func TestCloseWhileZooKeeperIsUnreachable(t *testing.T) {
 		t.Fatal("Close without a deadline did not return while ZooKeeper was unreachable")
 	}
 }
+
+// 8. A term the guard ended while messages kept coming (the lease ran out
+// during a short partition) is over for the candidacy too: after the heal
+// exactly one global runs again. The old loop could keep the ended term and
+// spin at the head of the queue with no actor running; this test did not
+// catch that, but it caught the restructured staging replaying into the
+// next term the Stop that a dead-letter rescue had picked up.
+func TestGuardEndedTermIsRecovered(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	const timeout = 2 * time.Second
+	var j journal
+	a := newNode(t, []string{proxy.Addr()}, root, timeout)
+	ctx := ctxT(t)
+	pid, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // messages keep the guard busy
+		defer close(done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				a.system.Root.Send(pid, &pb.PID{Id: "tick"})
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	proxy.Blackhole()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if r := j.all(); r[0].stop.IsZero() {
+			return errors.New("the global still runs")
+		}
+		return nil
+	})
+	proxy.Restore()
+	healed := time.Now()
+	zktest.Eventually(t, timeout+time.Second, func() error {
+		if r := j.running(); len(r) != 1 {
+			return fmt.Errorf("%d globals running %v after the heal", len(r), time.Since(healed))
+		}
+		return nil
+	})
+	j.noOverlap(t)
+}

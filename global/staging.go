@@ -54,6 +54,12 @@ func (st *staging) SendSystemMessage(_ *actor.PID, message any) { st.put(staged{
 func (st *staging) Stop(*actor.PID) {}
 
 func (st *staging) put(m staged) {
+	if _, stop := m.message.(*actor.Stop); stop && m.system {
+		// A stop meant for a term that is over (the candidacy's own, or a
+		// future's that found the actor gone) must not stop the next one;
+		// and a stop before the global runs is ignored, as Stop is.
+		return
+	}
 	st.mu.Lock()
 	if t := st.target; t != nil {
 		st.mu.Unlock()
