@@ -98,7 +98,7 @@ submit() {
 
 # jobs_done prints how many distinct jobs some boss has reported done.
 jobs_done() {
-	cat "$WORK"/*.log 2>/dev/null | sed -n 's/^Job done: .* (\(job-[0-9]*\)) by .*/\1/p' | sort -u | wc -l
+	cat "$WORK"/*.log 2>/dev/null | sed -n 's/^Job done: .* (\(job-[A-Za-z0-9_-]*\)) by .*/\1/p' | sort -u | wc -l
 }
 all_done() { (($(jobs_done) >= ACCEPTED)); }
 

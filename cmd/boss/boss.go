@@ -2,14 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 
-	zka "github.com/zkactor/zkactor/actor"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -20,18 +20,27 @@ const (
 	// timing out.
 	storeTimeout = 5 * time.Second
 	// checkInterval is how often the boss looks for workers that came
-	// (for jobs nobody could take) or went (their registration vanished).
-	// Lookups are reads of the registry's cache, so this costs no requests.
+	// (for jobs nobody could take) or went (their registration vanished),
+	// and for assignments that timed out. Lookups are reads of the
+	// registry's cache, so this costs no requests.
 	checkInterval = 250 * time.Millisecond
+	// listBackoffMin and listBackoffMax bound the wait between attempts to
+	// read the unfinished jobs after an election.
+	listBackoffMin = 100 * time.Millisecond
+	listBackoffMax = 5 * time.Second
 )
 
 // check is the boss's periodic self-message.
 type check struct{}
 
+// listJobs is the boss's self-message to read the unfinished jobs again.
+type listJobs struct{}
+
 // assignment is a job the boss has delegated and not yet heard Done for.
 type assignment struct {
 	job    *bossv1.Job
 	worker *actor.PID
+	since  time.Time // delegated at
 }
 
 // waiting is a job no worker has yet.
@@ -40,63 +49,111 @@ type waiting struct {
 	warned bool // "Where is my workforce?!" said for it
 }
 
-// bossActor is the global "boss". Its first message is Elected; from then
-// on it records submitted jobs in ZooKeeper (then acknowledges them),
-// delegates them round-robin to the workers, and forgets them on Done. A
-// job whose worker dies goes back to the queue.
-type bossActor struct {
-	node      *zka.Node
-	jobs      *jobStore
-	out       *printer
-	log       *slog.Logger
-	deadGrace time.Duration // how long a worker that terminated is skipped, if its registration lingers
-
-	elected  bool
-	queue    []*waiting
-	running  map[string]assignment // by job id
-	next     int                   // round-robin position
-	dead     map[string]time.Time  // worker -> skip it until then
-	watching map[string]bool       // workers watched for Terminated
-	stopTick scheduler.CancelFunc
+// bossConfig holds the boss's timing.
+type bossConfig struct {
+	// deadGrace is how long a worker that terminated is skipped, if its
+	// registration lingers.
+	deadGrace time.Duration
+	// assignTimeout is how long a worker may hold a job before the boss
+	// delegates it again.
+	assignTimeout time.Duration
 }
 
-func newBoss(node *zka.Node, jobs *jobStore, out *printer, log *slog.Logger, sessionTimeout time.Duration) *bossActor {
+// bossActor is the global "boss". Its first message is Elected, whose
+// epoch it sends with every delegation; it then reads the jobs the last
+// boss left (retrying until it can), records submitted jobs in ZooKeeper
+// (then acknowledges them), delegates them round-robin to the workers, and
+// forgets them on Done.
+//
+// Jobs run at least once: a job goes back to the queue when its worker
+// dies, or when it is not done within assignTimeout (the worker may have
+// restarted under the same PID and forgotten it), and a new boss delegates
+// every job still recorded. So a job may run more than once, and a long
+// job, or one queued behind others at a busy worker, may run again
+// elsewhere.
+//
+// The boss never waits on ZooKeeper inside Receive: each request runs on a
+// goroutine, and its outcome comes back through ReenterAfter, so the boss
+// answers other messages while a write is in flight.
+type bossActor struct {
+	// findWorkers returns the registered workers: the node's
+	// GetCapable("worker"), a read of the registry's cache.
+	findWorkers func(context.Context) ([]*actor.PID, error)
+	jobs        *jobStore
+	out         *printer
+	log         *slog.Logger
+	cfg         bossConfig
+
+	ctx    context.Context    // ends with the term: requests in flight stop
+	cancel context.CancelFunc //
+	epoch  int64              // the term's, from Elected
+	// deposed: a worker has served a boss of a newer term; this one
+	// delegates nothing more while it waits for its term to end.
+	deposed   bool
+	elected   bool
+	listing   bool            // reading the jobs the last boss left
+	listTries int             // failed attempts so far
+	doneEarly map[string]bool // jobs done while listing: not to be queued from the listing
+
+	queue      []*waiting
+	running    map[string]assignment // by job id
+	next       int                   // round-robin position
+	dead       map[string]time.Time  // worker -> skip it until then
+	watching   map[string]bool       // workers watched for Terminated
+	stopTick   scheduler.CancelFunc  // the periodic check
+	stopRelist scheduler.CancelFunc  // the next listJobs
+}
+
+func newBoss(findWorkers func(context.Context) ([]*actor.PID, error), jobs *jobStore, out *printer, log *slog.Logger, cfg bossConfig) *bossActor {
 	return &bossActor{
-		node:      node,
-		jobs:      jobs,
-		out:       out,
-		log:       log.With("actor", "boss"),
-		deadGrace: 2*sessionTimeout + time.Second,
-		running:   map[string]assignment{},
-		dead:      map[string]time.Time{},
-		watching:  map[string]bool{},
+		findWorkers: findWorkers,
+		jobs:        jobs,
+		out:         out,
+		log:         log.With("actor", "boss"),
+		cfg:         cfg,
+		running:     map[string]assignment{},
+		dead:        map[string]time.Time{},
+		watching:    map[string]bool{},
+		doneEarly:   map[string]bool{},
 	}
 }
 
+// Receive implements actor.Actor.
 func (b *bossActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
+	case *actor.Started:
+		b.ctx, b.cancel = context.WithCancel(context.Background())
 	case *zkactorv1.Elected:
 		b.onElected(c, m)
+	case listJobs:
+		b.list(c)
 	case *bossv1.Submit:
 		b.onSubmit(c, m)
 	case *bossv1.Done:
-		b.onDone(m)
+		b.onDone(c, m)
 		b.dispatch(c)
+	case *bossv1.Refused:
+		b.onRefused(m)
 	case *actor.Terminated:
 		b.workerGone(m.Who, "it terminated ("+m.Why.String()+")")
 		b.dispatch(c)
 	case check:
 		b.checkWorkers()
+		b.checkAssignments()
 		b.dispatch(c)
 	case *actor.Stopping:
-		if b.stopTick != nil {
-			b.stopTick()
+		b.cancel()
+		for _, stop := range []scheduler.CancelFunc{b.stopTick, b.stopRelist} {
+			if stop != nil {
+				stop()
+			}
 		}
 	}
 }
 
 func (b *bossActor) onElected(c actor.Context, m *zkactorv1.Elected) {
 	b.log.Debug("elected", "epoch", m.Epoch)
+	b.epoch = m.Epoch
 	b.out.say("I'm the boss!")
 	if n := len(b.workers()); n == 0 {
 		b.out.say("I don't do any work! Start a worker.")
@@ -106,57 +163,86 @@ func (b *bossActor) onElected(c actor.Context, m *zkactorv1.Elected) {
 	if !b.elected {
 		b.elected = true
 		b.stopTick = scheduler.NewTimerScheduler(c).SendRepeatedly(checkInterval, checkInterval, c.Self(), check{})
+		b.list(c)
 	}
-	// Take over whatever the previous boss left unfinished: it may have been
-	// delegated already, to a worker that is doing it right now; then it runs
-	// twice, which is the price of never running zero times.
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	left, err := b.jobs.List(ctx)
-	if err != nil {
-		// The jobs stay in ZooKeeper; the next boss will find them.
-		b.log.Error("cannot read unfinished jobs", "err", err)
-	}
-	known := map[string]bool{}
-	for id := range b.running {
-		known[id] = true
-	}
-	for _, w := range b.queue {
-		known[w.job.Id] = true
-	}
-	for _, job := range left {
-		if !known[job.Id] {
-			b.queue = append(b.queue, &waiting{job: job})
+}
+
+// list takes over whatever the previous boss left unfinished, retrying
+// with backoff until it succeeds or the term ends: a boss that went on
+// without them would leave them undone until the next failover. Some may
+// have been delegated already, to a worker doing them right now; then they
+// run twice, which is the price of never running zero times.
+func (b *bossActor) list(c actor.Context) {
+	b.listing = true
+	b.async(c, func(ctx context.Context) (any, error) {
+		return b.jobs.List(ctx)
+	}, func(res any, err error) {
+		if err != nil {
+			delay := min(listBackoffMin<<min(b.listTries, 10), listBackoffMax)
+			b.listTries++
+			b.log.Error("cannot read unfinished jobs; trying again", "err", err, "attempt", b.listTries, "backoff", delay)
+			b.stopRelist = scheduler.NewTimerScheduler(c).SendOnce(delay, c.Self(), listJobs{})
+			return
 		}
-	}
-	if len(left) > 0 {
-		b.log.Info("took over unfinished jobs", "count", len(left))
-	}
-	b.dispatch(c)
+		left := res.([]*bossv1.Job)
+		b.listing, b.listTries = false, 0
+		var added int
+		for _, job := range left {
+			if !b.known(job.Id) && !b.doneEarly[job.Id] {
+				b.queue = append(b.queue, &waiting{job: job})
+				added++
+			}
+		}
+		clear(b.doneEarly)
+		sortWaiting(b.queue)
+		if added > 0 {
+			b.log.Info("took over unfinished jobs", "count", added)
+		}
+		b.log.Debug("read the unfinished jobs", "count", len(left), "new", added)
+		b.dispatch(c)
+	})
 }
 
 func (b *bossActor) onSubmit(c actor.Context, m *bossv1.Submit) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	job, err := b.jobs.Add(ctx, m.Text)
-	if err != nil {
-		b.log.Error("cannot record job", "text", m.Text, "err", err)
-		c.Respond(&bossv1.Rejected{Reason: "the boss cannot record the job in ZooKeeper: " + err.Error()})
+	if err := checkJob(m.Token, m.Text); err != nil {
+		c.Respond(&bossv1.Rejected{Reason: err.Error()})
 		return
 	}
-	// Only now, with the job in ZooKeeper, may the requestor go away.
-	c.Respond(&bossv1.Accepted{JobId: job.Id})
-	b.queue = append(b.queue, &waiting{job: job})
-	b.dispatch(c)
+	if b.deposed {
+		// A newer boss runs: it alone reads the jobs recorded from now on.
+		c.Respond(&bossv1.Rejected{Reason: "this boss has been superseded by a newer one", Retry: true})
+		return
+	}
+	if job := b.find(jobID(m.Token)); job != nil && job.Text == m.Text {
+		c.Respond(&bossv1.Accepted{JobId: job.Id}) // submitted again: it is recorded
+		return
+	}
+	b.async(c, func(ctx context.Context) (any, error) {
+		return b.jobs.Add(ctx, m.Token, m.Text)
+	}, func(res any, err error) {
+		if errors.Is(err, errTokenUsed) {
+			c.Respond(&bossv1.Rejected{Reason: "the token " + m.Token + " already names a different job"})
+			return
+		}
+		if err != nil {
+			b.log.Error("cannot record job", "token", m.Token, "err", err)
+			c.Respond(&bossv1.Rejected{
+				Reason: "the boss cannot record the job in ZooKeeper: " + err.Error() + "; it may or may not be recorded: submitting it again with the same token records it at most once",
+				Retry:  true,
+			})
+			return
+		}
+		job := res.(*bossv1.Job)
+		// Only now, with the job in ZooKeeper, may the requestor go away.
+		c.Respond(&bossv1.Accepted{JobId: job.Id})
+		if !b.known(job.Id) {
+			b.queue = append(b.queue, &waiting{job: job})
+		}
+		b.dispatch(c)
+	})
 }
 
-func (b *bossActor) onDone(m *bossv1.Done) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	if err := b.jobs.Remove(ctx, m.JobId); err != nil {
-		// The job stays recorded and a later boss will run it again.
-		b.log.Error("cannot remove finished job", "job", m.JobId, "err", err)
-	}
+func (b *bossActor) onDone(c actor.Context, m *bossv1.Done) {
 	var job *bossv1.Job
 	if a, ok := b.running[m.JobId]; ok {
 		job = a.job
@@ -169,6 +255,18 @@ func (b *bossActor) onDone(m *bossv1.Done) {
 			break
 		}
 	}
+	if b.listing {
+		b.doneEarly[m.JobId] = true
+	}
+	id := m.JobId
+	b.async(c, func(ctx context.Context) (any, error) {
+		return nil, b.jobs.Remove(ctx, id)
+	}, func(_ any, err error) {
+		if err != nil {
+			// The job stays recorded and a later boss will run it again.
+			b.log.Error("cannot remove finished job", "job", id, "err", err)
+		}
+	})
 	if job == nil {
 		b.log.Debug("done again", "job", m.JobId, "worker", m.Worker)
 		return
@@ -176,25 +274,108 @@ func (b *bossActor) onDone(m *bossv1.Done) {
 	b.out.say("Job done: %s (%s) by %s", job.Text, job.Id, m.Worker)
 }
 
-// workerGone puts the jobs of a dead worker back in the queue, in front.
+// onRefused: a worker has served a boss of a newer term, so this one's
+// term is over even if it has not heard so yet. The newer boss has every
+// unfinished job, from ZooKeeper.
+func (b *bossActor) onRefused(m *bossv1.Refused) {
+	if m.Epoch <= b.epoch {
+		b.log.Warn("a worker refused a task for no reason known", "worker", m.Worker, "job", m.JobId, "epoch", m.Epoch, "mine", b.epoch)
+		return
+	}
+	if !b.deposed {
+		b.deposed = true
+		b.log.Warn("a worker has served a newer boss; delegating no more", "worker", m.Worker, "epoch", m.Epoch, "mine", b.epoch)
+		b.out.say("Worker %s has served a newer boss: I delegate no more.", m.Worker)
+	}
+	delete(b.running, m.JobId)
+}
+
+// async runs op, which may wait on ZooKeeper, on a goroutine of its own,
+// and then cont inside the actor, through protoactor's ReenterAfter: the
+// boss handles other messages meanwhile, and cont may Respond to the
+// message being handled now. op's ctx ends after storeTimeout or with the
+// term; if the term ends first, cont does not run.
+func (b *bossActor) async(c actor.Context, op func(ctx context.Context) (any, error), cont func(any, error)) {
+	type outcome struct {
+		res any
+		err error
+	}
+	system := c.ActorSystem()
+	f := actor.NewFuture(system, storeTimeout+time.Second) // its timeout is a backstop: op ends first
+	ctx, cancel := context.WithTimeout(b.ctx, storeTimeout)
+	go func() {
+		defer cancel()
+		res, err := op(ctx)
+		system.Root.Send(f.PID(), &outcome{res, err})
+	}()
+	c.ReenterAfter(f, func(res any, err error) {
+		if err != nil {
+			cont(nil, err)
+			return
+		}
+		o := res.(*outcome)
+		cont(o.res, o.err)
+	})
+}
+
+// known reports whether the job is queued or delegated.
+func (b *bossActor) known(id string) bool { return b.find(id) != nil }
+
+func (b *bossActor) find(id string) *bossv1.Job {
+	if a, ok := b.running[id]; ok {
+		return a.job
+	}
+	for _, w := range b.queue {
+		if w.job.Id == id {
+			return w.job
+		}
+	}
+	return nil
+}
+
+// requeue puts jobs back in the queue, oldest first.
+func (b *bossActor) requeue(jobs []*bossv1.Job) {
+	for _, job := range jobs {
+		b.queue = append(b.queue, &waiting{job: job})
+	}
+	sortWaiting(b.queue)
+}
+
+// workerGone puts the jobs of a dead worker back in the queue.
 func (b *bossActor) workerGone(who *actor.PID, why string) {
 	key := pidString(who)
 	delete(b.watching, key)
-	b.dead[key] = time.Now().Add(b.deadGrace)
-	var again []*waiting
+	b.dead[key] = time.Now().Add(b.cfg.deadGrace)
+	var again []*bossv1.Job
 	for id, a := range b.running {
 		if pidString(a.worker) == key {
-			again = append(again, &waiting{job: a.job})
+			again = append(again, a.job)
 			delete(b.running, id)
 		}
 	}
 	if len(again) == 0 {
 		return
 	}
-	sortWaiting(again)
 	b.log.Warn("worker gone; delegating its tasks again", "worker", key, "why", why, "tasks", len(again))
 	b.out.say("Worker %s is gone: delegating its %d task(s) again", key, len(again))
-	b.queue = append(again, b.queue...)
+	b.requeue(again)
+}
+
+// checkAssignments delegates again the jobs not done within assignTimeout.
+// Their worker may be slow, or may have restarted under the same PID (same
+// address, same name) and forgotten them; no Terminated tells those apart.
+func (b *bossActor) checkAssignments() {
+	now := time.Now()
+	var again []*bossv1.Job
+	for id, a := range b.running {
+		if now.Sub(a.since) >= b.cfg.assignTimeout {
+			b.log.Warn("task not done in time; delegating it again", "job", id, "worker", pidString(a.worker), "timeout", b.cfg.assignTimeout)
+			b.out.say("Task %s not done by %s within %v: delegating it again", a.job.Text, pidString(a.worker), b.cfg.assignTimeout)
+			again = append(again, a.job)
+			delete(b.running, id)
+		}
+	}
+	b.requeue(again)
 }
 
 // checkWorkers notices workers whose registration vanished (their node
@@ -209,9 +390,9 @@ func (b *bossActor) checkWorkers() {
 	if len(b.running) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, storeTimeout)
 	defer cancel()
-	pids, err := b.node.GetCapable(ctx, "worker")
+	pids, err := b.findWorkers(ctx)
 	if err != nil {
 		return // unknown is not gone
 	}
@@ -232,9 +413,9 @@ func (b *bossActor) checkWorkers() {
 
 // workers are the registered workers, less those known to be dead.
 func (b *bossActor) workers() []*actor.PID {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, storeTimeout)
 	defer cancel()
-	pids, err := b.node.GetCapable(ctx, "worker")
+	pids, err := b.findWorkers(ctx)
 	if err != nil {
 		b.log.Warn("cannot look up workers", "err", err)
 		return nil
@@ -248,9 +429,10 @@ func (b *bossActor) workers() []*actor.PID {
 	return live
 }
 
-// dispatch delegates the queued jobs, round-robin over the workers.
+// dispatch delegates the queued jobs, round-robin over the workers, each
+// with the term's epoch.
 func (b *bossActor) dispatch(c actor.Context) {
-	if !b.elected || len(b.queue) == 0 {
+	if !b.elected || b.deposed || len(b.queue) == 0 {
 		return
 	}
 	workers := b.workers()
@@ -264,6 +446,7 @@ func (b *bossActor) dispatch(c actor.Context) {
 		return
 	}
 	self := &zkactorv1.PID{Address: c.Self().Address, Id: c.Self().Id}
+	now := time.Now()
 	for _, w := range b.queue {
 		worker := workers[b.next%len(workers)]
 		b.next++
@@ -272,14 +455,22 @@ func (b *bossActor) dispatch(c actor.Context) {
 			b.watching[key] = true
 			c.Watch(worker)
 		}
-		b.running[w.job.Id] = assignment{job: w.job, worker: worker}
+		b.running[w.job.Id] = assignment{job: w.job, worker: worker, since: now}
 		b.out.say("Delegating task: %s to %s", w.job.Text, key)
-		c.Send(worker, &bossv1.Work{Job: w.job, Boss: self})
+		c.Send(worker, &bossv1.Work{Job: w.job, Boss: self, Epoch: b.epoch})
 	}
 	b.queue = nil
 }
 
-// sortWaiting orders jobs by id, which is submission order.
+// sortWaiting orders jobs by submission time.
 func sortWaiting(ws []*waiting) {
-	sort.Slice(ws, func(i, j int) bool { return ws[i].job.Id < ws[j].job.Id })
+	slices.SortStableFunc(ws, func(x, y *waiting) int {
+		switch {
+		case jobBefore(x.job, y.job):
+			return -1
+		case jobBefore(y.job, x.job):
+			return 1
+		}
+		return 0
+	})
 }

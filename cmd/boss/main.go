@@ -46,6 +46,8 @@ type options struct {
 	root           string
 	listen         string
 	sessionTimeout time.Duration
+	assignTimeout  time.Duration
+	token          string
 	verbose        bool
 }
 
@@ -57,6 +59,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.root, "root", envOr("ZKACTOR_ROOT", "/zkactor"), "znode `path` under which the cluster lives (env ZKACTOR_ROOT)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "`host:port` of this node's actor remote (port 0: any free port)")
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", 4*time.Second, "ZooKeeper session `timeout`: how soon a dead node's boss or worker role passes on")
+	fs.DurationVar(&o.assignTimeout, "assign-timeout", 2*time.Minute, "how long a worker may hold a task before the boss delegates it again (to the next worker): jobs run at least once")
+	fs.StringVar(&o.token, "token", "", "job `token` (requestor): the job's identity, 1-64 letters, digits, '-' or '_'; submitting again with the same token records the job at most once (default: random)")
 	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr (default: warnings and errors only)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage:
@@ -65,6 +69,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
                                Enter on stdin, SIGINT or SIGTERM stops it.
   boss [flags] job words...    submit one job to the boss; exit 0 once it is accepted.
                                A word "sleep:DURATION" (e.g. sleep:2s) makes the job take that long.
+                               Jobs run at least once, and may run more than once.
 
 Flags (before the job words):
 `)
@@ -75,6 +80,22 @@ Flags (before the job words):
 			return 0
 		}
 		return 2
+	}
+
+	if o.assignTimeout <= 0 {
+		fmt.Fprintf(stderr, "boss: -assign-timeout %v: want a positive duration\n", o.assignTimeout)
+		return 2
+	}
+	if o.token == "" {
+		o.token = newToken()
+	}
+	text := strings.Join(fs.Args(), " ")
+	if fs.NArg() > 0 {
+		// Before joining: a job the boss would refuse is refused here, at once.
+		if err := checkJob(o.token, text); err != nil {
+			fmt.Fprintf(stderr, "boss: %v\n", err)
+			return 1
+		}
 	}
 
 	level := slog.LevelWarn
@@ -116,7 +137,7 @@ Flags (before the job words):
 
 	out := &printer{w: stdout}
 	if fs.NArg() > 0 {
-		return submit(ctx, node, strings.Join(fs.Args(), " "), out, stderr, where)
+		return submit(ctx, node, o.token, text, out, stderr, where)
 	}
 	return persist(ctx, node, o, out, stdin, stderr, log)
 }
@@ -131,9 +152,11 @@ func persist(ctx context.Context, node *zka.Node, o options, out *printer, stdin
 		fmt.Fprintf(stderr, "boss: start worker: %v\n", err)
 		return 1
 	}
-	jobs := newJobStore(node.Session(), o.root)
+	jobs := newJobStore(node.Session(), o.root, log)
+	findWorkers := func(ctx context.Context) ([]*actor.PID, error) { return node.GetCapable(ctx, "worker") }
+	cfg := bossConfig{deadGrace: 2*o.sessionTimeout + time.Second, assignTimeout: o.assignTimeout}
 	bossProps := actor.PropsFromProducer(func() actor.Actor {
-		return newBoss(node, jobs, out, log, o.sessionTimeout)
+		return newBoss(findWorkers, jobs, out, log, cfg)
 	})
 	boss, err := node.RegisterCandidate(ctx, "boss", bossProps)
 	if err != nil {

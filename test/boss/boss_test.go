@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -33,6 +35,9 @@ func TestBoss(t *testing.T) {
 	t.Run("Calm", func(t *testing.T) { testCalm(t, newCluster(t)) })
 	t.Run("BossKilled", func(t *testing.T) { testBossKilled(t, newCluster(t)) })
 	t.Run("WorkerKilled", func(t *testing.T) { testWorkerKilled(t, newCluster(t)) })
+	t.Run("GarbageAmongJobs", func(t *testing.T) { testGarbageAmongJobs(t, newCluster(t)) })
+	t.Run("OversizedJob", func(t *testing.T) { testOversizedJob(t, newCluster(t)) })
+	t.Run("SameToken", func(t *testing.T) { testSameToken(t, newCluster(t)) })
 }
 
 func testHelp(t *testing.T, e *env) {
@@ -41,7 +46,7 @@ func testHelp(t *testing.T, e *env) {
 	if code != 0 {
 		t.Errorf("boss -h: exit %d, want 0", code)
 	}
-	for _, want := range []string{"-zk", "ZK_SERVERS", "-root", "ZKACTOR_ROOT", "-listen", "-session-timeout", "-v", "sleep:"} {
+	for _, want := range []string{"-zk", "ZK_SERVERS", "-root", "ZKACTOR_ROOT", "-listen", "-session-timeout", "-assign-timeout", "-token", "-v", "sleep:", "at least once"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("boss -h does not mention %q:\n%s", want, out)
 		}
@@ -207,4 +212,67 @@ func testWorkerKilled(t *testing.T, e *env) {
 
 func hasProcLine(lines []line, p *proc, text string) bool {
 	return slices.ContainsFunc(lines, func(l line) bool { return l.proc == p.name && l.text == text })
+}
+
+// The reproduction: a job acknowledged while no worker existed, a
+// foreign client's garbage among the jobs, the boss killed. The next boss
+// skips the garbage and does the job.
+func testGarbageAmongJobs(t *testing.T, e *env) {
+	boss := e.start("boss")
+	e.out.waitLine(t, startTimeout, boss, "I'm the boss!", 1)
+	e.mustSubmit("lost and found")
+	e.out.waitLine(t, workTimeout, boss, "Where is my workforce?!", 1)
+	c := zktest.Dial(t, e.zkAddrs, 4*time.Second)
+	for name, data := range map[string]string{"job-garbage": "\xff\xff\xff\xff", "job-empty": "", "junk": "junk"} {
+		if _, err := c.Create(e.root+"/jobs/"+name, []byte(data), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatalf("create garbage %s: %v", name, err)
+		}
+	}
+	boss.kill(t)
+
+	w1, w2 := e.start("node1"), e.start("node2")
+	e.out.waitFor(t, failoverTimeout+workTimeout, "the job is done after the failover", func(lines []line) bool {
+		return countLines(lines, "Doing task: lost and found", w1, w2) > 0
+	})
+}
+
+// A job too large for a znode is refused with a clear message, and the
+// boss goes on working.
+func testOversizedJob(t *testing.T, e *env) {
+	boss, _, _ := startCluster(t, e)
+	// 1.2 MiB, between jute.maxbuffer (1 MiB) and 1.5 MiB, in words each
+	// below the kernel's limit on one argument (128 KiB).
+	var words []string
+	for range 20 {
+		words = append(words, strings.Repeat("x", 60<<10))
+	}
+	code, out := e.submit(words...)
+	if code == 0 || !strings.Contains(out, "too large") || !strings.Contains(out, "65536 bytes") {
+		t.Errorf("a 1.2 MiB job: exit %d, want non-zero and a message that it is too large (limit 65536 bytes):\n%.500s", code, out)
+	}
+	e.mustSubmit("small")
+	e.out.waitLine(t, workTimeout, boss, "Job done: small", 1)
+}
+
+// Submitting twice with the same token records one job, done once.
+func testSameToken(t *testing.T, e *env) {
+	boss := e.start("boss")
+	e.out.waitLine(t, startTimeout, boss, "I'm the boss!", 1)
+	for range 2 {
+		code, out := e.submit("-token", "same-token", "twice")
+		if code != 0 || !strings.Contains(out, "Job accepted: job-same-token") {
+			t.Fatalf("submit -token same-token: exit %d, want 0 and \"Job accepted: job-same-token\":\n%s", code, out)
+		}
+	}
+	code, out := e.submit("-token", "same-token", "another job")
+	if code == 0 || !strings.Contains(out, "already names a different job") {
+		t.Errorf("another job under the same token: exit %d, want non-zero and why:\n%s", code, out)
+	}
+	w := e.start("worker")
+	e.out.waitLine(t, workTimeout, boss, "Job done: twice (job-same-token)", 1)
+	e.mustSubmit("later")
+	e.out.waitLine(t, workTimeout, boss, "Job done: later", 1)
+	if n := e.out.count("Doing task: twice", w); n != 1 {
+		t.Errorf("the job submitted twice with one token was done %d times, want once", n)
+	}
 }

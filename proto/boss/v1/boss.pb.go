@@ -32,7 +32,8 @@ const (
 // Job is one unit of work: submitted by a requestor, stored under <root>/jobs/, delegated to a worker.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// id is the job id, assigned by the boss.
+	// id is the job id, "job-" followed by the requestor's token (Submit.token); it is the name of the
+	// job's znode and is not stored in the znode's data.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// text is the work to do.
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
@@ -96,8 +97,12 @@ func (x *Job) GetSubmittedAt() *timestamppb.Timestamp {
 // Submit asks the boss to take a job; the boss answers with Accepted once the job is recorded in ZooKeeper.
 type Submit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// text is the work to do.
-	Text          string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// text is the work to do: not empty, at most 64 KiB (the boss stores it in a znode).
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// token is the job's identity, chosen by the requestor: 1 to 64 letters, digits, '-' or '_'. Submitting
+	// again with the same token and text is answered with the same job and records nothing new, so a
+	// requestor that did not hear the answer may resubmit safely.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +140,13 @@ func (*Submit) Descriptor() ([]byte, []int) {
 func (x *Submit) GetText() string {
 	if x != nil {
 		return x.Text
+	}
+	return ""
+}
+
+func (x *Submit) GetToken() string {
+	if x != nil {
+		return x.Token
 	}
 	return ""
 }
@@ -189,7 +201,10 @@ func (x *Accepted) GetJobId() string {
 type Rejected struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// reason says why the job was not recorded.
-	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// retry is true when the failure may pass (ZooKeeper could not be reached) and the job may or may not
+	// have been recorded: submitting again with the same token is safe. False when the job itself is refused.
+	Retry         bool `protobuf:"varint,2,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,13 +246,23 @@ func (x *Rejected) GetReason() string {
 	return ""
 }
 
+func (x *Rejected) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
 // Work is sent by the boss to a worker.
 type Work struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// job is the job to do.
 	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	// boss is the boss to send Done to.
-	Boss          *v1.PID `protobuf:"bytes,2,opt,name=boss,proto3" json:"boss,omitempty"`
+	// boss is the boss to send Done (or Refused) to.
+	Boss *v1.PID `protobuf:"bytes,2,opt,name=boss,proto3" json:"boss,omitempty"`
+	// epoch is the delegating boss's term epoch (zkactor.v1.Elected.epoch). A worker refuses work from an
+	// epoch lower than one it has already seen: that boss has been superseded.
+	Epoch         int64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -284,6 +309,13 @@ func (x *Work) GetBoss() *v1.PID {
 		return x.Boss
 	}
 	return nil
+}
+
+func (x *Work) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // Done is sent by a worker to the boss when a job is finished.
@@ -341,6 +373,70 @@ func (x *Done) GetWorker() string {
 	return ""
 }
 
+// Refused is a worker's answer to Work from a boss whose epoch is lower than one the worker has seen.
+type Refused struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job_id is the id of the refused job.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// worker identifies the worker.
+	Worker string `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
+	// epoch is the highest boss epoch the worker has seen.
+	Epoch         int64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refused) Reset() {
+	*x = Refused{}
+	mi := &file_boss_v1_boss_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refused) ProtoMessage() {}
+
+func (x *Refused) ProtoReflect() protoreflect.Message {
+	mi := &file_boss_v1_boss_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refused.ProtoReflect.Descriptor instead.
+func (*Refused) Descriptor() ([]byte, []int) {
+	return file_boss_v1_boss_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Refused) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Refused) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *Refused) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_boss_v1_boss_proto protoreflect.FileDescriptor
 
 const file_boss_v1_boss_proto_rawDesc = "" +
@@ -349,19 +445,26 @@ const file_boss_v1_boss_proto_rawDesc = "" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12=\n" +
-	"\fsubmitted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\"\x1c\n" +
+	"\fsubmitted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\"2\n" +
 	"\x06Submit\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\"!\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"!\n" +
 	"\bAccepted\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\"\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"8\n" +
 	"\bRejected\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"K\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05retry\x18\x02 \x01(\bR\x05retry\"a\n" +
 	"\x04Work\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.boss.v1.JobR\x03job\x12#\n" +
-	"\x04boss\x18\x02 \x01(\v2\x0f.zkactor.v1.PIDR\x04boss\"5\n" +
+	"\x04boss\x18\x02 \x01(\v2\x0f.zkactor.v1.PIDR\x04boss\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\"5\n" +
 	"\x04Done\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06worker\x18\x02 \x01(\tR\x06workerB1Z/github.com/zkactor/zkactor/proto/boss/v1;bossv1b\x06proto3"
+	"\x06worker\x18\x02 \x01(\tR\x06worker\"N\n" +
+	"\aRefused\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x03R\x05epochB1Z/github.com/zkactor/zkactor/proto/boss/v1;bossv1b\x06proto3"
 
 var (
 	file_boss_v1_boss_proto_rawDescOnce sync.Once
@@ -375,7 +478,7 @@ func file_boss_v1_boss_proto_rawDescGZIP() []byte {
 	return file_boss_v1_boss_proto_rawDescData
 }
 
-var file_boss_v1_boss_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_boss_v1_boss_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_boss_v1_boss_proto_goTypes = []any{
 	(*Job)(nil),                   // 0: boss.v1.Job
 	(*Submit)(nil),                // 1: boss.v1.Submit
@@ -383,13 +486,14 @@ var file_boss_v1_boss_proto_goTypes = []any{
 	(*Rejected)(nil),              // 3: boss.v1.Rejected
 	(*Work)(nil),                  // 4: boss.v1.Work
 	(*Done)(nil),                  // 5: boss.v1.Done
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*v1.PID)(nil),                // 7: zkactor.v1.PID
+	(*Refused)(nil),               // 6: boss.v1.Refused
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*v1.PID)(nil),                // 8: zkactor.v1.PID
 }
 var file_boss_v1_boss_proto_depIdxs = []int32{
-	6, // 0: boss.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
+	7, // 0: boss.v1.Job.submitted_at:type_name -> google.protobuf.Timestamp
 	0, // 1: boss.v1.Work.job:type_name -> boss.v1.Job
-	7, // 2: boss.v1.Work.boss:type_name -> zkactor.v1.PID
+	8, // 2: boss.v1.Work.boss:type_name -> zkactor.v1.PID
 	3, // [3:3] is the sub-list for method output_type
 	3, // [3:3] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
@@ -408,7 +512,7 @@ func file_boss_v1_boss_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_boss_v1_boss_proto_rawDesc), len(file_boss_v1_boss_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
