@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
@@ -182,7 +183,7 @@ func (c *candidacy) run() {
 				continue
 			}
 			c.path, c.session = path, session
-			c.e.leaders.evict(c.name)
+			c.e.leaders.Evict(c.name)
 			c.signalEntered(nil)
 		}
 		names, err := c.children(ctx)
@@ -319,7 +320,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 		err := s.Do(ctx, cluster.Op{Name: "create", Path: prefix, Late: late}, func(conn *zk.Conn) error {
 			var err error
 			before = conn.SessionID()
-			created, err = cluster.CreateWithParents(conn, c.e.layout.Root, prefix, c.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
+			created, err = zkutil.CreateWithParents(conn, c.e.layout.Root, prefix, c.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
 			after = conn.SessionID()
 			return err
 		})
@@ -416,7 +417,7 @@ func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
 		if guid, _, _ := parseCandidate(n); guid == c.guid && n != me {
 			p := c.dir + "/" + n
 			if err := c.e.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-				return deleteIfExists(conn, p)
+				return zkutil.Delete(conn, p, -1)
 			}); err != nil {
 				c.markStrays() // next time
 			}
@@ -449,7 +450,7 @@ func (c *candidacy) finish() {
 		}
 	}
 	c.st.remove()
-	c.e.leaders.evict(c.name)
+	c.e.leaders.Evict(c.name)
 	c.signalEntered(cluster.ErrClosed)
 	close(c.finished)
 }
@@ -464,7 +465,7 @@ func (c *candidacy) removeZnodes(ctx context.Context, strays bool) error {
 	if c.path != "" {
 		p := c.path
 		if err := s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-			return deleteIfExists(conn, p)
+			return zkutil.Delete(conn, p, -1)
 		}); err != nil {
 			return err
 		}
@@ -483,14 +484,6 @@ func refused(err error) bool {
 		}
 	}
 	return false
-}
-
-func deleteIfExists(conn *zk.Conn, path string) error {
-	err := conn.Delete(path, -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	return err
 }
 
 func isClosed(ch <-chan struct{}) bool {

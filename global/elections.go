@@ -12,7 +12,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/watchcache"
 )
 
 // Options configures Elections.
@@ -30,7 +33,7 @@ type Elections struct {
 	system  *actor.ActorSystem
 	layout  cluster.Layout
 	log     *slog.Logger
-	leaders leaderCache
+	leaders *watchcache.Cache[Leader] // WhereisGlobal's: name → the head of its queue
 	sweeper *sweeper
 
 	quit     chan struct{}
@@ -57,11 +60,13 @@ func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Electi
 		quit:        make(chan struct{}),
 		candidacies: map[string]*candidacy{},
 	}
-	e.leaders.e = e
+	e.leaders = watchcache.New(func(ctx context.Context, name string) (*Leader, <-chan zk.Event, error) {
+		return e.readLeader(ctx, name)
+	})
 	e.sweeper = newSweeper(e)
 	e.stopSess = e.s.Notify(func(ev cluster.Event) {
 		if ev.Kind == cluster.Expired || ev.NewSession {
-			e.leaders.sweep()
+			e.leaders.Sweep()
 		}
 		e.sweeper.wakeUp()
 		e.mu.Lock()
@@ -167,13 +172,13 @@ func (e *Elections) WhereisGlobal(ctx context.Context, name string) (*actor.PID,
 // Leader is WhereisGlobal with the whole observation: PID, node and epoch.
 // Leader.PID is nil when no global runs.
 func (e *Elections) Leader(ctx context.Context, name string) (Leader, error) {
-	if l, ok := e.leaders.entries.Load(name); ok { // the hit path
-		return *l.(*Leader), nil
+	if l, ok := e.leaders.Peek(name); ok { // the hit path: a map read
+		return *l, nil
 	}
 	if err := cluster.ValidateName(name); err != nil {
 		return Leader{}, fmt.Errorf("zkactor: whereis global %q: %w", name, err)
 	}
-	l, err := e.leaders.get(ctx, name)
+	l, err := e.leaders.Get(ctx, name)
 	if err != nil {
 		return Leader{}, fmt.Errorf("zkactor: whereis global %q: %w", name, err)
 	}
@@ -303,7 +308,7 @@ func (e *Elections) Close(ctx context.Context) error {
 	e.stopSess()
 	close(e.quit)
 	e.wg.Wait() // every goroutine here stops on quit or within ctx
-	e.leaders.close()
+	e.leaders.Close()
 	return err
 }
 

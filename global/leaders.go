@@ -3,7 +3,6 @@ package global
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
@@ -75,60 +74,6 @@ func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-cha
 		}
 		return &Leader{Name: name}, watch, nil
 	}
-}
-
-// leaderCache serves WhereisGlobal: name → *Leader, filled on a miss and
-// swept when the watch on the name's queue fires (a candidate joined or
-// left, or the session ended). A hit is a sync.Map load.
-type leaderCache struct {
-	e       *Elections
-	entries sync.Map
-
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup // sweeping goroutines
-}
-
-func (lc *leaderCache) get(ctx context.Context, name string) (*Leader, error) {
-	if l, ok := lc.entries.Load(name); ok {
-		return l.(*Leader), nil
-	}
-	l, watch, err := lc.e.readLeader(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	lc.mu.Lock()
-	if lc.closed {
-		lc.mu.Unlock()
-		return l, nil // answered, not cached
-	}
-	lc.entries.Store(name, l)
-	lc.wg.Add(1)
-	lc.mu.Unlock()
-	go func() {
-		defer lc.wg.Done()
-		select {
-		case <-watch:
-		case <-lc.e.quit:
-		}
-		lc.entries.CompareAndDelete(name, l)
-	}()
-	return l, nil
-}
-
-// close stops the sweeping goroutines; Elections.quit must be closed.
-func (lc *leaderCache) close() {
-	lc.mu.Lock()
-	lc.closed = true
-	lc.mu.Unlock()
-	lc.wg.Wait()
-	lc.sweep()
-}
-
-func (lc *leaderCache) evict(name string) { lc.entries.Delete(name) }
-
-func (lc *leaderCache) sweep() {
-	lc.entries.Range(func(k, _ any) bool { lc.entries.Delete(k); return true })
 }
 
 func isNoNode(err error) bool { return errors.Is(err, zk.ErrNoNode) }

@@ -8,6 +8,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
 // sweeper deletes the candidate znodes of finished candidacies that could
@@ -116,7 +117,7 @@ func (sw *sweeper) sweep(ctx context.Context, dir, guid string) error {
 		}
 		p := dir + "/" + n
 		if err := s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-			return deleteIfExists(conn, p)
+			return zkutil.Delete(conn, p, -1)
 		}); err != nil {
 			return err
 		}

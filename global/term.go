@@ -90,7 +90,7 @@ func (c *candidacy) lead(ctx context.Context) bool {
 	c.mu.Lock()
 	c.term = t
 	c.mu.Unlock()
-	c.e.leaders.evict(c.name)
+	c.e.leaders.Evict(c.name)
 	c.log.Info("elected", "pid", pid.String(), "epoch", t.epoch)
 	return true
 }
@@ -227,7 +227,7 @@ func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
 	c.term = nil
 	c.mu.Unlock()
 	c.st.reinstall()
-	c.e.leaders.evict(c.name)
+	c.e.leaders.Evict(c.name)
 	if t.selfStopped.Load() {
 		c.log.Info("the global stopped: ending the candidacy", "epoch", t.epoch)
 		return true
