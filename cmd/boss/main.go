@@ -8,7 +8,10 @@
 //
 // Jobs are recorded in ZooKeeper (under <root>/jobs) before the boss
 // acknowledges them and deleted when a worker reports them done, so an
-// acknowledged job runs at least once whatever fails. See boss -h.
+// acknowledged job runs at least once whatever fails; it may run more than
+// once (a failover, a worker's death or an assignment timeout delegates it
+// again). The requestor names its job with a token, so a resubmission after
+// an unknown outcome records it at most once. See boss -h.
 package main
 
 import (
