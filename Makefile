@@ -1,5 +1,5 @@
 # Developer entry points. `make test` is the one CI runs (.ci/run).
-.PHONY: zk zk-stop test bench proto demo
+.PHONY: zk zk-stop test bench proto demo chaos
 
 # A local ZooKeeper on 127.0.0.1:2181 for humans and the demo (state in .zk/).
 zk:
@@ -22,6 +22,16 @@ bench:
 
 proto:
 	scripts/genproto.sh
+
+# The randomized fault checker (test/chaos): every fault class CHAOS_TRIALS times, then the table.
+# `make chaos CHAOS_SEED=7 CHAOS_CLASSES=pause,kill` replays those classes of seed 7's run.
+CHAOS_TRIALS ?= 100
+CHAOS_SEED ?= 1
+CHAOS_CLASSES ?= all
+chaos:
+	scripts/zookeeper.sh install
+	go test -race -count=1 -timeout 8h -run '^TestChaos$$' -v ./test/chaos/ \
+		-seed=$(CHAOS_SEED) -trials=$(CHAOS_TRIALS) -classes=$(CHAOS_CLASSES) -stop-each-class
 
 # The boss example as a story: its own ZooKeeper on a free port, a boss, two workers, a failover.
 demo:

@@ -1,0 +1,389 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Invariant is a property of the history that must hold after every
+// trial. Check is called once the trial's fault has healed; it reports
+// what does not hold, made with Trial.Violation (give each a Key so a
+// later check does not report the same fault again).
+type Invariant interface {
+	Name() string
+	Check(tr *Trial) []Violation
+}
+
+// Settling is implemented by an invariant that waits for the cluster to
+// settle (until a deadline counted from Trial.HealedAt) when Settles
+// reports true. The driver runs those first, together, and then the
+// others over the settled history.
+type Settling interface {
+	Settles() bool
+}
+
+// StoppedInvariant is implemented by an invariant that also has something
+// to check once every node has stopped (at the end of a run, or of each
+// class with Config.StopEachClass).
+type StoppedInvariant interface {
+	CheckStopped(tr *Trial) []Violation
+}
+
+// DefaultInvariants returns fresh instances of the invariants of issue 8.
+func DefaultInvariants() []Invariant {
+	return []Invariant{
+		&liveGlobal{}, &capable{}, &jobs{},
+		&oneGlobal{seen: map[string]bool{}}, &epochs{}, &noEphemerals{},
+	}
+}
+
+// lineLag is how long the driver lets a line travel from a node to the
+// history before it judges an instant: a global's gstop written just
+// before another's gstart may be read after it.
+const lineLag = 300 * time.Millisecond
+
+// oneGlobal (1): never two globals of one name running at once. Terms are
+// intervals on the shared clock (see timeline.end for paused processes).
+type oneGlobal struct{ seen map[string]bool }
+
+func (*oneGlobal) Name() string { return "one-global" }
+
+func (inv *oneGlobal) Check(tr *Trial) []Violation {
+	type overlap struct {
+		a, b      Term
+		from, upt int64
+		ea, eb    string
+	}
+	var found []overlap
+	now := Now() - int64(lineLag)
+	allow := int64(tr.allowOverlap)
+	tr.r.withState(func(s *state) {
+		for _, name := range s.tl.names() {
+			terms := slices.Clone(s.tl.terms[name])
+			sort.SliceStable(terms, func(i, j int) bool { return terms[i].Start < terms[j].Start })
+			var active []*Term
+			for _, b := range terms {
+				keep := active[:0]
+				for _, a := range active {
+					if s.tl.end(a, now) > b.Start {
+						keep = append(keep, a)
+					}
+				}
+				active = keep
+				for _, a := range active {
+					upto := min(s.tl.end(a, now), s.tl.end(b, now))
+					if upto <= b.Start {
+						continue
+					}
+					key := fmt.Sprintf("%s|%s|%d|%d|%s|%d|%d", name, a.Src, a.Epoch, a.Start, b.Src, b.Epoch, b.Start)
+					if inv.seen[key] {
+						continue
+					}
+					if upto-b.Start <= allow {
+						if a.End != 0 && b.End != 0 {
+							inv.seen[key] = true // within what this fault allows, and over
+						}
+						continue
+					}
+					inv.seen[key] = true
+					found = append(found, overlap{*a, *b, b.Start, upto,
+						s.tl.explainEnd(a, now, tr.start), s.tl.explainEnd(b, now, tr.start)})
+				}
+				active = append(active, b)
+			}
+		}
+	})
+	var vs []Violation
+	for _, o := range found {
+		vs = append(vs, tr.Violation(inv.Name(), o.from, fmt.Sprintf(
+			"two globals %q ran at once for %v: epoch %d on %s (%s; %s) and epoch %d on %s (%s; %s)",
+			o.a.Name, time.Duration(o.upt-o.from).Round(time.Millisecond),
+			o.a.Epoch, o.a.Src, o.a.PID, o.ea, o.b.Epoch, o.b.Src, o.b.PID, o.eb), o.a.Name, o.a.Src, o.b.Src))
+	}
+	return vs
+}
+
+// liveGlobal (2): within session timeout + 1 s of the heal, exactly one
+// global per name that has a live candidate, and none for a name that has
+// none. Names whose candidacies are in doubt (a failed RegisterCandidate
+// or Resign) are judged only if some node is certainly a candidate.
+type liveGlobal struct{}
+
+func (*liveGlobal) Name() string  { return "live-global" }
+func (*liveGlobal) Settles() bool { return true }
+
+func (inv *liveGlobal) Check(tr *Trial) []Violation {
+	names := append([]string{bossName}, tr.r.cfg.Globals...)
+	deadline := tr.healedAt + int64(tr.r.cfg.SessionTimeout+time.Second)
+	var at int64
+	var bad []string
+	ok, why := tr.Await(deadline+int64(lineLag), func() (bool, string) {
+		now := Now()
+		at = min(now-int64(lineLag), deadline)
+		bad = bad[:0]
+		var whys []string
+		tr.r.withState(func(s *state) {
+			for _, name := range names {
+				some, certain := s.candidates(name)
+				if !certain {
+					continue
+				}
+				running := s.tl.running(name, at, now)
+				want := 0
+				if some {
+					want = 1
+				}
+				if len(running) != want {
+					var rs []string
+					for _, t := range running {
+						rs = append(rs, t.String())
+					}
+					bad = append(bad, name)
+					whys = append(whys, fmt.Sprintf("%q: %d running, want %d [%s]; candidacies: %s",
+						name, len(running), want, strings.Join(rs, "; "), s.describeCandidates(name)))
+				}
+			}
+		})
+		return len(whys) == 0, strings.Join(whys, "; ")
+	})
+	if ok {
+		return nil
+	}
+	return []Violation{tr.Violation(inv.Name(), at,
+		fmt.Sprintf("%v after the heal: %s", time.Duration(at-tr.healedAt).Round(time.Millisecond), why),
+		bad...).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+}
+
+// epochs (3): epochs strictly increase from term to term of a name; the
+// same epoch again is only the same node's term resumed. Also: a global's
+// first message is Elected, and only one.
+type epochs struct{}
+
+func (*epochs) Name() string { return "epochs" }
+
+func (inv *epochs) Check(tr *Trial) []Violation {
+	type bad struct {
+		at   int64
+		what string
+		key  string
+		name string
+	}
+	var found []bad
+	tr.r.withState(func(s *state) {
+		for _, name := range s.tl.names() {
+			terms := slices.Clone(s.tl.terms[name])
+			sort.SliceStable(terms, func(i, j int) bool { return terms[i].Start < terms[j].Start })
+			var last *Term
+			for _, t := range terms {
+				key := fmt.Sprintf("%s|%s|%d|%d", name, t.Src, t.Epoch, t.Start)
+				switch {
+				case t.Epoch <= 0:
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q on %s elected with epoch %d", name, t.Src, t.Epoch), key, name})
+				case last != nil && t.Epoch < last.Epoch:
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q: epoch %d on %s after epoch %d on %s",
+						name, t.Epoch, t.Src, last.Epoch, last.Src), key, name})
+				case last != nil && t.Epoch == last.Epoch && t.Src != last.Src:
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q: epoch %d on %s and again on %s",
+						name, t.Epoch, last.Src, t.Src), key, name})
+				}
+				if last == nil || t.Epoch >= last.Epoch {
+					last = t
+				}
+			}
+		}
+		for _, e := range s.badFirst {
+			found = append(found, bad{e.T, fmt.Sprintf("global %q on %s: %s", e.Arg(0), e.Src, e.Rest(2)),
+				fmt.Sprintf("gbad|%s|%d", e.Src, e.T), e.Arg(0)})
+		}
+	})
+	var vs []Violation
+	for _, b := range found {
+		vs = append(vs, tr.Violation(inv.Name(), b.at, b.what, b.name).Key(b.key))
+	}
+	return vs
+}
+
+// capable (4): every live node's GetCapable equals the set of live
+// registered PIDs, within session timeout + 3 s of the heal: no PID of a
+// stopped actor, an unregistered pair or a dead node, and none missing.
+type capable struct{}
+
+func (*capable) Name() string  { return "capable" }
+func (*capable) Settles() bool { return true }
+
+func (inv *capable) Check(tr *Trial) []Violation {
+	services := append([]string{workerService}, tr.r.cfg.Services...)
+	deadline := tr.healedAt + int64(tr.r.cfg.SessionTimeout+3*time.Second)
+	var focus []string
+	ok, why := tr.Await(deadline, func() (bool, string) {
+		focus = focus[:0]
+		type query struct {
+			n   *nodeProc
+			svc string
+			ch  <-chan Event
+		}
+		var qs []query
+		for _, n := range tr.r.liveNodes() {
+			for _, svc := range services {
+				qs = append(qs, query{n, svc, n.send("capable", svc)})
+			}
+		}
+		var whys []string
+		for _, q := range qs {
+			var e Event
+			select {
+			case e = <-q.ch:
+			case <-time.After(2 * commandWait):
+				return false, fmt.Sprintf("%s: capable %s: no answer", q.n.label, q.svc)
+			}
+			if e.Arg(1) != "ok" {
+				whys = append(whys, fmt.Sprintf("%s: GetCapable(%s): %s", q.n.label, q.svc, e.Rest(2)))
+				continue
+			}
+			got := map[string]bool{}
+			for _, p := range strings.Split(e.Rest(2), ",") {
+				if p != "" && p != "-" {
+					got[p] = true
+				}
+			}
+			var must, may map[string]bool
+			tr.r.withState(func(s *state) { must, may = s.registered(q.svc) })
+			var missing, extra []string
+			for p := range must {
+				if !got[p] {
+					missing = append(missing, p)
+				}
+			}
+			for p := range got {
+				if !must[p] && !may[p] {
+					extra = append(extra, p)
+				}
+			}
+			if len(missing)+len(extra) > 0 {
+				slices.Sort(missing)
+				slices.Sort(extra)
+				focus = append(focus, missing...)
+				focus = append(focus, extra...)
+				whys = append(whys, fmt.Sprintf("%s: GetCapable(%s) misses %v, has extra %v", q.n.label, q.svc, missing, extra))
+			}
+		}
+		return len(whys) == 0, strings.Join(whys, "; ")
+	})
+	if ok {
+		return nil
+	}
+	return []Violation{tr.Violation(inv.Name(), deadline, why, focus...).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+}
+
+// jobs (6): every acknowledged job is done at least once (within the
+// boss's failover and one redelivery of the heal), and no worker does a
+// task delegated by a boss older than one it already served.
+type jobs struct{}
+
+func (*jobs) Name() string  { return "jobs" }
+func (*jobs) Settles() bool { return true }
+
+func (inv *jobs) Check(tr *Trial) []Violation {
+	deadline := tr.healedAt + int64(tr.r.cfg.SessionTimeout+time.Second+redeliverAfter+3*time.Second)
+	var undone []string
+	tr.Await(deadline, func() (bool, string) {
+		undone = undone[:0]
+		tr.r.withState(func(s *state) {
+			for id := range s.jobsAcked {
+				if _, ok := s.jobsDone[id]; !ok {
+					undone = append(undone, id)
+				}
+			}
+		})
+		return len(undone) == 0, ""
+	})
+	slices.Sort(undone)
+	var vs []Violation
+	for _, id := range undone {
+		var acked int64
+		tr.r.withState(func(s *state) { acked = s.jobsAcked[id] })
+		vs = append(vs, tr.Violation(inv.Name(), acked,
+			fmt.Sprintf("job %s, acknowledged %v before the heal, not done %v after it", id,
+				time.Duration(tr.healedAt-acked).Round(time.Millisecond), time.Duration(deadline-tr.healedAt)),
+			id, bossName).Key("undone|"+id))
+	}
+	var fence []Event
+	tr.r.withState(func(s *state) { fence = slices.Clone(s.fence) })
+	for _, e := range fence {
+		vs = append(vs, tr.Violation(inv.Name(), e.T,
+			fmt.Sprintf("worker %s did job %s for boss epoch %d after serving a newer boss", e.Arg(2), e.Arg(0), e.Int(1)),
+			e.Arg(2)).Key(fmt.Sprintf("fence|%s|%d", e.Src, e.T)))
+	}
+	return vs
+}
+
+// noEphemerals (5): once every node has stopped, nothing ephemeral is left
+// under the root (after the sessions of killed nodes have expired).
+type noEphemerals struct{}
+
+func (*noEphemerals) Name() string             { return "no-ephemerals" }
+func (*noEphemerals) Check(*Trial) []Violation { return nil }
+func (*noEphemerals) String() string           { return "no-ephemerals" }
+func (inv *noEphemerals) Settles() bool        { return false }
+func (inv *noEphemerals) CheckStopped(tr *Trial) []Violation {
+	r := tr.r
+	deadline := Now() + int64(2*r.cfg.SessionTimeout+2*time.Second)
+	var left []string
+	ok, why := tr.Await(deadline, func() (bool, string) {
+		left = left[:0]
+		var whys []string
+		err := r.walk(r.root, func(p string, st *zk.Stat) {
+			if st.EphemeralOwner != 0 {
+				var owner string
+				r.withState(func(s *state) { owner = s.sessions[st.EphemeralOwner] })
+				left = append(left, p)
+				whys = append(whys, fmt.Sprintf("%s (session %#x of %s)", p, st.EphemeralOwner, orUnknown(owner)))
+			}
+		})
+		if err != nil {
+			return false, fmt.Sprintf("walk %s: %v", r.root, err)
+		}
+		return len(whys) == 0, strings.Join(whys, "; ")
+	})
+	if ok {
+		return nil
+	}
+	return []Violation{tr.Violation(inv.Name(), Now(), "ephemeral znodes left after every node stopped: "+why, left...).
+		Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "no node of this run"
+	}
+	return s
+}
+
+// walk calls fn for every znode under (and including) p.
+func (r *Run) walk(p string, fn func(string, *zk.Stat)) error {
+	var children []string
+	var st *zk.Stat
+	err := r.foreignDo("children "+p, func(c *zk.Conn) error {
+		var err error
+		children, st, err = c.Children(p)
+		return err
+	})
+	if err == zk.ErrNoNode {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fn(p, st)
+	for _, ch := range children {
+		if err := r.walk(p+"/"+ch, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
