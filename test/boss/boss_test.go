@@ -38,6 +38,7 @@ func TestBoss(t *testing.T) {
 	t.Run("GarbageAmongJobs", func(t *testing.T) { testGarbageAmongJobs(t, newCluster(t)) })
 	t.Run("OversizedJob", func(t *testing.T) { testOversizedJob(t, newCluster(t)) })
 	t.Run("SameToken", func(t *testing.T) { testSameToken(t, newCluster(t)) })
+	t.Run("ResubmitAcrossFailover", func(t *testing.T) { testResubmitAcrossFailover(t, newCluster(t)) })
 }
 
 func testHelp(t *testing.T, e *env) {
@@ -275,4 +276,24 @@ func testSameToken(t *testing.T, e *env) {
 	if n := e.out.count("Doing task: twice", w); n != 1 {
 		t.Errorf("the job submitted twice with one token was done %d times, want once", n)
 	}
+}
+
+// A requestor whose boss cannot record the job (its ZooKeeper connection
+// is blackholed, so the outcome is unknown) submits again, with the same
+// token, until the boss elected next accepts it: it does not give up with
+// "rejected" while the job may or may not have been recorded.
+func testResubmitAcrossFailover(t *testing.T, e *env) {
+	proxy := zktest.NewProxy(t, e.zkAddrs[0])
+	boss := e.start("boss", "-zk", proxy.Addr())
+	e.out.waitLine(t, startTimeout, boss, "I'm the boss!", 1)
+	w := e.start("worker")
+	e.out.waitLine(t, startTimeout, w, "Worker waiting for task...", 1)
+
+	proxy.Blackhole()
+	code, out := e.submit("-token", "patient", "through the failover")
+	if code != 0 || !strings.Contains(out, "Job accepted: job-patient") {
+		t.Fatalf("submit while the boss is cut off from ZooKeeper: exit %d, want 0 and \"Job accepted: job-patient\":\n%s", code, out)
+	}
+	e.out.waitLine(t, workTimeout, w, "Doing task: through the failover", 1)
+	e.out.waitLine(t, workTimeout, w, "Job done: through the failover (job-patient)", 1)
 }

@@ -224,10 +224,12 @@ func (e *env) stopAll() {
 
 // start starts a persistent node. It dies with the test process
 // (Pdeathsig) and is stopped, SIGTERM then SIGKILL, when the test ends.
-func (e *env) start(name string) *proc {
+//
+// extra flags come after the env's, so they override them (e.g. -zk).
+func (e *env) start(name string, extra ...string) *proc {
 	t := e.t
 	t.Helper()
-	cmd := exec.Command(e.bin, e.flags...)
+	cmd := exec.Command(e.bin, append(append([]string(nil), e.flags...), extra...)...)
 	cmd.Env = raceEnv
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &proc{name: name, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
