@@ -51,8 +51,10 @@ type candidacy struct {
 	over     bool // finish has taken the strays over
 
 	// Owned by run.
-	path    string // candidate znode, "" = none
-	session int64  // the session that owns path
+	path    string          // candidate znode, "" = none
+	session int64           // the session that owns path
+	own     <-chan zk.Event // watch on path; nil when none is set
+	epoch   int64           // path's creation zxid
 }
 
 func (e *Elections) newCandidacy(name string, props *actor.Props) (*candidacy, error) {
@@ -182,9 +184,24 @@ func (c *candidacy) run() {
 				}
 				continue
 			}
-			c.path, c.session = path, session
+			c.path, c.session, c.own = path, session, nil
 			c.e.leaders.Evict(c.name)
 			c.signalEntered(nil)
+		}
+		if c.own == nil {
+			// Watch our own znode from the start (one read per entry, not
+			// per leader change): a delete by someone else is seen at once,
+			// queued or leading, and leading needs no request of its own.
+			switch gone, err := c.watchOwn(ctx); {
+			case err != nil:
+				if !retry() {
+					return
+				}
+				continue
+			case gone:
+				c.path = ""
+				continue
+			}
 		}
 		names, err := c.children(ctx)
 		if err != nil {
@@ -214,18 +231,58 @@ func (c *candidacy) run() {
 			if !c.awaitLease(ctx) {
 				return
 			}
-			if !c.lead(ctx) && !retry() {
+			select {
+			case ev := <-c.own: // the znode changed meanwhile: look again
+				c.own = nil
+				if ev.Type == zk.EventNodeDeleted {
+					c.path = ""
+				}
+				continue
+			default:
+			}
+			if !c.lead() && !retry() {
 				return
 			}
 			continue
 		}
 		select {
 		case <-watch:
+		case ev := <-c.own:
+			c.own = nil
+			if ev.Type == zk.EventNodeDeleted {
+				c.log.Info("the candidate znode was deleted by someone else: entering again", "path", c.path)
+				c.path = ""
+			}
 		case <-c.wake:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// watchOwn reads the candidate znode with a watch: its creation zxid is the
+// epoch of any term it starts. It reports gone when the znode no longer
+// exists or belongs to another session.
+func (c *candidacy) watchOwn(ctx context.Context) (gone bool, err error) {
+	var (
+		found bool
+		stat  *zk.Stat
+		watch <-chan zk.Event
+	)
+	err = c.e.s.Do(ctx, cluster.Op{Name: "exists", Path: c.path, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		found, stat, watch, err = conn.ExistsW(c.path)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if !found || stat.EphemeralOwner != c.session {
+		c.log.Info("the candidate znode is gone: entering again", "path", c.path)
+		return true, nil
+	}
+	c.own, c.epoch = watch, stat.Czxid
+	return false, nil
 }
 
 // awaitLease waits, without requests, until the lease of the candidate

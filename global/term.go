@@ -18,8 +18,7 @@ type term struct {
 	epoch   int64
 	session int64 // the session that owns the candidate znode; the lease must be this one's
 	pid     *actor.PID
-	own     <-chan zk.Event // watch on the candidate znode; nil once fired
-	done    chan struct{}   // closed when the actor has stopped
+	done    chan struct{} // closed when the actor has stopped
 
 	// ended is set once, by whoever ends the term first: the guard, endTerm,
 	// or the actor stopping by itself (then selfStopped too). The actor
@@ -29,40 +28,18 @@ type term struct {
 	announced   atomic.Bool // Elected was delivered
 }
 
-// lead starts a term once this candidate heads the queue: it confirms that
-// the candidate znode exists and belongs to the candidacy's session (and
-// watches it, so that a delete by someone else ends the term at once),
-// takes its creation zxid as the epoch, and starts the global actor in
-// place of the stand-in, provided the lease holds. It reports false when
-// the loop should retry after a backoff.
-func (c *candidacy) lead(ctx context.Context) bool {
-	s := c.e.s
-	var (
-		stat  *zk.Stat
-		watch <-chan zk.Event
-		found bool
-	)
-	err := s.Do(ctx, cluster.Op{Name: "exists", Path: c.path, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		found, stat, watch, err = conn.ExistsW(c.path)
-		return err
-	})
-	if err != nil {
-		// Unknown (a timeout, a lost connection, the candidacy ending): keep
-		// the znode, which is still ours as far as we know.
-		c.log.Debug("not leading yet: cannot confirm the candidate znode", "path", c.path, "err", err)
-		return false
-	}
-	if !found || stat.EphemeralOwner != c.session {
-		c.log.Info("not leading: the candidate znode is gone", "path", c.path)
-		c.path = ""
-		return true // enter again at once
-	}
-	if !time.Now().Before(s.SafeUntilFor(c.session)) {
+// lead starts a term once this candidate heads the queue and the lease of
+// its session holds: the global actor starts in place of the stand-in,
+// with the candidate znode's creation zxid as the epoch. The znode is known
+// to be ours and is watched since the candidacy entered (run), so leading
+// costs no request. It reports false when the loop should retry after a
+// backoff.
+func (c *candidacy) lead() bool {
+	if !time.Now().Before(c.e.s.SafeUntilFor(c.session)) {
 		c.log.Debug("not leading yet: waiting for the lease", "path", c.path)
 		return false
 	}
-	t := &term{epoch: stat.Czxid, session: c.session, own: watch, done: make(chan struct{})}
+	t := &term{epoch: c.epoch, session: c.session, done: make(chan struct{})}
 	c.mu.Lock()
 	props := c.props
 	c.mu.Unlock()
@@ -117,9 +94,8 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 			c.endTerm(t, "the lease ran out: ZooKeeper may have expired the session")
 			return true
 		}
-		if t.own == nil {
-			// The watch fired without a delete (e.g. the session moved):
-			// look again.
+		if c.own == nil {
+			// The watch fired without a delete: look again.
 			return c.rewatch(ctx, t)
 		}
 		timer.Reset(time.Until(c.e.s.SafeUntilFor(t.session)) + time.Millisecond)
@@ -127,8 +103,8 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 		case <-ctx.Done():
 			return false
 		case <-t.done:
-		case ev := <-t.own:
-			t.own = nil
+		case ev := <-c.own:
+			c.own = nil
 			if ev.Type == zk.EventNodeDeleted {
 				c.endTerm(t, "the candidate znode was deleted by someone else")
 				c.path = ""
@@ -160,7 +136,7 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 		c.endTerm(t, "the candidate znode is gone")
 		c.path = ""
 	default:
-		t.own = watch
+		c.own = watch
 	}
 	return true
 }
