@@ -85,7 +85,7 @@ type bossActor struct {
 	cfg         bossConfig
 
 	ctx    context.Context    // ends with the term: requests in flight stop
-	cancel context.CancelFunc //
+	cancel context.CancelFunc // ends ctx, on Stopping
 	epoch  int64              // the term's, from Elected
 	// deposed: a worker has served a boss of a newer term; this one
 	// delegates nothing more while it waits for its term to end.
