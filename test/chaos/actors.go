@@ -113,7 +113,7 @@ func (g *globalActor) Receive(ctx actor.Context) {
 		}
 	case *bossv1.Submit:
 		if g.boss != nil {
-			g.submitted(ctx, m)
+			g.submitted(ctx, m, began)
 		}
 	case *bossv1.Done:
 		if g.boss != nil {
@@ -175,7 +175,7 @@ func (g *globalActor) bossElected() {
 	g.c.out.emit("bosslist", g.epoch, len(g.boss.jobs))
 }
 
-func (g *globalActor) submitted(ctx actor.Context, m *bossv1.Submit) {
+func (g *globalActor) submitted(ctx actor.Context, m *bossv1.Submit, began int64) {
 	data, _ := proto.Marshal(&bossv1.Job{Text: m.Text})
 	sctx, cancel := context.WithTimeout(context.Background(), storeWait)
 	defer cancel()
@@ -192,7 +192,7 @@ func (g *globalActor) submitted(ctx actor.Context, m *bossv1.Submit) {
 	}
 	id := path.Base(created)
 	g.boss.jobs[id] = &bossJob{text: m.Text}
-	g.c.out.emit("jobstored", id, g.epoch)
+	g.c.out.emit("jobstored", id, g.epoch, began)
 	ctx.Respond(&bossv1.Accepted{JobId: id})
 }
 

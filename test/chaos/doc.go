@@ -15,7 +15,8 @@
 // # Design
 //
 // The driver (TestChaos, in the test process) starts a 3-server ensemble
-// with test/zktest and one zktest.Proxy per (node, server) pair, so that a
+// with test/zktest (with quorum proxies, so a follower can be cut off its
+// ensemble) and one zktest.Proxy per (node, server) pair, so that a
 // network fault can hit one node and not the others. Node processes are
 // the test binary re-executed with ZKACTOR_CHAOS_CHILD set (RunChild): one
 // actor.Node per process, as -race requires (see test/isolate_test.go).
@@ -138,7 +139,6 @@
 // A fault class implements FaultClass (the fault type makes one from a
 // function): Inject picks its victim with tr.Rand, records the fault with
 // tr.Fault, holds it with tr.Hold and returns the heal. Available says why
-// it cannot run on this harness; the classes that need zktest's coming
-// one-way partitions, delays and quorum isolation are skipped until those
-// methods exist. Add it to DefaultFaultClasses.
+// it cannot run on this harness (the class is then listed as skipped). Add
+// it to DefaultFaultClasses.
 package chaos

@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -49,26 +48,12 @@ func (finalClass) Name() string                  { return "final" }
 func (finalClass) Available(*Run) error          { return nil }
 func (finalClass) Inject(*Trial) (func(), error) { return nil, nil }
 
-// The faults of zktest that are being added (see issue 7); a class that
-// needs one runs as soon as the harness has it.
-type (
-	oneWayProxy interface {
-		DropToTarget()
-		DropFromTarget()
-	}
-	delayingProxy  interface{ Delay(time.Duration) }
-	quorumIsolator interface {
-		IsolateQuorum(i int)
-		HealQuorum(i int)
-	}
-)
-
 // DefaultFaultClasses returns every fault class of issue 8, cheapest first.
 func DefaultFaultClasses() []FaultClass {
 	return []FaultClass{
 		killNode, pauseLong, pauseShort,
 		proxyCut, blackholeShort, sessionExpiry, oneWayTo, oneWayFrom, delayReplies,
-		zkRestart, zkLeader, quorumPartition,
+		zkRestart, zkLeader, zkPause, quorumPartition,
 		deleteCandidate, deleteRegistration, garbage,
 		burstCandidates, burstRegistrations,
 	}
@@ -167,10 +152,7 @@ func proxyFault(name string, all bool, lo, hi float64, do func(tr *Trial, p *zkt
 		tr.Hold(hold)
 		return func() {
 			for _, p := range hit {
-				if d, ok := any(p).(delayingProxy); ok {
-					d.Delay(0)
-				}
-				p.Restore()
+				p.Restore() // ends Delay too
 			}
 		}, nil
 	}}
@@ -190,33 +172,27 @@ var (
 		p.Blackhole()
 		return "blackhole (session expiry)"
 	})
-	oneWayTo = withProxy[oneWayProxy](proxyFault("oneway-to", true, 0.5, 2, func(_ *Trial, p *zktest.Proxy) string {
-		any(p).(oneWayProxy).DropToTarget()
+	// oneWayTo drops a node's requests (and pings): the servers hear
+	// nothing, the client still hears what was in flight.
+	oneWayTo = proxyFault("oneway-to", true, 0.5, 2, func(_ *Trial, p *zktest.Proxy) string {
+		p.DropToTarget()
 		return "requests dropped"
-	}), "(*zktest.Proxy).DropToTarget")
-	oneWayFrom = withProxy[oneWayProxy](proxyFault("oneway-from", true, 0.5, 2, func(_ *Trial, p *zktest.Proxy) string {
-		any(p).(oneWayProxy).DropFromTarget()
+	})
+	// oneWayFrom drops the replies: the servers execute a node's requests
+	// and keep its session alive, but the node hears nothing.
+	oneWayFrom = proxyFault("oneway-from", true, 0.5, 2, func(_ *Trial, p *zktest.Proxy) string {
+		p.DropFromTarget()
 		return "replies dropped"
-	}), "(*zktest.Proxy).DropFromTarget")
-	delayReplies = withProxy[delayingProxy](proxyFault("delay", true, 1, 3, func(tr *Trial, p *zktest.Proxy) string {
+	})
+	// delayReplies holds back every reply to a node by a fifth to four
+	// fifths of its session timeout.
+	delayReplies = proxyFault("delay", true, 1, 3, func(tr *Trial, p *zktest.Proxy) string {
 		st := tr.SessionTimeout()
 		d := tr.Between(st/5, st*4/5)
-		any(p).(delayingProxy).Delay(d)
+		p.Delay(d)
 		return fmt.Sprintf("replies delayed %v", d)
-	}), "(*zktest.Proxy).Delay")
+	})
 )
-
-// withProxy makes a class available only if zktest's Proxy has the
-// methods of P.
-func withProxy[P any](f fault, what string) fault {
-	f.available = func(r *Run) error {
-		if _, ok := any(r.proxies[0][0]).(P); !ok {
-			return fmt.Errorf("zktest has no %s yet", what)
-		}
-		return nil
-	}
-	return f
-}
 
 var zkRestart = fault{name: "zk-restart", inject: func(tr *Trial) (func(), error) {
 	i := tr.Rand.IntN(tr.r.ens.Len())
@@ -234,19 +210,29 @@ var zkLeader = fault{name: "zk-leader", inject: func(tr *Trial) (func(), error) 
 	return func() { tr.r.ens.Restart(i) }, nil
 }}
 
+// zkPause freezes a ZooKeeper server (the quorum leader with even odds)
+// for a half to twice the session timeout: every client of it is dropped.
+var zkPause = fault{name: "zk-pause", inject: func(tr *Trial) (func(), error) {
+	i := tr.Rand.IntN(tr.r.ens.Len())
+	if tr.Rand.IntN(2) == 0 {
+		i = tr.r.ens.Leader(tr.r.t)
+	}
+	tr.Fault("SIGSTOP ZooKeeper server %d", i)
+	tr.r.ens.Pause(i)
+	tr.Hold(tr.Between(tr.SessionTimeout()/2, 2*tr.SessionTimeout()))
+	return func() {
+		tr.r.ens.Resume(i)
+		tr.r.ens.WaitServing(tr.r.t, i)
+	}, nil
+}}
+
 // quorumPartition cuts a follower off its ensemble while it keeps serving
-// its clients, and makes a node (a leader, if the pick says so) talk to
-// that follower only.
+// its clients (for syncLimit ticks), and makes a node (a leader, if the
+// pick says so) talk to that follower only.
 var quorumPartition = fault{
 	name: "quorum",
-	available: func(r *Run) error {
-		if _, ok := any(r.ens).(quorumIsolator); !ok {
-			return errors.New("zktest has no (*Cluster).IsolateQuorum yet")
-		}
-		return nil
-	},
 	inject: func(tr *Trial) (func(), error) {
-		q := any(tr.r.ens).(quorumIsolator)
+		q := tr.r.ens
 		leader := tr.r.ens.Leader(tr.r.t)
 		follower := (leader + 1 + tr.Rand.IntN(tr.r.ens.Len()-1)) % tr.r.ens.Len()
 		n, err := tr.pickNode()
@@ -267,6 +253,7 @@ var quorumPartition = fault{
 			for _, p := range ps {
 				p.Restore()
 			}
+			q.WaitServing(tr.r.t, follower)
 		}, nil
 	},
 }

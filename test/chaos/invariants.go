@@ -58,6 +58,7 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 		a, b      Term
 		from, upt int64
 		ea, eb    string
+		why       string
 	}
 	var found []overlap
 	now := Now() - int64(lineLag)
@@ -92,7 +93,8 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 					}
 					inv.seen[key] = true
 					found = append(found, overlap{*a, *b, b.Start, upto,
-						s.tl.explainEnd(a, now, tr.start), s.tl.explainEnd(b, now, tr.start)})
+						s.tl.explainEnd(a, now, tr.start), s.tl.explainEnd(b, now, tr.start),
+						inFlight(a, b.Start, upto, tr.start)})
 				}
 				active = append(active, b)
 			}
@@ -101,11 +103,28 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 	var vs []Violation
 	for _, o := range found {
 		vs = append(vs, tr.Violation(inv.Name(), o.from, fmt.Sprintf(
-			"two globals %q ran at once for %v: epoch %d on %s (%s; %s) and epoch %d on %s (%s; %s)",
+			"two globals %q ran at once for %v: epoch %d on %s (%s; %s) and epoch %d on %s (%s; %s); %s",
 			o.a.Name, time.Duration(o.upt-o.from).Round(time.Millisecond),
-			o.a.Epoch, o.a.Src, o.a.PID, o.ea, o.b.Epoch, o.b.Src, o.b.PID, o.eb), o.a.Name, o.a.Src, o.b.Src))
+			o.a.Epoch, o.a.Src, o.a.PID, o.ea, o.b.Epoch, o.b.Src, o.b.PID, o.eb, o.why), o.a.Name, o.a.Src, o.b.Src))
 	}
 	return vs
+}
+
+// inFlight tells whether the older term a began handling a message while
+// the newer one ran (from..upto): the guard let it in; or only finished,
+// after the newer one began, a handler it began before (which no guard
+// can stop: what it does needs fencing by epoch).
+func inFlight(a *Term, from, upto, t0 int64) string {
+	rel := func(x int64) string { return fmt.Sprintf("%+.3fs", float64(x-t0)/1e9) }
+	i := sort.Search(len(a.activity), func(i int) bool { return a.activity[i] > from })
+	if i < len(a.activity) && a.activity[i] < upto {
+		return fmt.Sprintf("the older one began handling a message at %s, after the newer one started: the guard let it in", rel(a.activity[i]))
+	}
+	if i > 0 {
+		return fmt.Sprintf("the older one began no handler after the newer one started (its last began at %s): "+
+			"a handler in flight outlived the term (only fencing by epoch protects what it does), or its stop took that long", rel(a.activity[i-1]))
+	}
+	return "the older one handled nothing after Elected"
 }
 
 // liveGlobal (2): within session timeout + 1 s of the heal, exactly one

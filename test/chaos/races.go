@@ -61,7 +61,14 @@ func protoactorRaceOnly(report string) bool {
 			continue
 		}
 		accesses++
-		if i+1 >= len(lines) || !strings.Contains(lines[i+1], "github.com/asynkron/protoactor-go/") {
+		// The first frame outside the runtime (a channel operation's frame
+		// is runtime.chansend, say) tells whose access it is.
+		j := i + 1
+		for j < len(lines) && (strings.HasPrefix(strings.TrimSpace(lines[j]), "runtime.") ||
+			strings.HasPrefix(strings.TrimSpace(lines[j]), "internal/") || strings.HasPrefix(strings.TrimSpace(lines[j]), "/")) {
+			j++
+		}
+		if j >= len(lines) || !strings.Contains(lines[j], "github.com/asynkron/protoactor-go/") {
 			return false
 		}
 	}

@@ -98,7 +98,7 @@ func Start(t testing.TB, cfg Config) *Run {
 	if r.logDir, err = os.MkdirTemp("", "zkactor-chaos-"); err != nil {
 		t.Fatal(err)
 	}
-	r.ens = zktest.StartEnsemble(t, 3)
+	r.ens = zktest.StartEnsemble(t, 3, zktest.WithQuorumProxies())
 	for range cfg.Nodes {
 		var ps []*zktest.Proxy
 		for _, addr := range r.ens.Addrs() {

@@ -19,6 +19,9 @@ type Term struct {
 	// activity holds when the actor began to handle a message after
 	// Elected (its ticks, and the boss's delegations), in order.
 	activity []int64
+	// lastWrite is when the boss last wrote the job store: a handler that
+	// began in the term may finish (and write) after the term's lease ran out.
+	lastWrite int64
 }
 
 func (t *Term) String() string {
@@ -60,6 +63,11 @@ func (tl *timeline) add(e Event) {
 	case "jobdeleg": // jobdeleg <job> <epoch> <worker> <handler began>
 		if t := tl.open[candKey{e.Src, bossName}]; t != nil {
 			t.activity = append(t.activity, e.Int(3))
+		}
+	case "jobstored": // jobstored <job> <epoch> <handler began>
+		if t := tl.open[candKey{e.Src, bossName}]; t != nil {
+			t.activity = append(t.activity, e.Int(2))
+			t.lastWrite = e.T
 		}
 	case "gstop":
 		k := candKey{e.Src, e.Arg(0)}
@@ -130,7 +138,14 @@ func (tl *timeline) explainEnd(t *Term, now int64, t0 int64) string {
 		}
 		return fmt.Sprintf("frozen at %s, handled nothing after the thaw at %s (%s at %s)", rel(p.from), rel(p.to), how, rel(end))
 	}
-	return fmt.Sprintf("started %s, %s at %s", rel(t.Start), how, rel(end))
+	s := fmt.Sprintf("started %s, %s at %s", rel(t.Start), how, rel(end))
+	if n := len(t.activity); n > 0 {
+		s += fmt.Sprintf(", its last handler began at %s", rel(t.activity[n-1]))
+	}
+	if t.lastWrite != 0 {
+		s += fmt.Sprintf(", last wrote the job store at %s", rel(t.lastWrite))
+	}
+	return s
 }
 
 // activeIn reports whether some activity lies in (from, to].

@@ -134,3 +134,26 @@ func TestRegisteredState(t *testing.T) {
 		t.Fatalf("in flight: must %v, may %v; want a1 in doubt", must, may)
 	}
 }
+
+func TestProtoactorRaceOnly(t *testing.T) {
+	ours := `WARNING: DATA RACE
+Read at 0x00c00049a510 by main goroutine:
+  runtime.chansend()
+      /usr/local/go/src/runtime/chan.go:176 +0x0
+  github.com/zkactor/zkactor/actor.(*Node).stopActors()
+      /work/main/actor/node.go:287 +0x44
+
+Previous write at 0x00c00049a510 by goroutine 453:
+  runtime.closechan()
+      /usr/local/go/src/runtime/chan.go:414 +0x0
+  github.com/asynkron/protoactor-go/remote.(*endpointReader).Receive.func1()
+      /root/go/pkg/mod/github.com/asynkron/protoactor-go/remote/endpoint_reader.go:43 +0xa8
+`
+	if protoactorRaceOnly(ours) {
+		t.Error("a race with an access in zkactor's code was ignored")
+	}
+	theirs := strings.Replace(ours, "github.com/zkactor/zkactor/actor.(*Node).stopActors()", "github.com/asynkron/protoactor-go/remote.(*endpointManager).stop.func1()", 1)
+	if !protoactorRaceOnly(theirs) {
+		t.Error("a race inside protoactor-go (behind runtime frames) was charged to zkactor")
+	}
+}
