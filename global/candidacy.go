@@ -320,10 +320,15 @@ func (c *candidacy) children(ctx context.Context) ([]string, error) {
 		names, _, err = conn.Children(c.dir)
 		return err
 	})
-	if errors.Is(err, zk.ErrNoNode) {
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
 		return nil, nil
+	case err != nil:
+		// The request may still be running (Do stopped waiting): its
+		// results are not ours to read.
+		return nil, err
 	}
-	return names, err
+	return names, nil
 }
 
 // predecessor finds the live candidate just ahead of q[idx] and watches it.

@@ -197,7 +197,9 @@ func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
 		c.log.Warn("stepping down", "why", why, "epoch", t.epoch)
 	}
 	c.st.detach()
-	_ = c.e.system.Root.StopFuture(t.pid).Wait()
+	if !isClosed(t.done) {
+		_ = c.e.system.Root.StopFuture(t.pid).Wait()
+	}
 	<-t.done
 	c.mu.Lock()
 	c.term = nil
