@@ -38,6 +38,7 @@ type DigestAuth = cluster.DigestAuth
 type Config struct {
 	Servers        []string      // ZooKeeper ensemble, "host:port"; required
 	Root           string        // znode root; default "/zkactor"
+	NodeID         string        // this node's id under <root>/nodes; default a random one. Bootstrap fails with cluster.ErrNodeIDTaken while another live session holds it
 	Host           string        // actor remote listen host; default "127.0.0.1"
 	Port           int           // actor remote listen port; 0 = any free port
 	SessionTimeout time.Duration // requested ZooKeeper session timeout; default 4s; the negotiated one is what counts
@@ -109,7 +110,7 @@ func Bootstrap(ctx context.Context, cfg Config) (*Node, error) {
 		n.stopActors()
 		return nil, fmt.Errorf("zkactor: bootstrap: %w", err)
 	}
-	n.registry, err = cluster.New(ctx, n.system, n.session, cluster.Options{Root: cfg.Root, Logger: cfg.Logger})
+	n.registry, err = cluster.New(ctx, n.system, n.session, cluster.Options{Root: cfg.Root, NodeID: cfg.NodeID, Logger: cfg.Logger})
 	if err != nil {
 		n.session.Close()
 		n.stopActors()
@@ -271,9 +272,15 @@ func (n *Node) NSendPeers(ctx context.Context, name string, msg proto.Message) e
 
 // Stop resigns every candidacy (a running global stops and the next
 // candidate elsewhere takes over at once), unregisters everything this
-// node registered, closes its ZooKeeper
-// session (its ephemeral znodes go at once), and stops the remote and the
-// actor system. It is idempotent; later calls return the first's result.
+// node registered, closes its ZooKeeper session (its ephemeral znodes go
+// at once), and stops the remote and the actor system. It is idempotent;
+// later calls return the first's result.
+//
+// Stop does not need a deadline in ctx to end. When ZooKeeper cannot be
+// reached, the registry skips its deletes (or abandons them as soon as the
+// connection is lost) and the error wraps cluster.ErrNotConnected: the
+// servers remove this node's ephemeral znodes when its session expires,
+// one session timeout later.
 func (n *Node) Stop(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.stopErr = errors.Join(n.globals.Close(ctx), n.registry.Close(ctx))

@@ -18,8 +18,10 @@
 //	    └── <name>                         container
 //	        └── _c_<guid>-c-<seq>          ephemeral sequential   Candidate{pid, node, ...} (package global)
 //
-// Names (services, globals, node ids) are validated by ValidateName: a bad
-// name is an error wrapping ErrBadName, never a panic or a stray path.
+// Names (services, globals, node ids) are validated by ValidateName, which
+// accepts exactly the path components ZooKeeper and go-zookeeper accept
+// (bounded to MaxNameLength bytes): a bad name is an error wrapping
+// ErrBadName, never a panic, a stray path or a request the server refuses.
 //
 // # The session
 //
@@ -48,11 +50,26 @@
 // a lost connection finds its own znode (same session owner) rather than
 // making a second; a create whose caller gave up is deleted once its
 // outcome is known. The registry watches every registered PID and removes
-// its registrations as soon as the actor stops.
+// its registrations as soon as the actor stops. Register, Unregister and
+// the background re-creation of one (name, PID) are serialised by a lock
+// on its path, so concurrent calls end in the state of the last one.
+//
+// What the server refuses (a bad path, an ACL, a znode another session
+// owns) is reported to the caller, or logged at Error when a re-creation
+// meets it, and never retried. A znode is only ever deleted by the session
+// that owns it: a second process with this node's id is refused with
+// ErrNodeIDTaken and leaves the first one's znodes alone.
+//
+// Registry.Close deletes everything at once and needs no deadline: when
+// the session is disconnected (or becomes so) it gives up the deletes,
+// returns an error wrapping ErrNotConnected, and leaves the znodes to the
+// session's end (at once on Session.Close if a server hears it, else at
+// expiry).
 //
 // # The cache
 //
-// GetCapable, Lookup and Peers read a local cache. The first lookup of a
+// GetCapable, Lookup and Peers read a local cache (internal/watchcache,
+// shared with package global). The first lookup of a
 // name reads its children with a watch; the watch firing sweeps the name,
 // so the next lookup reads again. A hit is a read of memory (no ZooKeeper
 // request, no actor message, no lock held by a writer). A session expiry

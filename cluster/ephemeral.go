@@ -110,6 +110,11 @@ func (k *keeper) lock(path string) (unlock func()) {
 func (k *keeper) keep(ctx context.Context, path string, data []byte) error {
 	unlock := k.lock(path)
 	defer unlock()
+	return k.keepLocked(ctx, path, data)
+}
+
+// keepLocked is keep for a caller that holds path's lock.
+func (k *keeper) keepLocked(ctx context.Context, path string, data []byte) error {
 	k.mu.Lock()
 	k.wanted[path] = data
 	delete(k.doomed, path)
@@ -120,7 +125,13 @@ func (k *keeper) keep(ctx context.Context, path string, data []byte) error {
 		k.mu.Lock()
 		delete(k.wanted, path)
 		delete(k.created, path)
-		k.doomed[path] = struct{}{}
+		if !permanent(err) {
+			// The outcome is unknown (the connection dropped, or ctx ended
+			// with the create on the wire): make sure it is gone. A
+			// permanent error is the server's answer: nothing was created,
+			// and a znode owned elsewhere is not ours to delete.
+			k.doomed[path] = struct{}{}
+		}
 		k.mu.Unlock()
 		k.wake()
 	}
@@ -133,6 +144,11 @@ func (k *keeper) keep(ctx context.Context, path string, data []byte) error {
 func (k *keeper) drop(ctx context.Context, path string) error {
 	unlock := k.lock(path)
 	defer unlock()
+	return k.dropLocked(ctx, path)
+}
+
+// dropLocked is drop for a caller that holds path's lock.
+func (k *keeper) dropLocked(ctx context.Context, path string) error {
 	k.mu.Lock()
 	delete(k.wanted, path)
 	delete(k.created, path)
@@ -145,7 +161,8 @@ func (k *keeper) drop(ctx context.Context, path string) error {
 	return err
 }
 
-// dropLater stops keeping path and deletes it in the background.
+// dropLater stops keeping path and deletes it in the background. Callers
+// that hold path's lock may call it too: it takes none.
 func (k *keeper) dropLater(path string) {
 	k.mu.Lock()
 	delete(k.wanted, path)
@@ -155,17 +172,46 @@ func (k *keeper) dropLater(path string) {
 	k.wake()
 }
 
-// remove deletes path if it is still doomed.
+// remove deletes path if our session owns it. A znode of another session
+// (a second process with this node's id, or a foreign client) is left
+// alone: the path is only ever doomed for a create of ours whose outcome
+// was unknown, and if it exists under another owner, that create failed.
 func (k *keeper) remove(ctx context.Context, path string) error {
 	err := k.s.Do(ctx, Op{Name: "delete", Path: path, Idempotent: true}, func(c *zk.Conn) error {
-		return zkutil.Delete(c, path, -1)
+		ok, stat, err := c.Exists(path)
+		if err != nil || !ok {
+			return err
+		}
+		if stat.EphemeralOwner != c.SessionID() {
+			k.s.log.Debug("not deleting a znode another session owns", "path", path,
+				"owner", fmt.Sprintf("%#x", stat.EphemeralOwner))
+			return nil
+		}
+		return zkutil.Delete(c, path, stat.Version)
 	})
-	if err == nil {
+	if err == nil || permanent(err) {
 		k.mu.Lock()
 		delete(k.doomed, path)
 		k.mu.Unlock()
 	}
 	return err
+}
+
+// permanent reports errors that the same request would meet again: the
+// server refused it (a bad path or argument, an ACL, a znode owned by
+// another session). The keeper reports them and gives up on the path
+// instead of retrying.
+func permanent(err error) bool {
+	for _, e := range []error{
+		zk.ErrInvalidPath, zk.ErrBadArguments, zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrAuthFailed,
+		zk.ErrNoChildrenForEphemerals, zk.ErrInvalidFlags, zk.ErrAPIError,
+		ErrOwnedElsewhere, ErrBadName,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // ensure creates path (and its parents) unless our session already has it.
@@ -175,6 +221,9 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 		// The caller gave up and keep() doomed the path. If the create was
 		// applied after all (or may have been), make sure it is deleted
 		// after this reply: requests on one connection are ordered.
+		if permanent(err) {
+			return // refused: nothing was created
+		}
 		k.mu.Lock()
 		if _, wanted := k.wanted[path]; !wanted {
 			k.doomed[path] = struct{}{}
@@ -222,9 +271,16 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 	return err
 }
 
+// Bounds of the delay between reconcile attempts that failed while connected.
+const (
+	minReconcileBackoff = 50 * time.Millisecond
+	maxReconcileBackoff = 2 * time.Second
+)
+
 // loop reconciles after every (re)connection and every wake.
 func (k *keeper) loop() {
 	defer close(k.done)
+	backoff := minReconcileBackoff
 	for {
 		select {
 		case <-k.s.Done():
@@ -236,19 +292,41 @@ func (k *keeper) loop() {
 		if !k.s.Connected() {
 			continue
 		}
-		if !k.reconcile() {
-			// Something failed while connected (e.g. a request in flight when
-			// the connection dropped): try again shortly, within bounds.
-			select {
-			case <-k.s.Done():
-				return
-			case <-k.quit:
-				return
-			case <-time.After(50 * time.Millisecond):
-				k.wake()
-			}
+		if k.reconcile() {
+			backoff = minReconcileBackoff
+			continue
+		}
+		// Something failed while connected (e.g. a request in flight when
+		// the connection dropped): try again after a backoff. Permanent
+		// errors were dropped by reconcile, so this ends once ZooKeeper
+		// answers.
+		select {
+		case <-k.s.Done():
+			return
+		case <-k.quit:
+			return
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxReconcileBackoff)
+			k.wake()
 		}
 	}
+}
+
+// settled reports whether nothing is left to do: every wanted znode was
+// confirmed on the current session and none is doomed.
+func (k *keeper) settled() bool {
+	session := k.s.ID()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.doomed) > 0 {
+		return false
+	}
+	for p := range k.wanted {
+		if k.created[p] != session {
+			return false
+		}
+	}
+	return true
 }
 
 // reconcile re-creates wanted znodes the current session lacks and deletes
@@ -275,7 +353,14 @@ func (k *keeper) reconcile() bool {
 		k.mu.Unlock()
 		if still {
 			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
-			if err := k.ensure(ctx, p, data); err != nil {
+			if err := k.ensure(ctx, p, data); permanent(err) {
+				// Retrying cannot help: report it once and stop keeping it.
+				k.s.log.Error("cannot re-create ephemeral znode; giving it up", "path", p, "err", err)
+				k.mu.Lock()
+				delete(k.wanted, p)
+				delete(k.created, p)
+				k.mu.Unlock()
+			} else if err != nil {
 				k.s.log.Warn("re-creating ephemeral znode", "path", p, "err", err)
 				ok = false
 			} else {
@@ -292,7 +377,9 @@ func (k *keeper) reconcile() bool {
 		k.mu.Unlock()
 		if still {
 			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
-			if err := k.remove(ctx, p); err != nil {
+			if err := k.remove(ctx, p); permanent(err) {
+				k.s.log.Error("cannot delete ephemeral znode; leaving it to the session's end", "path", p, "err", err)
+			} else if err != nil {
 				k.s.log.Warn("deleting ephemeral znode", "path", p, "err", err)
 				ok = false
 			}

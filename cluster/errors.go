@@ -15,6 +15,9 @@ var (
 	// ErrOwnedElsewhere: an ephemeral znode this node wants exists but
 	// belongs to another ZooKeeper session.
 	ErrOwnedElsewhere = errors.New("zkactor: znode is owned by another session")
+	// ErrNodeIDTaken: another live session holds this node id's znode under
+	// <root>/nodes. The registry refuses to join and touches nothing.
+	ErrNodeIDTaken = errors.New("zkactor: node id taken")
 	// ErrTooLarge: data that would make a znode larger than zkactor allows.
 	ErrTooLarge = errors.New("zkactor: data too large")
 )

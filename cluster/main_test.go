@@ -42,6 +42,7 @@ type nodeOpts struct {
 	root    string
 	timeout time.Duration
 	auth    *cluster.DigestAuth
+	nodeID  string // "" = a random one
 }
 
 func newNode(t testing.TB, o nodeOpts) *node {
@@ -74,7 +75,7 @@ func startNode(o nodeOpts) (*node, error) {
 		system.Shutdown()
 		return nil, err
 	}
-	reg, err := cluster.New(ctx, system, s, cluster.Options{Root: o.root})
+	reg, err := cluster.New(ctx, system, s, cluster.Options{Root: o.root, NodeID: o.nodeID})
 	if err != nil {
 		s.Close()
 		system.Shutdown()

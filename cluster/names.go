@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -16,10 +15,21 @@ const MaxNameLength = 255
 // DefaultRoot is the znode under which a cluster keeps everything.
 const DefaultRoot = "/zkactor"
 
-// ValidateName reports whether name can be used as a service or global name:
-// non-empty valid UTF-8 of at most MaxNameLength bytes, with no '/', no
-// control or other unprintable characters, and not "." or "..". The error
-// wraps ErrBadName and quotes the name.
+// ValidateName reports whether name can be used as a service or global name
+// or a node id: exactly the path components that both go-zookeeper's
+// client-side check and the ZooKeeper server (PathUtils.validatePath)
+// accept, bounded to MaxNameLength bytes. That is a non-empty string of
+// valid UTF-8, other than "." and "..", without
+//   - '/' (it separates components);
+//   - U+0000–U+001F and U+007F–U+009F (control characters);
+//   - U+D800–U+F8FF (surrogates and the private use area; go-zookeeper
+//     refuses U+F000–U+F8FF, the server the whole range);
+//   - U+FFF0–U+FFFF (specials, among them U+FFFC and U+FFFD, which is also
+//     what invalid UTF-8 decodes to);
+//   - anything beyond U+FFFF: the server sees such a character as a UTF-16
+//     surrogate pair and refuses it.
+//
+// The error wraps ErrBadName and quotes the name.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -29,21 +39,31 @@ func ValidateName(name string) error {
 	case !utf8.ValidString(name):
 		return fmt.Errorf("%w: %q is not valid UTF-8", ErrBadName, name)
 	case name == "." || name == "..":
-		return fmt.Errorf("%w: %q is reserved", ErrBadName, name)
-	case name == "zookeeper":
-		// ZooKeeper reserves /zookeeper only at the top level, but refusing
-		// it everywhere keeps the rule simple to state.
-		return fmt.Errorf("%w: %q is reserved", ErrBadName, name)
+		return fmt.Errorf("%w: %q is not a znode name (relative paths are refused)", ErrBadName, name)
 	}
 	for _, r := range name {
 		if r == '/' {
 			return fmt.Errorf("%w: %q contains '/'", ErrBadName, name)
 		}
-		if !unicode.IsPrint(r) || unicode.IsSpace(r) && r != ' ' {
-			return fmt.Errorf("%w: %q contains the unprintable character %U", ErrBadName, name, r)
+		if !zkPathRune(r) {
+			return fmt.Errorf("%w: %q contains %U, which ZooKeeper refuses in a path", ErrBadName, name, r)
 		}
 	}
 	return nil
+}
+
+// zkPathRune reports whether ZooKeeper accepts r in a path component (the
+// server works on UTF-16 code units; go-zookeeper's list is a subset).
+func zkPathRune(r rune) bool {
+	switch {
+	case r <= 0x1f, r >= 0x7f && r <= 0x9f:
+		return false
+	case r >= 0xd800 && r <= 0xf8ff:
+		return false
+	case r >= 0xfff0:
+		return false
+	}
+	return true
 }
 
 // validateRoot checks a znode root such as "/zkactor" or "/apps/zkactor".
@@ -55,6 +75,10 @@ func validateRoot(root string) error {
 		if err := ValidateName(part); err != nil {
 			return fmt.Errorf("root %q: %w", root, err)
 		}
+	}
+	if root == "/zookeeper" || strings.HasPrefix(root, "/zookeeper/") {
+		// ZooKeeper's own subtree (quotas, config).
+		return fmt.Errorf("%w: root %q lies in ZooKeeper's reserved /zookeeper", ErrBadName, root)
 	}
 	return nil
 }

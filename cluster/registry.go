@@ -117,6 +117,11 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 	if err == nil {
 		err = r.keeper.keep(ctx, r.layout.NodePath(opts.NodeID), data)
 	}
+	if errors.Is(err, ErrOwnedElsewhere) {
+		r.shutdown()
+		return nil, fmt.Errorf("zkactor: join cluster %s as node %s: %w: another live ZooKeeper session holds %s (a second process with this id, or a previous run whose session has not expired yet): %w",
+			opts.Root, opts.NodeID, ErrNodeIDTaken, r.layout.NodePath(opts.NodeID), err)
+	}
 	if err != nil {
 		r.shutdown()
 		return nil, fmt.Errorf("zkactor: join cluster %s as node %s: %w", opts.Root, opts.NodeID, err)
@@ -152,6 +157,14 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 		return fmt.Errorf("zkactor: register %q: metadata of %d bytes: %w (at most %d)", name, size, ErrTooLarge, MaxMetadataSize)
 	}
 	key := keyOf(pid)
+	path := r.layout.RegistrationPath(name, r.registrationID(pid))
+
+	// Everything about one (name, PID) happens under its path's lock: the
+	// table update, the create, and the check that nobody undid it
+	// meanwhile. Two Registers of one (name, PID) therefore run one after
+	// the other, and the second's data is what ZooKeeper keeps.
+	unlock := r.keeper.lock(path)
+	defer unlock()
 
 	r.mu.Lock()
 	if r.closed {
@@ -159,7 +172,6 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 		return fmt.Errorf("zkactor: register %q: %w", name, ErrClosed)
 	}
 	names := r.byPID[key]
-	firstName := names == nil
 	reg := names[name]
 	if reg == nil || !maps.Equal(reg.meta, metadata) {
 		rec := &pb.Registration{
@@ -175,20 +187,19 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 			r.mu.Unlock()
 			return fmt.Errorf("zkactor: register %q: %w", name, err)
 		}
-		reg = &registration{
-			path: r.layout.RegistrationPath(name, r.registrationID(pid)),
-			meta: rec.Metadata,
-			data: data,
-		}
+		reg = &registration{path: path, meta: rec.Metadata, data: data}
 	}
 	if names == nil {
+		// The PID's first name: watch it from now on, whichever of its
+		// registrations succeeds. forgetLocked unwatches with the last name.
 		names = map[string]*registration{}
 		r.byPID[key] = names
+		r.system.Root.Send(r.watcher, &watchPID{pid: pid})
 	}
 	names[name] = reg
 	r.mu.Unlock()
 
-	err := r.keeper.keep(ctx, reg.path, reg.data)
+	err := r.keeper.keepLocked(ctx, path, reg.data)
 
 	r.mu.Lock()
 	current := r.byPID[key][name] == reg
@@ -202,12 +213,10 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 	if !current {
 		// Unregistered, or the actor stopped, while the create was on the
 		// wire: whoever removed it may have deleted before we created.
-		r.keeper.dropLater(reg.path)
+		// Under the path lock, so a later Register of it is not undone.
+		r.keeper.dropLater(path)
 	}
 	r.services.Evict(name)
-	if firstName {
-		r.system.Root.Send(r.watcher, &watchPID{pid: pid})
-	}
 	return nil
 }
 
@@ -218,13 +227,18 @@ func (r *Registry) Unregister(ctx context.Context, name string, pid *actor.PID) 
 	if err := r.checkArgs(name, pid); err != nil {
 		return fmt.Errorf("zkactor: unregister %q: %w", name, err)
 	}
+	// Under the path's lock, like Register: a Register that starts after
+	// this Unregister is not undone by its delete.
+	path := r.layout.RegistrationPath(name, r.registrationID(pid))
+	unlock := r.keeper.lock(path)
+	defer unlock()
 	r.mu.Lock()
 	reg := r.forgetLocked(keyOf(pid), name)
 	r.mu.Unlock()
 	if reg == nil {
 		return nil
 	}
-	err := r.keeper.drop(ctx, reg.path)
+	err := r.keeper.dropLocked(ctx, path)
 	r.services.Evict(name)
 	if err != nil {
 		return fmt.Errorf("zkactor: unregister %q: %w", name, err)
@@ -320,6 +334,14 @@ func (r *Registry) checkArgs(name string, pid *actor.PID) error {
 
 // Close removes every registration and this node's znode, and stops the
 // registry's watches and actor. It does not close the session.
+//
+// Close is bounded even with a ctx that has no deadline: the deletes are
+// sent together and abandoned as soon as the session is disconnected (or
+// at once if it is not connected when Close starts). A znode left behind
+// then goes when the session ends: at once when the caller closes the
+// session and ZooKeeper hears of it, else when the servers expire it. In
+// that case Close returns an error wrapping ErrNotConnected, after
+// stopping everything.
 func (r *Registry) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -337,17 +359,47 @@ func (r *Registry) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	paths = append(paths, r.layout.NodePath(r.node.Id))
 
-	var errs []error
-	for _, p := range paths {
-		if err := r.keeper.drop(ctx, p); err != nil {
-			errs = append(errs, err)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := r.s.Notify(func(ev Event) {
+		if ev.Kind == Disconnected || ev.Kind == Expired {
+			cancel(fmt.Errorf("%w: the connection was lost during Close", ErrNotConnected))
+		}
+	})
+	if !r.s.Connected() {
+		cancel(fmt.Errorf("%w: not connected when Close began", ErrNotConnected))
+	}
+	errs := make([]error, len(paths))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.keeper.drop(ctx, p)
+		}()
+	}
+	wg.Wait()
+	stop()
+	r.shutdown()
+	err := errors.Join(errs...)
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrNotConnected) {
+		// Whatever each delete saw when the connection went, the reason is one.
+		return fmt.Errorf("zkactor: close registry: %d znodes left to the session's end: %w", countErrs(errs), cause)
+	}
+	return fmt.Errorf("zkactor: close registry (the session's end removes what is left): %w", err)
+}
+
+func countErrs(errs []error) int {
+	n := 0
+	for _, err := range errs {
+		if err != nil {
+			n++
 		}
 	}
-	r.shutdown()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("zkactor: close registry (the session's end removes what is left): %w", err)
-	}
-	return nil
+	return n
 }
 
 func (r *Registry) shutdown() {

@@ -227,7 +227,7 @@ func TestBadNames(t *testing.T) {
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	ctx := ctxT(t)
 	pid := a.spawn(t)
-	for _, name := range []string{"", "a/b", "/", ".", "..", "tab\there", "nul\x00", "bell\a", "\xff\xfe", strings.Repeat("x", cluster.MaxNameLength+1), "zookeeper"} {
+	for _, name := range []string{"", "a/b", "/", ".", "..", "tab\there", "nul\x00", "bell\a", "\xff\xfe", strings.Repeat("x", cluster.MaxNameLength+1), "rep\ufffd", "obj\ufffc", "emoji\U0001F600"} {
 		err := a.registry.Register(ctx, name, pid, nil)
 		if !errors.Is(err, cluster.ErrBadName) {
 			t.Errorf("Register(%q) = %v, want ErrBadName", name, err)
@@ -239,7 +239,7 @@ func TestBadNames(t *testing.T) {
 			t.Errorf("Unregister(%q) = %v, want ErrBadName", name, err)
 		}
 	}
-	for _, name := range []string{"worker", "a b", "ünïcødé", "x.y-z_1", strings.Repeat("x", cluster.MaxNameLength)} {
+	for _, name := range []string{"worker", "a b", "ünïcødé", "x.y-z_1", "zookeeper", strings.Repeat("x", cluster.MaxNameLength)} {
 		if err := a.registry.Register(ctx, name, pid, nil); err != nil {
 			t.Errorf("Register(%q) = %v, want nil", name, err)
 		}
@@ -251,7 +251,7 @@ func TestBadNames(t *testing.T) {
 	if err := a.registry.Register(ctx, "big", pid, big); !errors.Is(err, cluster.ErrTooLarge) {
 		t.Errorf("Register with oversized metadata = %v, want ErrTooLarge", err)
 	}
-	for _, root := range []string{"", "zkactor", "/a/", "/a//b", "/a/../b"} {
+	for _, root := range []string{"", "zkactor", "/a/", "/a//b", "/a/../b", "/zookeeper", "/zookeeper/x", "/a\ufffd"} {
 		if root == "" {
 			continue // "" means the default
 		}
