@@ -396,6 +396,10 @@ type Op struct {
 // Do runs fn, one ZooKeeper request, on the connection once the client has
 // a session, waiting at most until ctx ends (or RequestTimeout when ctx has
 // no deadline). The error names the operation and the path.
+//
+// When Do returns an error because ctx ended, fn may still be running on
+// the session's goroutine: a caller must not read what fn writes unless Do
+// returned nil or fn's own error.
 func (s *Session) Do(ctx context.Context, op Op, fn func(*zk.Conn) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
