@@ -1,5 +1,5 @@
 # Developer entry points. `make test` is the one CI runs (.ci/run).
-.PHONY: zk zk-stop test bench proto demo chaos
+.PHONY: zk zk-stop test bench proto demo chaos fuzz
 
 # A local ZooKeeper on 127.0.0.1:2181 for humans and the demo (state in .zk/).
 zk:
@@ -32,6 +32,18 @@ chaos:
 	scripts/zookeeper.sh install
 	go test -race -count=1 -timeout 8h -run '^TestChaos$$' -v ./test/chaos/ \
 		-seed=$(CHAOS_SEED) -trials=$(CHAOS_TRIALS) -classes=$(CHAOS_CLASSES) -stop-each-class
+
+# Every fuzz target for FUZZTIME each. `go test -fuzz` runs one target of one package at a time,
+# hence the loop; list a target as package:FuzzName. Seed corpora live in each package's testdata/fuzz.
+FUZZTIME ?= 30s
+FUZZ_TARGETS = ./cluster:FuzzValidateName \
+	./internal/records:FuzzRegistration ./internal/records:FuzzNode ./internal/records:FuzzCandidate
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # The boss example as a story: its own ZooKeeper on a free port, a boss, two workers, a failover.
 demo:

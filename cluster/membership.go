@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/zkactor/zkactor/internal/records"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
@@ -51,8 +50,8 @@ func (r *Registry) peers(ctx context.Context) (*peersEntry, error) {
 func (r *Registry) buildPeers(dir string, children []child) *peersEntry {
 	e := &peersEntry{}
 	for _, c := range children {
-		n := &pb.Node{}
-		if err := proto.Unmarshal(c.data, n); err != nil || n.Address == "" {
+		n, err := records.Node(c.data)
+		if err != nil {
 			r.log.Warn("skipping a node znode zkactor cannot read (foreign or corrupt data)",
 				"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
 			continue

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/zkactor/zkactor/internal/records"
 	"github.com/zkactor/zkactor/internal/watchcache"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -302,8 +303,8 @@ func (r *Registry) service(ctx context.Context, name string) (*serviceEntry, err
 func (r *Registry) buildService(dir string, children []child) *serviceEntry {
 	e := &serviceEntry{}
 	for _, c := range children {
-		rec := &pb.Registration{}
-		if err := proto.Unmarshal(c.data, rec); err != nil || rec.GetPid().GetAddress() == "" || rec.GetPid().GetId() == "" {
+		rec, err := records.Registration(c.data)
+		if err != nil {
 			r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
 				"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
 			continue
