@@ -332,20 +332,20 @@ func (c *candidacy) children(ctx context.Context) ([]string, error) {
 }
 
 // predecessor finds the live candidate just ahead of q[idx] and watches it.
-// Predecessors gone meanwhile and foreign ones (see candidateRecord) are
-// passed over. It returns "" when none is left: this candidate heads the
-// queue.
+// Predecessors gone meanwhile and foreign ones (see takesPart) are passed
+// over. It returns "" when none is left: this candidate heads the queue.
 func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (string, <-chan zk.Event, error) {
 	for i := idx - 1; i >= 0; i-- {
 		p := c.dir + "/" + q[i]
 		var (
-			data  []byte
 			stat  *zk.Stat
 			watch <-chan zk.Event
 		)
+		// GetW rather than ExistsW: on a znode already gone it leaves no
+		// watch behind on the server.
 		err := c.e.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
 			var err error
-			data, stat, watch, err = conn.GetW(p)
+			_, stat, watch, err = conn.GetW(p)
 			return err
 		})
 		if errors.Is(err, zk.ErrNoNode) {
@@ -354,8 +354,8 @@ func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (strin
 		if err != nil {
 			return "", nil, err
 		}
-		if _, ok := candidateRecord(data, stat); !ok {
-			c.log.Debug("passing over a foreign znode in the queue", "path", p)
+		if !takesPart(stat) {
+			c.log.Debug("passing over a persistent znode in the queue", "path", p)
 			continue
 		}
 		return p, watch, nil

@@ -18,12 +18,16 @@
 // create, the candidacy finds its own znode instead of queueing twice, and
 // any znode of a candidacy that has ended can be found and deleted.
 //
-// A child takes part in the election only if its name has that shape, it
-// is ephemeral, and its data is a Candidate record with a PID. Anything
-// else under the name (another client's znode, a persistent copy, a record
-// this version cannot read) is foreign: candidates pass over it when they
-// look for their predecessor, WhereisGlobal skips it, and nobody deletes
-// it. So garbage cannot hold a name leaderless.
+// A child takes part in the election if its name has that shape and it is
+// ephemeral: a live session stands behind it. Nothing else counts, because
+// nothing else is fixed at the create: a rule that read the data would let a
+// client that overwrites the leader's data make the next candidate lead
+// beside it. So a persistent znode of that shape (a copy, a leftover) or a
+// znode of any other name is passed over by candidates and by
+// WhereisGlobal alike and left alone; an ephemeral one of another client is
+// a candidate while its session lives, and if its data is not a Candidate
+// record WhereisGlobal names no global while it heads the queue. Versions of
+// zkactor that stand together must agree on the shape.
 //
 // # The life of a candidacy
 //

@@ -11,8 +11,8 @@ import (
 )
 
 // readLeader reads who heads the queue of dir, and leaves a watch on dir's
-// children (or on dir itself when it does not exist). Foreign children are
-// skipped (see candidateRecord), as the candidates themselves skip them.
+// children (or on dir itself when it does not exist). It follows the rule
+// the candidates follow (see takesPart).
 func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-chan zk.Event, error) {
 	dir := e.layout.GlobalPath(name)
 	for {
@@ -60,10 +60,14 @@ func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-cha
 			if err != nil {
 				return nil, nil, err
 			}
-			rec, ok := candidateRecord(data, stat)
+			if !takesPart(stat) {
+				continue // persistent: not a candidate
+			}
+			rec, ok := candidateRecord(data)
 			if !ok {
-				e.log.Debug("skipping a foreign znode in the queue", "path", p, "bytes", len(data))
-				continue
+				e.log.Warn("the head of a global's queue is not a candidate zkactor can read: no global to name while it is there",
+					"path", p, "bytes", len(data))
+				return &Leader{Name: name}, watch, nil
 			}
 			return &Leader{
 				Name:   name,

@@ -74,18 +74,23 @@ func queue(names []string) []string {
 	return out
 }
 
-// candidateRecord decodes a candidate znode and reports whether it takes
-// part in the election. The rule, the same for candidates waiting their
-// turn and for WhereisGlobal: a child takes part if its name has the
-// candidate shape, it is ephemeral (a live session stands behind it), and
-// its data is a Candidate with a PID. Anything else (another client's
-// znode, a persistent copy, a record from a newer zkactor that this one
-// cannot read) is foreign: it is skipped, never waited for, and left alone
-// (`zkactor doctor` reports it).
-func candidateRecord(data []byte, stat *zk.Stat) (*pb.Candidate, bool) {
-	if stat == nil || stat.EphemeralOwner == 0 {
-		return nil, false
-	}
+// takesPart reports whether a child whose name has the candidate shape
+// takes part in the election: it must be ephemeral, so that a live session
+// stands behind it. The rule rests only on what nobody can change after the
+// create (the name, the owner): a rule that read the data would let any
+// client that overwrites a leader's data make the next candidate lead
+// beside it. A persistent znode of the candidate shape (a copy, a
+// leftover) is passed over by candidates and by WhereisGlobal alike, and
+// left alone. An ephemeral one of another client is a candidate like any
+// other while its session lives; if its data is not a Candidate record,
+// WhereisGlobal reports no global while it heads the queue. (The shape is
+// also a compatibility constraint: versions of zkactor that elect
+// together must agree on it.)
+func takesPart(stat *zk.Stat) bool { return stat != nil && stat.EphemeralOwner != 0 }
+
+// candidateRecord decodes a candidate znode's data, and reports false for
+// data that is not a Candidate with a PID.
+func candidateRecord(data []byte) (*pb.Candidate, bool) {
 	rec := &pb.Candidate{}
 	if err := proto.Unmarshal(data, rec); err != nil || rec.GetPid().GetAddress() == "" || rec.GetPid().GetId() == "" {
 		return nil, false

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/global"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -244,9 +245,11 @@ func TestRegisterCandidateDuringResign(t *testing.T) {
 	j.noOverlap(t)
 }
 
-// 11. Foreign children (persistent copies, garbage data, odd names) at the
-// head of the queue are never waited for, and WhereisGlobal agrees.
-func TestForeignZnodesAtTheHeadAreSkipped(t *testing.T) {
+// 11. Foreign children at the head of the queue: a persistent znode of the
+// candidate shape and a znode of another shape are never waited for; an
+// ephemeral one of another client holds its place while its session lives
+// (WhereisGlobal names no global meanwhile), and no longer.
+func TestForeignZnodesInTheQueue(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)
 	raw := zkc.Connect(t)
@@ -257,16 +260,17 @@ func TestForeignZnodesAtTheHeadAreSkipped(t *testing.T) {
 		}
 	}
 	hex := strings.Repeat("ab", 16)
-	// A persistent znode of the candidate shape with a candidate's data.
+	// A persistent znode of the candidate shape, with a candidate's data.
 	if _, err := raw.Create(dir+"/_c_"+hex+"-c-0000000000", []byte{0x0a, 0x01, 'x'}, 0, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	// An ephemeral one of another client with garbage data.
-	if _, err := raw.Create(dir+"/_c_"+strings.Repeat("cd", 16)+"-c-", []byte("garbage"), zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	// Not of the candidate shape at all.
 	if _, err := raw.Create(dir+"/lock-0000000001", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// An ephemeral one of another client, with garbage data.
+	other := zktest.Dial(t, zkc.Addrs(), 4*time.Second)
+	if _, err := other.Create(dir+"/_c_"+strings.Repeat("cd", 16)+"-c-", []byte("garbage"), zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	var j journal
@@ -275,8 +279,52 @@ func TestForeignZnodesAtTheHeadAreSkipped(t *testing.T) {
 	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.elections.WhereisGlobal(ctx, "boss"); !errors.Is(err, global.ErrNotFound) {
+		t.Errorf("WhereisGlobal with an unreadable head: %v, want ErrNotFound", err)
+	}
+	if len(j.all()) != 0 {
+		t.Fatal("a leads while another session's candidate heads the queue")
+	}
+	other.Close() // its znode goes with its session
 	leader := j.oneRunning(t)
 	whereis(t, a, "boss", leader.pid)
+}
+
+// Overwriting the leader's data (zkCli set, another client) does not make
+// the next candidate lead beside it: whether a znode takes part rests on
+// nothing anybody can change after the create.
+func TestLeaderDataOverwrittenLeavesOneGlobal(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	var j journal
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := j.oneRunning(t)
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	p := leaderPath(t, raw, root, "boss", first.epoch)
+	before := b.session.Requests()
+	if _, err := raw.Set(p, []byte("garbage"), -1); err != nil {
+		t.Fatal(err)
+	}
+	// b's watch on a's znode fires; b looks at the queue again (children,
+	// then its predecessor) and goes back to waiting.
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if n := b.session.Requests() - before; n < 2 {
+			return fmt.Errorf("b made %d requests since the write", n)
+		}
+		return nil
+	})
+	if r := j.running(); len(r) != 1 || r[0].node != "a" {
+		t.Fatalf("running after the overwrite: %v, want a alone", r)
+	}
+	j.noOverlap(t)
 }
 
 // 12. Messages sent to a queued candidate's PID in a steady stream all
