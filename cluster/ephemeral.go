@@ -397,12 +397,3 @@ func (k *keeper) reconcile() bool {
 func createEphemeral(c *zk.Conn, root, path string, data []byte, acl []zk.ACL) (string, error) {
 	return zkutil.CreateWithParents(c, root, path, data, zk.FlagEphemeral, acl)
 }
-
-// CreateWithParents creates path with the given flags, creating missing
-// parents on the way.
-//
-// Deprecated: it is zkactor's internal plumbing, kept only while package
-// global still calls it; use internal/zkutil.CreateWithParents.
-func CreateWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
-	return zkutil.CreateWithParents(c, root, path, data, flags, acl)
-}
