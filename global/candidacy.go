@@ -48,6 +48,7 @@ type candidacy struct {
 	enterErr error
 	term     *term
 	strays   bool // a create was abandoned: znodes of ours may exist that path is not
+	closing  bool // the global stopped by itself: the candidacy is ending
 	over     bool // finish has taken the strays over
 
 	// Owned by run.
@@ -102,8 +103,9 @@ func (c *candidacy) ending() bool {
 	if isClosed(c.quit) {
 		return true
 	}
-	t := c.currentTerm()
-	return t != nil && t.selfStopped.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing || c.term != nil && c.term.selfStopped.Load()
 }
 
 func (c *candidacy) setProps(p *actor.Props) {

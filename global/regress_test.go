@@ -586,3 +586,105 @@ func TestGuardEndedTermIsRecovered(t *testing.T) {
 	})
 	j.noOverlap(t)
 }
+
+// Messages waiting in the global's mailbox when its term ends (here: its
+// znode is deleted by someone else, and the node leads again) are handled
+// by the next term, not dropped.
+func TestMailboxSurvivesTheEndOfATerm(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	var (
+		handled atomic.Int64
+		epochs  sync.Map
+	)
+	slow := actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *pb.Elected:
+			epochs.Store(m.Epoch, true)
+		case *pb.PID:
+			time.Sleep(5 * time.Millisecond) // work, so that the mailbox fills up
+			handled.Add(1)
+		}
+	})
+	pid, err := a.elections.RegisterCandidate(ctx, "boss", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var epoch int64
+	zktest.Eventually(t, 5*time.Second, func() error {
+		var ok bool
+		if epoch, ok = a.elections.Epoch("boss"); !ok {
+			return errors.New("not leading")
+		}
+		return nil
+	})
+	const n = 200
+	for i := range n {
+		a.system.Root.Send(pid, &pb.PID{Id: fmt.Sprint(i)})
+	}
+	if err := raw.Delete(leaderPath(t, raw, root, "boss", epoch), -1); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if got := handled.Load(); got != n {
+			return fmt.Errorf("%d of %d messages handled", got, n)
+		}
+		return nil
+	})
+	terms := 0
+	epochs.Range(func(any, any) bool { terms++; return true })
+	if terms < 2 {
+		t.Errorf("%d terms; the delete should have ended the first", terms)
+	}
+}
+
+// A global that stops while it starts (a failed init) ends its candidacy
+// cleanly: no deadlock, no crash, its znode gone, buffered messages told
+// to dead letters.
+func TestGlobalThatStopsOnStart(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	var j journal
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	failing := actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*actor.Started); ok {
+			c.Stop(c.Self())
+		}
+	}, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)))
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", failing); err != nil {
+		t.Fatal(err)
+	}
+	staged := stagedPID(t, raw, root, "boss", a)
+	for i := range 10 {
+		a.system.Root.Send(staged, &pb.PID{Id: fmt.Sprint(i)})
+	}
+	if err := b.elections.Resign(ctx, "boss"); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if names := candidates(t, raw, root, "boss"); len(names) != 0 {
+			return fmt.Errorf("candidate znodes left: %v", names)
+		}
+		return nil
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- a.elections.Close(ctx) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(10 * time.Second): // a hang detector
+		t.Fatal("Close hangs")
+	}
+}

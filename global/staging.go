@@ -17,17 +17,28 @@ const maxStaged = 100_000
 // whose caches already name the new global) wait instead of being lost.
 // When the term starts, start swaps the real actor in and hands it the
 // buffer in order; senders that still hold the stand-in are forwarded.
-// When the term ends, detach makes it buffer again.
+// When the term ends, detach makes it buffer again, and what the ending
+// actor had not handled yet comes back through requeue, ahead of what was
+// buffered meanwhile, for the next term.
+//
+// The registry has no atomic replace: between removing the stand-in and
+// adding the actor (and between the actor's end and the stand-in's return)
+// a sender may find nothing. Those messages become dead letters, which are
+// caught and put through the stand-in; protoactor still tells the sender of
+// a request it has no recipient (DeadLetterResponse), although the message
+// is delivered after all.
 type staging struct {
 	system *actor.ActorSystem
 	pid    *actor.PID
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	buf     []staged
-	target  actor.Process // set while the real actor runs: forward to it
-	rescue  *eventstream.Subscription
-	dropped int // messages refused since the buffer filled up
+	mu       sync.Mutex
+	requeued []staged // handed back by an ending term: delivered first
+	buf      []staged
+	target   actor.Process // set while the real actor runs: forward to it
+	removed  bool          // the candidacy is over: answer as a dead PID
+	rescue   *eventstream.Subscription
+	dropped  int // messages refused since the buffer filled up
 }
 
 type staged struct {
@@ -66,13 +77,19 @@ func (st *staging) put(m staged) {
 		deliver(t, st.pid, m)
 		return
 	}
-	if len(st.buf) < maxStaged {
+	if st.removed {
+		// Senders keep a stand-in they once resolved for good (protoactor
+		// caches any process that is not an actor in the PID): tell them,
+		// as for any PID that is gone.
+		st.mu.Unlock()
+		deliver(st.system.DeadLetter, st.pid, m)
+		return
+	}
+	if len(st.buf)+len(st.requeued) < maxStaged {
 		st.buf = append(st.buf, m)
 		st.mu.Unlock()
 		return
 	}
-	// Full: the message is refused, and the sender learns it the way
-	// protoactor tells of any undeliverable message.
 	st.dropped++
 	n := st.dropped
 	st.mu.Unlock()
@@ -80,8 +97,16 @@ func (st *staging) put(m staged) {
 		st.log.Warn("the staged global's buffer is full: refusing messages until it runs", "pid", st.pid.String(), "refused", n, "buffered", maxStaged)
 	}
 	if !m.system {
-		st.system.EventStream.Publish(&actor.DeadLetterEvent{PID: nil, Message: m.message})
+		// PID left out, or the rescue would catch it and put it back here.
+		st.system.EventStream.Publish(&actor.DeadLetterEvent{Message: m.message})
 	}
+}
+
+// requeue takes back a message the ending term's actor did not handle.
+func (st *staging) requeue(env *actor.MessageEnvelope) {
+	st.mu.Lock()
+	st.requeued = append(st.requeued, staged{false, env})
+	st.mu.Unlock()
 }
 
 func deliver(p actor.Process, pid *actor.PID, m staged) {
@@ -92,11 +117,9 @@ func deliver(p actor.Process, pid *actor.PID, m staged) {
 	}
 }
 
-// start spawns props under the staged PID and hands over the buffer. The
-// registry has no atomic replace, so between removing the stand-in and
-// adding the actor a sender may find nothing: for the whole term the
-// dead-letter events of this PID are caught and put through the stand-in,
-// which buffers them until the actor runs and forwards them after.
+// start spawns props under the staged PID and hands over the buffer, then
+// forwards. For the whole term the dead-letter events of this PID are
+// caught and put through the stand-in (see the type's comment).
 func (st *staging) start(props *actor.Props) (*actor.PID, error) {
 	// Subscribe, not SubscribeWithPredicate: the latter sets its predicate
 	// after publishing the subscription, a data race with every Publish.
@@ -120,15 +143,29 @@ func (st *staging) start(props *actor.Props) (*actor.PID, error) {
 		return nil, err
 	}
 	proc, _ := st.system.ProcessRegistry.Get(pid)
-	st.mu.Lock()
-	for _, m := range st.buf {
-		deliver(proc, pid, m)
+	if _, live := proc.(*actor.ActorProcess); !live {
+		// The actor already stopped (during Started, say): keep buffering;
+		// the term ends as soon as its watcher hears of it. Never forward
+		// to the dead-letter process: the rescue would hand it straight back.
+		return pid, nil
 	}
-	st.buf = nil
-	st.dropped = 0
-	st.target = proc
-	st.mu.Unlock()
-	return pid, nil
+	// Deliver outside the lock (a delivery may publish and come back here),
+	// round after round until nothing new has arrived, then forward.
+	for {
+		st.mu.Lock()
+		batch := append(st.requeued, st.buf...)
+		st.requeued, st.buf = nil, nil
+		if len(batch) == 0 {
+			st.dropped = 0
+			st.target = proc
+			st.mu.Unlock()
+			return pid, nil
+		}
+		st.mu.Unlock()
+		for _, m := range batch {
+			deliver(proc, pid, m)
+		}
+	}
 }
 
 // detach makes the stand-in buffer again, before the term's actor stops:
@@ -149,7 +186,8 @@ func (st *staging) reinstall() {
 	}
 }
 
-// remove takes the stand-in out of the registry for good.
+// remove takes the stand-in out of the registry for good; from now on what
+// reaches it goes to the dead-letter process.
 func (st *staging) remove() {
 	if st.rescue != nil {
 		st.system.EventStream.Unsubscribe(st.rescue)
@@ -159,10 +197,13 @@ func (st *staging) remove() {
 		st.system.ProcessRegistry.Remove(st.pid)
 	}
 	st.mu.Lock()
-	n := len(st.buf)
-	st.buf = nil
+	left := append(st.requeued, st.buf...)
+	st.requeued, st.buf, st.target, st.removed = nil, nil, nil, true
 	st.mu.Unlock()
-	if n > 0 {
-		st.log.Warn("the candidacy ended with messages its global never ran to handle", "pid", st.pid.String(), "messages", n)
+	if len(left) > 0 {
+		st.log.Warn("the candidacy ended with messages its global never handled: sent to dead letters", "pid", st.pid.String(), "messages", len(left))
+	}
+	for _, m := range left {
+		deliver(st.system.DeadLetter, st.pid, m)
 	}
 }

@@ -81,7 +81,8 @@ func (c *candidacy) safe(t *term) bool {
 // the lease runs out or the candidate znode is deleted, and returns true to
 // let the loop look at the queue again; false when the candidacy ends (the
 // global stopped by itself, or the candidacy was stopped). The lease is
-// checked on the clock alone, never by a request that could hang.
+// checked on the clock alone; the one request made here (re-arming the
+// watch on the znode) gives up when the lease ends.
 func (c *candidacy) hold(ctx context.Context, t *term) bool {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -91,12 +92,15 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 			return !c.endTerm(t, "the guard stopped the global: the lease ran out")
 		}
 		if !c.safe(t) {
-			c.endTerm(t, "the lease ran out: ZooKeeper may have expired the session")
-			return true
+			return !c.endTerm(t, "the lease ran out: ZooKeeper may have expired the session")
 		}
 		if c.own == nil {
-			// The watch fired without a delete: look again.
-			return c.rewatch(ctx, t)
+			// The watch fired without a delete (the data changed, say):
+			// look again.
+			if !c.rewatch(ctx, t) {
+				return false
+			}
+			continue
 		}
 		timer.Reset(time.Until(c.e.s.SafeUntilFor(t.session)) + time.Millisecond)
 		select {
@@ -106,9 +110,8 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 		case ev := <-c.own:
 			c.own = nil
 			if ev.Type == zk.EventNodeDeleted {
-				c.endTerm(t, "the candidate znode was deleted by someone else")
 				c.path = ""
-				return true
+				return !c.endTerm(t, "the candidate znode was deleted by someone else")
 			}
 		case <-c.wake:
 		case <-timer.C:
@@ -116,9 +119,11 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 	}
 }
 
-// rewatch re-arms the watch on the candidate znode while leading. It
-// reports false when the candidacy ends.
+// rewatch re-arms the watch on the candidate znode while leading, waiting
+// no longer than the lease. It reports false when the candidacy ends.
 func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
+	ctx, cancel := context.WithDeadline(ctx, c.e.s.SafeUntilFor(t.session))
+	defer cancel()
 	var (
 		found bool
 		stat  *zk.Stat
@@ -131,10 +136,10 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 	})
 	switch {
 	case err != nil:
-		return c.sleep(ctx, backoff)
+		return c.sleep(ctx, backoff) || ctx.Err() == context.DeadlineExceeded
 	case !found || stat.EphemeralOwner != t.session:
-		c.endTerm(t, "the candidate znode is gone")
 		c.path = ""
+		return !c.endTerm(t, "the candidate znode is gone")
 	default:
 		c.own = watch
 	}
@@ -144,8 +149,9 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 // guard is the global actor's receiver middleware: the term's epoch is
 // delivered first, and no message is handled once the lease of the term's
 // session has run out (after a partition or a pause); the actor is stopped
-// then. It also tells a stop of the actor's own (the candidacy ends) from
-// one the candidacy made.
+// then, and the messages it did not handle go back to the stand-in for the
+// next term. It also tells a stop of the actor's own (the candidacy ends)
+// from one the candidacy made.
 func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 	elected := &pb.Elected{Name: c.name, Epoch: t.epoch}
 	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
@@ -157,7 +163,7 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 				}
 				next(ctx, env)
 				return
-			case *actor.Started, *actor.Stopped, *actor.Restarting:
+			case *actor.Started, *actor.Stopped, *actor.Restarting, *actor.PoisonPill:
 				next(ctx, env)
 				return
 			case *pb.Elected:
@@ -169,14 +175,20 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 				}
 			}
 			if t.ended.Load() {
+				c.st.requeue(env)
 				return
 			}
 			if !c.safe(t) {
 				if t.ended.CompareAndSwap(false, true) {
 					c.log.Warn("the global stops: its lease ran out", "epoch", t.epoch)
+					c.st.detach()
+					// A poison pill, not a stop: it queues behind what the
+					// mailbox holds, which passes through here back to the
+					// stand-in.
+					ctx.ActorSystem().Root.Poison(ctx.Self())
+					c.wakeUp()
 				}
-				ctx.ActorSystem().Root.Stop(ctx.Self())
-				c.wakeUp()
+				c.st.requeue(env)
 				return
 			}
 			if !t.announced.Swap(true) {
@@ -187,28 +199,30 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 	}
 }
 
-// endTerm is the one way a term ends, whoever ended it: the actor is
-// stopped (if it has not stopped by itself) before it handles another
-// message, messages sent meanwhile wait in the stand-in for the next term,
-// and the cache entry goes. It reports whether the actor stopped by itself,
-// which ends the candidacy.
+// endTerm is the one way a term ends, whoever ended it: the actor handles
+// no message after it (the guard hands them back to the stand-in, for the
+// next term), it is stopped once its mailbox has passed through, and the
+// cache entry goes. It reports whether the actor stopped by itself, which
+// ends the candidacy; RegisterCandidate no longer reuses the candidacy from
+// that moment.
 func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
 	if t.ended.CompareAndSwap(false, true) {
 		c.log.Warn("stepping down", "why", why, "epoch", t.epoch)
 	}
 	c.st.detach()
 	if !isClosed(t.done) {
-		_ = c.e.system.Root.StopFuture(t.pid).Wait()
+		_ = c.e.system.Root.PoisonFuture(t.pid).Wait()
 	}
 	<-t.done
+	self := t.selfStopped.Load()
 	c.mu.Lock()
 	c.term = nil
+	c.closing = c.closing || self
 	c.mu.Unlock()
 	c.st.reinstall()
 	c.e.leaders.Evict(c.name)
-	if t.selfStopped.Load() {
+	if self {
 		c.log.Info("the global stopped: ending the candidacy", "epoch", t.epoch)
-		return true
 	}
-	return false
+	return self
 }
