@@ -90,3 +90,29 @@ func TestLeaseIsPerSession(t *testing.T) {
 		t.Error("the new session's lease vouches for the old session")
 	}
 }
+
+// Close returns promptly while the client is stuck reconnecting to a
+// server that went silent (it waited for go-zookeeper's handshake timeout,
+// ten read timeouts).
+func TestCloseWhileTheServerIsSilent(t *testing.T) {
+	zkc := zktest.Shared(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	s, err := cluster.Dial(context.Background(), cluster.Config{Servers: []string{proxy.Addr()}, SessionTimeout: 2 * time.Second, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Blackhole()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if s.Connected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second): // a hang detector: it took ~13 s
+		t.Fatal("Close hangs while the server is silent")
+	}
+}

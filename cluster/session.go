@@ -110,6 +110,8 @@ type Session struct {
 	connGen     atomic.Uint64 // counts the connections dialed; identifies the current one
 	dialedAt    atomic.Int64  // nanoseconds since start when the current connection was dialed
 	lease       lease
+	netMu       sync.Mutex
+	netConn     net.Conn // the last connection dialed, closed by Close
 	closeOnce   sync.Once
 	closed      chan struct{}
 	wg          sync.WaitGroup // the event goroutine and requests in flight
@@ -189,6 +191,14 @@ func (s *Session) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		s.conn.Close()
+		// go-zookeeper notices Close only between reads; a handshake with a
+		// server that went silent waits up to ten read timeouts. Closing the
+		// socket under it ends that wait.
+		s.netMu.Lock()
+		if s.netConn != nil {
+			_ = s.netConn.Close()
+		}
+		s.netMu.Unlock()
 		for range s.zkev { // closed when go-zookeeper's goroutines are done
 		}
 		s.wg.Wait()
@@ -478,7 +488,13 @@ func isClosed(ch <-chan struct{}) bool {
 func (s *Session) dial(network, address string, timeout time.Duration) (net.Conn, error) {
 	s.dialedAt.Store(int64(time.Since(s.start)))
 	s.connGen.Add(1)
-	return net.DialTimeout(network, address, timeout)
+	c, err := net.DialTimeout(network, address, timeout)
+	if err == nil {
+		s.netMu.Lock()
+		s.netConn = c
+		s.netMu.Unlock()
+	}
+	return c, err
 }
 
 // zkLogger routes go-zookeeper's log lines to slog at Debug and picks the

@@ -8,6 +8,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/records"
 )
 
 // readLeader reads who heads the queue of dir, and leaves a watch on dir's
@@ -63,10 +64,10 @@ func (e *Elections) readLeader(ctx context.Context, name string) (*Leader, <-cha
 			if !takesPart(stat) {
 				continue // persistent: not a candidate
 			}
-			rec, ok := candidateRecord(data)
-			if !ok {
+			rec, err := records.Candidate(data)
+			if err != nil {
 				e.log.Warn("the head of a global's queue is not a candidate zkactor can read: no global to name while it is there",
-					"path", p, "bytes", len(data))
+					"path", p, "bytes", len(data), "err", err)
 				return &Leader{Name: name}, watch, nil
 			}
 			return &Leader{

@@ -6,9 +6,6 @@ import (
 	"strings"
 
 	"github.com/go-zookeeper/zk"
-	"google.golang.org/protobuf/proto"
-
-	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
 // A candidate znode is named _c_<guid>-c-<sequence>: the prefix and GUID
@@ -87,16 +84,6 @@ func queue(names []string) []string {
 // also a compatibility constraint: versions of zkactor that elect
 // together must agree on it.)
 func takesPart(stat *zk.Stat) bool { return stat != nil && stat.EphemeralOwner != 0 }
-
-// candidateRecord decodes a candidate znode's data, and reports false for
-// data that is not a Candidate with a PID.
-func candidateRecord(data []byte) (*pb.Candidate, bool) {
-	rec := &pb.Candidate{}
-	if err := proto.Unmarshal(data, rec); err != nil || rec.GetPid().GetAddress() == "" || rec.GetPid().GetId() == "" {
-		return nil, false
-	}
-	return rec, true
-}
 
 func indexOf(q []string, name string) int {
 	for i, n := range q {
