@@ -15,27 +15,34 @@ import (
 //
 //  1. a handshake on a connection dialed at t (the leader created or
 //     revalidated the session);
-//  2. two probes on one connection, the second sent at least T/4 after the
+//  2. two probes on one connection, the second sent at least T/3 after the
 //     first's reply; t is the first's send time. A probe is a multi with one
 //     check of "/" at any version: a write that the quorum leader checks
 //     the session for, and that changes nothing.
 //
 // The lease ends at t + T − T/10. Package global's documentation ("One at a
 // time: the lease") gives the argument and what it assumes. Probes run only
-// while someone holds the lease (HoldLease), once every T/4, one at a time.
+// while someone holds the lease (HoldLease), once every T/6, one at a time.
 
 // leaseMargin is how much earlier than the proven expiry the lease ends.
 func leaseMargin(timeout time.Duration) time.Duration { return timeout / 10 }
 
-// probeSpacing is the least time between a probe's reply and the next
-// probe that may extend the lease from the first.
-func probeSpacing(timeout time.Duration) time.Duration { return timeout / 4 }
+// pairSpacing is the least time between a probe's reply and a later probe
+// that may extend the lease from the first: more than the leader's ping
+// period (tick/2 ≤ T/4), with T/12 to spare at ZooKeeper's floor.
+func pairSpacing(timeout time.Duration) time.Duration { return timeout / 3 }
+
+// probeInterval is the time from a probe's reply to the next probe.
+func probeInterval(timeout time.Duration) time.Duration { return timeout / 6 }
+
+// probeHistory is how many confirmed probes are kept to pair with.
+const probeHistory = 8
 
 type lease struct {
 	mu      sync.Mutex
 	session int64         // the session the anchor is for; 0 = none
 	anchor  time.Duration // since Session.start: the quorum leader touched session at or after this
-	last    probeResult   // the last confirmed probe
+	recent  []probeResult // the last confirmed probes, oldest first
 	holders int
 	kick    chan struct{}
 }
@@ -56,12 +63,22 @@ func (s *Session) renewLease(session int64, at time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.session != session {
-		l.session, l.anchor, l.last = session, at, probeResult{}
+		l.session, l.anchor, l.recent = session, at, nil
 		return
 	}
 	if at > l.anchor {
 		l.anchor = at
 	}
+}
+
+// expireLease voids the lease: ZooKeeper said the session has expired.
+func (s *Session) expireLease(session int64) {
+	l := &s.lease
+	l.mu.Lock()
+	if l.session == session {
+		l.session, l.recent = 0, nil
+	}
+	l.mu.Unlock()
 }
 
 // SafeUntil is the moment, on this process's monotonic clock, until which
@@ -86,8 +103,8 @@ func (s *Session) SafeUntilFor(session int64) time.Time {
 	return s.start.Add(anchor + t - leaseMargin(t))
 }
 
-// HoldLease keeps the lease fresh, probing the quorum leader every quarter
-// of the session timeout, until release is called. Elections hold it for as
+// HoldLease keeps the lease fresh, probing the quorum leader every sixth of
+// the session timeout, until release is called. Elections hold it for as
 // long as they have a candidate, so that a candidate that comes first in its
 // queue can start its term at once.
 func (s *Session) HoldLease() (release func()) {
@@ -161,10 +178,14 @@ func (s *Session) nextProbe() (time.Duration, bool) {
 	if l.holders == 0 {
 		return 0, false
 	}
-	if l.last.session == 0 || l.last.session != s.ID() || l.last.conn != s.connGen.Load() {
+	if len(l.recent) == 0 {
 		return 0, true
 	}
-	due := l.last.confirmed + probeSpacing(s.Timeout())
+	last := l.recent[len(l.recent)-1]
+	if last.session != s.ID() || last.conn != s.connGen.Load() {
+		return 0, true
+	}
+	due := last.confirmed + probeInterval(s.Timeout())
 	return due - time.Since(s.start), true
 }
 
@@ -193,11 +214,21 @@ func (s *Session) probe() bool {
 	p := probeResult{session: session, conn: conn, sent: sent, confirmed: confirmed}
 	l := &s.lease
 	l.mu.Lock()
-	prev := l.last
-	l.last = p
+	var pair *probeResult
+	for i := len(l.recent) - 1; i >= 0; i-- {
+		r := l.recent[i]
+		if r.session == session && r.conn == conn && sent-r.confirmed >= pairSpacing(s.Timeout()) {
+			pair = &r
+			break
+		}
+	}
+	l.recent = append(l.recent, p)
+	if len(l.recent) > probeHistory {
+		l.recent = append(l.recent[:0], l.recent[len(l.recent)-probeHistory:]...)
+	}
 	l.mu.Unlock()
-	if prev.session == session && prev.conn == conn && sent >= prev.confirmed+probeSpacing(s.Timeout()) {
-		s.renewLease(session, prev.sent)
+	if pair != nil {
+		s.renewLease(session, pair.sent)
 	}
 	return true
 }

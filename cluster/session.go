@@ -348,6 +348,7 @@ func (s *Session) handle(qe queuedEvent) {
 			out = &Event{Kind: Disconnected, SessionID: s.sessionID}
 		}
 	case zk.StateExpired:
+		s.expireLease(s.sessionID)
 		if s.connected {
 			s.connected = false
 			s.ready = make(chan struct{})

@@ -79,16 +79,18 @@
 //     sessions its clients touched and hands them to the leader in its
 //     answer to the leader's next ping (sent every tick/2). So one confirmed
 //     probe P1, sent at s1, shows only that the session was live when the
-//     leader saw it. A second probe P2, sent at least T/4 after P1's reply
+//     leader saw it. A second probe P2, sent at least T/3 after P1's reply
 //     on the same connection and confirmed too, shows that the follower
 //     kept following the same leader all along (a follower that loses it
 //     closes its clients' connections), and that the leader's pings sent
-//     between the two commits (at least one, as tick/2 ≤ T/4) reached it
-//     and were answered with the touch recorded when P1 arrived (at or after
-//     s1), an answer that travels in order with the requests it forwards.
-//     t = s1. Probes run every T/4 while any candidacy exists, one at a
-//     time, so a probe that hangs (an isolated follower) lets the lease run
-//     out by itself.
+//     between the two commits (at least one, as tick/2 ≤ T/4 < T/3, with
+//     T/12 to spare at ZooKeeper's floor) reached it and were answered with
+//     the touch recorded when P1 arrived (at or after s1), an answer that
+//     travels in order with the requests it forwards. t = s1. Probes run
+//     every T/6 while any candidacy exists, one at a time, each paired with
+//     the latest earlier one far enough back; a probe that hangs (an
+//     isolated follower) lets the lease run out by itself. An Expired event
+//     voids the lease at once.
 //
 // The lease assumes that the clocks of this process and of the quorum
 // leader run at the same rate (within the T/10 margin); that the ensemble's
@@ -96,9 +98,17 @@
 // timeouts to at least two ticks unless minSessionTimeout is set lower; and
 // that a follower's answer to a ping is not held up on its link past the
 // leader's processing of the next probe, the same kind of timing that
-// ZooKeeper's own syncLimit assumes. Measured: a leader behind a follower
+// ZooKeeper's own syncLimit assumes; and that a server that revalidates a
+// session on reconnect still leads a quorum (a leader cut off from its
+// quorum notices within syncLimit ticks; until then its revalidation is
+// its own, so a handshake anchor can be up to that much too hopeful — a
+// probe on the same connection hangs there, which ends the lease). The
+// clock is CLOCK_MONOTONIC: it does not advance while the machine is
+// suspended, so a suspended host or a VM whose clock is set back after a
+// freeze is beyond the lease too. Measured: a leader behind a follower
 // whose quorum links were blackholed (2 s sessions, tick 200 ms) stopped
-// 1.4–1.6 s after the cut, and the next global started about 0.5 s later.
+// 1.4–1.6 s after the cut, and the next global started about 0.5 s later
+// (probes every T/4 then; see the closing figures of the issue for T/6).
 //
 // What no lease covers is the epoch's job: a process paused between the
 // check and its action, or a message in flight to a third party when the
