@@ -110,6 +110,9 @@ type Session struct {
 	connGen     atomic.Uint64 // counts the connections dialed; identifies the current one
 	dialedAt    atomic.Int64  // nanoseconds since start when the current connection was dialed
 	lease       lease
+	reaper      reaper
+	life        context.Context // ends when the Session is closed
+	endLife     context.CancelFunc
 	netMu       sync.Mutex
 	netConn     net.Conn // the last connection dialed, closed by Close
 	closeOnce   sync.Once
@@ -166,10 +169,13 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	s.conn, s.zkev = conn, ev
 	s.lease.kick = make(chan struct{}, 1)
-	s.wg.Add(3)
+	s.life, s.endLife = context.WithCancel(context.Background())
+	s.reaper.pending, s.reaper.kick = map[string]int64{}, make(chan struct{}, 1)
+	s.wg.Add(4)
 	go s.eventLoop()
 	go s.watchPauses()
 	go s.keepLease()
+	go s.reap()
 
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
@@ -190,6 +196,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 func (s *Session) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		s.endLife()
 		s.conn.Close()
 		// go-zookeeper notices Close only between reads; a handshake with a
 		// server that went silent waits up to ten read timeouts. Closing the
@@ -340,6 +347,10 @@ func (s *Session) handle(qe queuedEvent) {
 			out = &Event{Kind: Connected, SessionID: id, NewSession: id != s.sessionID}
 			s.connected, s.sessionID = true, id
 			close(s.ready)
+			select { // the reaper's turn
+			case s.reaper.kick <- struct{}{}:
+			default:
+			}
 		}
 	case zk.StateDisconnected, zk.StateConnecting:
 		if s.connected {

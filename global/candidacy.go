@@ -509,8 +509,15 @@ func (c *candidacy) finish() {
 		err := c.removeZnodes(ctx, strays)
 		cancel()
 		if err != nil {
-			c.log.Warn("deleting candidate znodes later (they go with the session at the latest)", "err", err)
-			c.e.sweeper.add(c.dir, c.guid)
+			// The session may outlive these Elections: have it delete the
+			// znode when it can, and sweep strays while Elections run.
+			c.log.Warn("deleting the candidate znode once connected (it goes with the session at the latest)", "err", err)
+			if c.path != "" {
+				c.e.s.DeleteWhenConnected(c.path)
+			}
+			if strays {
+				c.e.sweeper.add(c.dir, c.guid)
+			}
 		}
 	}
 	c.st.remove()

@@ -1,7 +1,6 @@
 package global_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/zktest"
@@ -316,14 +316,36 @@ func TestBadNameAndClosed(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), zktest.Root(t), 4*time.Second)
 	ctx := ctxT(t)
 	var j journal
-	if _, err := a.elections.RegisterCandidate(ctx, "a/b", j.props("x")); err == nil {
-		t.Error("RegisterCandidate with a bad name succeeded")
+	if _, err := a.elections.RegisterCandidate(ctx, "a/b", j.props("x")); !errors.Is(err, cluster.ErrBadName) {
+		t.Errorf("RegisterCandidate(\"a/b\") = %v, want ErrBadName", err)
 	}
-	if _, err := a.elections.WhereisGlobal(ctx, ""); err == nil || errors.Is(err, global.ErrNotFound) {
-		t.Errorf("WhereisGlobal(\"\") = %v, want a bad-name error", err)
+	if _, err := a.elections.WhereisGlobal(ctx, ""); !errors.Is(err, cluster.ErrBadName) {
+		t.Errorf("WhereisGlobal(\"\") = %v, want ErrBadName", err)
 	}
 	if err := a.elections.Resign(ctx, "never"); !errors.Is(err, global.ErrNotCandidate) {
 		t.Errorf("Resign of no candidacy = %v, want ErrNotCandidate", err)
 	}
-	_ = context.Canceled
+	// Closed: every call says so, and nothing is left running.
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("x")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	if err := a.elections.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.running(); len(r) != 0 {
+		t.Errorf("%d globals run after Close", len(r))
+	}
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("x")); !errors.Is(err, cluster.ErrClosed) {
+		t.Errorf("RegisterCandidate after Close = %v, want ErrClosed", err)
+	}
+	if err := a.elections.Resign(ctx, "boss"); !errors.Is(err, global.ErrNotCandidate) {
+		t.Errorf("Resign after Close = %v, want ErrNotCandidate", err)
+	}
+	if _, ok := <-a.elections.Observe(ctx, "boss"); ok {
+		t.Error("Observe after Close delivered a leader; want a closed channel")
+	}
+	if err := a.elections.Close(ctx); err != nil {
+		t.Errorf("a second Close = %v, want nil", err)
+	}
 }

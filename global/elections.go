@@ -37,6 +37,8 @@ type Elections struct {
 	sweeper *sweeper
 
 	quit     chan struct{}
+	life     context.Context // ends with quit
+	endLife  context.CancelFunc
 	wg       sync.WaitGroup
 	stopSess func()
 
@@ -60,6 +62,7 @@ func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Electi
 		quit:        make(chan struct{}),
 		candidacies: map[string]*candidacy{},
 	}
+	e.life, e.endLife = context.WithCancel(context.Background())
 	e.leaders = watchcache.New(func(ctx context.Context, name string) (*Leader, <-chan zk.Event, error) {
 		return e.readLeader(ctx, name)
 	})
@@ -198,8 +201,12 @@ func (e *Elections) Observe(ctx context.Context, name string) <-chan Leader {
 	}
 	e.wg.Add(1)
 	e.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(e.life, cancel) // requests in flight end with Close too
 	go func() {
 		defer e.wg.Done()
+		defer cancel()
+		defer stop()
 		defer close(out)
 		var last *Leader
 		for {
@@ -307,8 +314,18 @@ func (e *Elections) Close(ctx context.Context) error {
 	}
 	e.stopSess()
 	close(e.quit)
-	e.wg.Wait() // every goroutine here stops on quit or within ctx
-	e.leaders.Close()
+	e.endLife()
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait() // every goroutine here stops on quit, or when a global's handler returns
+		e.leaders.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("zkactor: close elections (a global is still busy in a handler): %w", context.Cause(ctx))
+	}
 	return err
 }
 
