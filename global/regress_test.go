@@ -688,3 +688,45 @@ func TestGlobalThatStopsOnStart(t *testing.T) {
 		t.Fatal("Close hangs")
 	}
 }
+
+// Elections closed while ZooKeeper is briefly unreachable, on a session
+// that goes on (the registry and session outlive them): the candidate
+// znode is deleted once the connection is back, so the next candidate
+// leads instead of waiting for a session that never ends.
+func TestCloseDuringADisconnectLeavesNoCandidate(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	var j journal
+	a := newNode(t, []string{proxy.Addr()}, root, 10*time.Second)
+	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if a.session.Connected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	closeCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_ = a.elections.Close(closeCtx) // may report the deletes it could not make
+	proxy.Restore()
+	zktest.Eventually(t, 10*time.Second, func() error { // well within a's 10 s session
+		if r := j.running(); len(r) != 1 || r[0].node != "b" {
+			return fmt.Errorf("running %v, want b", r)
+		}
+		return nil
+	})
+	if !a.session.Connected() {
+		t.Error("a's session did not come back: the test meant it to outlive the elections")
+	}
+	j.noOverlap(t)
+}
