@@ -24,7 +24,9 @@ import (
 //     unknown when its caller gave up); it is deleted when connected.
 //
 // A background goroutine reconciles ZooKeeper with these sets after every
-// (re)connection: on a new session it re-creates every wanted znode.
+// (re)connection: on a new session it re-creates every wanted znode. Each
+// wanted znode is watched once created, so that one deleted by someone
+// else (an operator, a cleanup script) is re-created too.
 // Operations on one path are serialised by a per-path lock, so a create and
 // a delete of the same path never cross on the wire.
 type keeper struct {
@@ -36,11 +38,16 @@ type keeper struct {
 	created map[string]int64 // path → session that confirmed it
 	doomed  map[string]struct{}
 	locks   map[string]*pathLock
+	closed  bool            // no more watches are armed
+	life    context.Context // ends with close: arming gives up
+	endLife context.CancelFunc
 
-	kick chan struct{}
-	stop func()        // stops session notifications
-	quit chan struct{} // closed by close
-	done chan struct{} // closed when loop has returned
+	kick      chan struct{}
+	stop      func() // stops session notifications
+	stopWatch func() // stops watch events
+	arming    sync.WaitGroup
+	quit      chan struct{} // closed by close
+	done      chan struct{} // closed when loop has returned
 }
 
 type pathLock struct {
@@ -60,20 +67,74 @@ func newKeeper(s *Session, root string) *keeper {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	k.life, k.endLife = context.WithCancel(s.life)
 	k.stop = s.Notify(func(ev Event) {
 		if ev.Kind == Connected {
 			k.wake()
+		}
+	})
+	k.stopWatch = s.onNodeEvents(func(ev zk.Event) {
+		if ev.Type == zk.EventNodeDeleted {
+			k.missing(ev.Path, 0)
 		}
 	})
 	go k.loop()
 	return k
 }
 
+// missing notes that path, if kept, no longer exists for its session (or
+// for the given one, when not 0): the reconciler re-creates it.
+func (k *keeper) missing(path string, session int64) {
+	k.mu.Lock()
+	_, wanted := k.wanted[path]
+	gone := wanted && k.created[path] != 0 && (session == 0 || k.created[path] == session)
+	if gone {
+		k.created[path] = 0
+	}
+	k.mu.Unlock()
+	if gone {
+		k.s.log.Info("a kept ephemeral znode was deleted by someone else: re-creating it", "path", path)
+		k.wake()
+	}
+}
+
+// arm watches path, just created by session, in the background: a delete by
+// someone else then comes back through the watch events (newKeeper).
+func (k *keeper) arm(path string, session int64) {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return
+	}
+	k.arming.Add(1)
+	k.mu.Unlock()
+	go func() {
+		defer k.arming.Done()
+		ctx, cancel := context.WithTimeout(k.life, k.s.cfg.RequestTimeout)
+		defer cancel()
+		var found bool
+		err := k.s.Do(ctx, Op{Name: "exists", Path: path, Idempotent: true}, func(c *zk.Conn) error {
+			var err error
+			found, _, _, err = c.ExistsW(path)
+			return err
+		})
+		if err == nil && !found {
+			k.missing(path, session)
+		}
+	}()
+}
+
 // close stops the reconciler. The znodes go with the session, or with drop.
 func (k *keeper) close() {
 	k.stop()
+	k.stopWatch()
 	close(k.quit)
 	<-k.done
+	k.mu.Lock()
+	k.closed = true
+	k.mu.Unlock()
+	k.endLife()
+	k.arming.Wait()
 }
 
 func (k *keeper) wake() {
@@ -267,6 +328,7 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 		k.mu.Lock()
 		k.created[path] = session
 		k.mu.Unlock()
+		k.arm(path, session)
 	}
 	return err
 }

@@ -116,3 +116,22 @@ func TestCloseWhileTheServerIsSilent(t *testing.T) {
 		t.Fatal("Close hangs while the server is silent")
 	}
 }
+
+// A registration deleted by someone else (an operator, a cleanup script)
+// while its actor lives is re-created: the chaos checker found lookups
+// missing a live PID for good.
+func TestDeletedRegistrationIsRecreated(t *testing.T) {
+	zkc := zktest.Shared(t)
+	raw := zkc.Connect(t)
+	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: zktest.Root(t)})
+	pid := n.spawn(t)
+	if err := n.registry.Register(ctxT(t), "svc", pid, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := registrationPath(t, raw, n, "svc")
+	if err := raw.Delete(p, -1); err != nil {
+		t.Fatal(err)
+	}
+	waitExists(t, raw, p, 10*time.Second)
+	capable(t, n, "svc", pid)
+}

@@ -114,7 +114,9 @@ type Session struct {
 	life        context.Context // ends when the Session is closed
 	endLife     context.CancelFunc
 	netMu       sync.Mutex
-	netConn     net.Conn // the last connection dialed, closed by Close
+	netConn     *gateConn // the last connection dialed, closed by Close
+	gateSession int64     // the session last established, for gate.go
+	zkConn      atomic.Pointer[zk.Conn]
 	closeOnce   sync.Once
 	closed      chan struct{}
 	wg          sync.WaitGroup // the event goroutine and requests in flight
@@ -127,7 +129,9 @@ type Session struct {
 	ready     chan struct{} // closed while connected with a session
 	sessionID int64
 	listeners map[int]func(Event)
-	nextID    int
+	// watch events, by listener
+	nodeListeners map[int]func(zk.Event)
+	nextID        int
 }
 
 // Dial connects to ZooKeeper and waits, within ctx, for the first session.
@@ -145,19 +149,23 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Session{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		start:       time.Now(),
-		closed:      make(chan struct{}),
-		queueSignal: make(chan struct{}, 1),
-		ready:       make(chan struct{}),
-		listeners:   map[int]func(Event){},
+		cfg:           cfg,
+		log:           cfg.Logger,
+		start:         time.Now(),
+		closed:        make(chan struct{}),
+		queueSignal:   make(chan struct{}, 1),
+		ready:         make(chan struct{}),
+		listeners:     map[int]func(Event){},
+		nodeListeners: map[int]func(zk.Event){},
 	}
 	s.negotiated.Store(cfg.SessionTimeout.Milliseconds())
 	s.acl = zk.WorldACL(zk.PermAll)
 	if a := cfg.Auth; a != nil {
 		s.acl = append(zk.DigestACL(zk.PermAll, a.User, a.Password), zk.WorldACL(zk.PermRead)...)
 	}
+	s.lease.kick = make(chan struct{}, 1)
+	s.life, s.endLife = context.WithCancel(context.Background())
+	s.reaper.pending, s.reaper.kick = map[string]int64{}, make(chan struct{}, 1)
 	conn, ev, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLogger{s}),
 		zk.WithDialer(s.dial),
@@ -165,12 +173,11 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		zk.WithEventCallback(s.enqueue),
 	)
 	if err != nil {
+		s.endLife()
 		return nil, fmt.Errorf("zkactor: dial %v: %w", cfg.Servers, err)
 	}
 	s.conn, s.zkev = conn, ev
-	s.lease.kick = make(chan struct{}, 1)
-	s.life, s.endLife = context.WithCancel(context.Background())
-	s.reaper.pending, s.reaper.kick = map[string]int64{}, make(chan struct{}, 1)
+	s.zkConn.Store(conn)
 	s.wg.Add(4)
 	go s.eventLoop()
 	go s.watchPauses()
@@ -298,15 +305,54 @@ type queuedEvent struct {
 	dialedAt time.Duration
 }
 
+// onNodeEvents calls fn with every watch event (a znode created, deleted or
+// changed, a watch ended), on go-zookeeper's own goroutine: fn must not
+// block. One callback serves every watch, however many there are.
+func (s *Session) onNodeEvents(fn func(zk.Event)) (stop func()) {
+	s.mu.Lock()
+	id := s.nextID
+	s.nextID++
+	s.nodeListeners[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.nodeListeners, id)
+		s.mu.Unlock()
+	}
+}
+
 // enqueue is go-zookeeper's event callback. It runs on the connection's own
 // goroutine, so it only queues the event for eventLoop. That goroutine also
 // dials, so the current dial time is that of the connection the event is
 // about: a StateHasSession means that connection's handshake succeeded.
 func (s *Session) enqueue(ev zk.Event) {
 	if ev.Type != zk.EventSession {
+		s.mu.Lock()
+		fns := make([]func(zk.Event), 0, len(s.nodeListeners))
+		for _, fn := range s.nodeListeners {
+			fns = append(fns, fn)
+		}
+		s.mu.Unlock()
+		for _, fn := range fns {
+			fn(ev)
+		}
 		return
 	}
 	s.queueMu.Lock()
+	if ev.State == zk.StateHasSession {
+		// go-zookeeper has set its session id before this event; s.conn
+		// is nil only during the first connection, which is a new session.
+		var id int64
+		if c := s.zkConn.Load(); c != nil {
+			id = c.SessionID()
+		}
+		s.netMu.Lock()
+		if s.netConn != nil && id != 0 && id == s.gateSession {
+			s.netConn.sessionReopened() // see gate.go
+		}
+		s.gateSession = id
+		s.netMu.Unlock()
+	}
 	s.queue = append(s.queue, queuedEvent{ev, time.Duration(s.dialedAt.Load())})
 	s.queueMu.Unlock()
 	select {
@@ -343,6 +389,9 @@ func (s *Session) handle(qe queuedEvent) {
 		// The handshake created the session or had the quorum leader renew
 		// it, after the connection was dialed: see lease.go.
 		s.renewLease(id, qe.dialedAt)
+		s.netMu.Lock()
+		s.gateSession = id // the first one, which enqueue could not see
+		s.netMu.Unlock()
 		if !s.connected || id != s.sessionID {
 			out = &Event{Kind: Connected, SessionID: id, NewSession: id != s.sessionID}
 			s.connected, s.sessionID = true, id
@@ -501,12 +550,14 @@ func (s *Session) dial(network, address string, timeout time.Duration) (net.Conn
 	s.dialedAt.Store(int64(time.Since(s.start)))
 	s.connGen.Add(1)
 	c, err := net.DialTimeout(network, address, timeout)
-	if err == nil {
-		s.netMu.Lock()
-		s.netConn = c
-		s.netMu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	gc := newGateConn(c, s.closed)
+	s.netMu.Lock()
+	s.netConn = gc
+	s.netMu.Unlock()
+	return gc, nil
 }
 
 // zkLogger routes go-zookeeper's log lines to slog at Debug and picks the
