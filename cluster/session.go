@@ -238,6 +238,12 @@ func (s *Session) Timeout() time.Duration {
 // use it to prove that cached lookups cost none.
 func (s *Session) Requests() int64 { return s.requests.Load() }
 
+// Conn is the escape hatch to the underlying go-zookeeper connection, for
+// what zkactor does not wrap (a multi fenced with a global's
+// Elected.Candidate, say). Its requests do not wait for a connection the
+// way Do does, and the connection is closed with the Session.
+func (s *Session) Conn() *zk.Conn { return s.conn }
+
 // Connected reports whether the client has a live session right now.
 func (s *Session) Connected() bool {
 	s.mu.Lock()

@@ -111,7 +111,12 @@
 // (probes every T/4 then; see the closing figures of the issue for T/6).
 //
 // What no lease covers is the epoch's job: a process paused between the
-// check and its action, or a message in flight to a third party when the
-// lease ends. Resources the global writes to should remember the highest
-// epoch they have seen and refuse lower ones.
+// check and its action, a handler that blocks past the lease (the guard
+// checks before each message, it cannot stop one half way), or a message in
+// flight to a third party when the lease ends. Resources the global writes
+// to should remember the highest epoch they have seen and refuse lower
+// ones. For ZooKeeper itself, Elected.Candidate names the term's candidate
+// znode: a multi that checks it (any version) with the write fails once the
+// term is over there. Globals should not block in Receive (use
+// ReenterAfter): a blocked handler outlives its lease.
 package global

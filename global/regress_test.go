@@ -730,3 +730,46 @@ func TestCloseDuringADisconnectLeavesNoCandidate(t *testing.T) {
 	}
 	j.noOverlap(t)
 }
+
+// Elected names the term's candidate znode, so that a global can fence its
+// ZooKeeper writes: a multi with a check of it fails once the term is over.
+func TestElectedFencesZooKeeperWrites(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	elected := make(chan *pb.Elected, 1)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*pb.Elected); ok {
+			elected <- m
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	var e *pb.Elected
+	select {
+	case e = <-elected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Elected")
+	}
+	if _, st, err := raw.Get(e.Candidate); err != nil || st.Czxid != e.Epoch {
+		t.Fatalf("Elected.Candidate %q: %v, %+v; want the znode whose czxid is the epoch %d", e.Candidate, err, st, e.Epoch)
+	}
+	fenced := func(name string) error {
+		_, err := a.session.Conn().Multi(
+			&zk.CheckVersionRequest{Path: e.Candidate, Version: -1},
+			&zk.CreateRequest{Path: root + "/" + name, Acl: zk.WorldACL(zk.PermAll)},
+		)
+		return err
+	}
+	if err := fenced("during"); err != nil {
+		t.Fatalf("a fenced write during the term: %v", err)
+	}
+	if err := a.elections.Resign(ctx, "boss"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fenced("after"); err == nil {
+		t.Fatal("a fenced write after the term succeeded")
+	}
+}

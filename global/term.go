@@ -16,7 +16,8 @@ import (
 // term is one tenure of this node as the global.
 type term struct {
 	epoch   int64
-	session int64 // the session that owns the candidate znode; the lease must be this one's
+	path    string // the candidate znode, for fencing (Elected.Candidate)
+	session int64  // the session that owns the candidate znode; the lease must be this one's
 	pid     *actor.PID
 	done    chan struct{} // closed when the actor has stopped
 
@@ -39,7 +40,7 @@ func (c *candidacy) lead() bool {
 		c.log.Debug("not leading yet: waiting for the lease", "path", c.path)
 		return false
 	}
-	t := &term{epoch: c.epoch, session: c.session, done: make(chan struct{})}
+	t := &term{epoch: c.epoch, path: c.path, session: c.session, done: make(chan struct{})}
 	c.mu.Lock()
 	props := c.props
 	c.mu.Unlock()
@@ -63,7 +64,7 @@ func (c *candidacy) lead() bool {
 			}
 		}
 	}))
-	c.e.system.Root.Send(pid, &pb.Elected{Name: c.name, Epoch: t.epoch})
+	c.e.system.Root.Send(pid, &pb.Elected{Name: c.name, Epoch: t.epoch, Candidate: t.path})
 	c.mu.Lock()
 	c.term = t
 	c.mu.Unlock()
@@ -153,7 +154,7 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 // next term. It also tells a stop of the actor's own (the candidacy ends)
 // from one the candidacy made.
 func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
-	elected := &pb.Elected{Name: c.name, Epoch: t.epoch}
+	elected := &pb.Elected{Name: c.name, Epoch: t.epoch, Candidate: t.path}
 	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
 			switch m := env.Message.(type) {

@@ -328,7 +328,12 @@ type Elected struct {
 	// name is the name of the global.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// epoch is the fencing epoch of the term; it increases with every term.
-	Epoch         int64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch int64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// candidate is the path of the term's candidate znode. A ZooKeeper write
+	// that must not outlive the term can be fenced with it: put a check of
+	// this path (any version) in the same multi, and the write fails once the
+	// term is over in ZooKeeper (resigned, deleted, or the session expired).
+	Candidate     string `protobuf:"bytes,3,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,6 +382,13 @@ func (x *Elected) GetEpoch() int64 {
 	return 0
 }
 
+func (x *Elected) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
 var File_zkactor_v1_zkactor_proto protoreflect.FileDescriptor
 
 const file_zkactor_v1_zkactor_proto_rawDesc = "" +
@@ -406,10 +418,11 @@ const file_zkactor_v1_zkactor_proto_rawDesc = "" +
 	"\x03pid\x18\x02 \x01(\v2\x0f.zkactor.v1.PIDR\x03pid\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12!\n" +
 	"\fnode_address\x18\x04 \x01(\tR\vnodeAddress\x120\n" +
-	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"3\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"Q\n" +
 	"\aElected\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x03R\x05epochB7Z5github.com/zkactor/zkactor/proto/zkactor/v1;zkactorv1b\x06proto3"
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x1c\n" +
+	"\tcandidate\x18\x03 \x01(\tR\tcandidateB7Z5github.com/zkactor/zkactor/proto/zkactor/v1;zkactorv1b\x06proto3"
 
 var (
 	file_zkactor_v1_zkactor_proto_rawDescOnce sync.Once
