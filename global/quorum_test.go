@@ -114,3 +114,41 @@ func TestLeaderUnderOneWayPartitionsAndDelays(t *testing.T) {
 		})
 	}
 }
+
+// A leader whose requests are dropped and whose candidate znode changes (a
+// write by someone else fires its watch, and re-arming it would hang) stops
+// its global when the lease runs out, not a request timeout later, even
+// when no message comes to trigger the guard.
+func TestLeaderStopsOnTimeWhileRewatchHangs(t *testing.T) {
+	zkc := zktest.Shared(t)
+	raw := zkc.Connect(t)
+	const timeout = 4 * time.Second
+	root := zktest.Root(t)
+	var j journal
+	ctx := ctxT(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newNode(t, []string{proxy.Addr()}, root, timeout)
+	b := newNode(t, zkc.Addrs(), root, timeout)
+	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := j.oneRunning(t)
+	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	proxy.DropToTarget()
+	if _, err := raw.Set(leaderPath(t, raw, root, "boss", first.epoch), []byte("x"), -1); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 3*timeout, func() error {
+		if r := j.all(); r[0].stop.IsZero() {
+			return fmt.Errorf("a's global still runs")
+		}
+		return nil
+	})
+	stopped := j.all()[0].stop.Sub(cut)
+	t.Logf("a's global stopped %v after the cut", stopped.Round(time.Millisecond))
+	j.oneRunning(t) // b, once a's session has expired
+	j.noOverlap(t)  // a request timeout (10 s) would have let a run on beside b
+}
