@@ -21,21 +21,21 @@ import (
 func BenchmarkGetCapableHit(b *testing.B) {
 	n, _ := benchCluster(b)
 	ctx := ctxT(b)
-	register(b, n, "svc", n.spawn(b))
-	if got, err := n.registry.GetCapable(ctx, "svc"); err != nil || len(got) != 1 {
+	register(b, n, "svc", n.Spawn(b))
+	if got, err := n.Registry.GetCapable(ctx, "svc"); err != nil || len(got) != 1 {
 		b.Fatalf("GetCapable = %v, %v", got, err) // and the cache is filled
 	}
-	requests := n.session.Requests()
+	requests := n.Session.Requests()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		pids, err := n.registry.GetCapable(ctx, "svc")
+		pids, err := n.Registry.GetCapable(ctx, "svc")
 		if err != nil || len(pids) != 1 {
 			b.Fatalf("GetCapable = %v, %v", pids, err)
 		}
 	}
 	b.StopTimer()
-	if d := n.session.Requests() - requests; d != 0 {
+	if d := n.Session.Requests() - requests; d != 0 {
 		b.Fatalf("cached lookups issued %d ZooKeeper requests", d)
 	}
 }
@@ -45,15 +45,15 @@ func BenchmarkGetCapableHit(b *testing.B) {
 func BenchmarkGetCapableHitParallel(b *testing.B) {
 	n, _ := benchCluster(b)
 	ctx := ctxT(b)
-	register(b, n, "svc", n.spawn(b))
-	if _, err := n.registry.GetCapable(ctx, "svc"); err != nil {
+	register(b, n, "svc", n.Spawn(b))
+	if _, err := n.Registry.GetCapable(ctx, "svc"); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			pids, err := n.registry.GetCapable(ctx, "svc")
+			pids, err := n.Registry.GetCapable(ctx, "svc")
 			if err != nil || len(pids) != 1 {
 				b.Errorf("GetCapable = %v, %v", pids, err)
 				return
@@ -76,7 +76,7 @@ func BenchmarkGetCapableMiss(b *testing.B) {
 		name := fmt.Sprintf("miss-%d", i)
 		i++
 		b.StartTimer()
-		if pids, err := n.registry.GetCapable(ctx, name); err != nil || len(pids) != 0 {
+		if pids, err := n.Registry.GetCapable(ctx, name); err != nil || len(pids) != 0 {
 			b.Fatalf("GetCapable(%s) = %v, %v", name, pids, err)
 		}
 	}
@@ -91,9 +91,9 @@ func BenchmarkRegister(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		pid := n.spawn(b) // a live actor: the registry drops those that stop
+		pid := n.Spawn(b) // a live actor: the registry drops those that stop
 		b.StartTimer()
-		if err := n.registry.Register(ctx, "reg", pid, map[string]string{"zone": "a"}); err != nil {
+		if err := n.Registry.Register(ctx, "reg", pid, map[string]string{"zone": "a"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -110,17 +110,17 @@ func BenchmarkUnregisterVisible(b *testing.B) {
 	var samples []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		pid := a.spawn(b)
+		pid := a.Spawn(b)
 		register(b, a, "vis", pid)
 		capable(b, bb, "vis", pid)
 
 		start := time.Now()
-		if err := a.registry.Unregister(ctx, "vis", pid); err != nil {
+		if err := a.Registry.Unregister(ctx, "vis", pid); err != nil {
 			b.Fatal(err)
 		}
 		deadline := start.Add(10 * time.Second)
 		for {
-			pids, err := bb.registry.GetCapable(ctx, "vis")
+			pids, err := bb.Registry.GetCapable(ctx, "vis")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -156,7 +156,7 @@ func benchCluster(b *testing.B) (*node, *node) {
 
 func register(b *testing.B, n *node, name string, pid *actor.PID) {
 	b.Helper()
-	if err := n.registry.Register(context.Background(), name, pid, nil); err != nil {
+	if err := n.Registry.Register(context.Background(), name, pid, nil); err != nil {
 		b.Fatal(err)
 	}
 }

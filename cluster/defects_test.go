@@ -22,7 +22,7 @@ import (
 func settled(t testing.TB, n *node) {
 	t.Helper()
 	zktest.Eventually(t, 5*time.Second, func() error {
-		if !cluster.Settled(n.registry) {
+		if !cluster.Settled(n.Registry) {
 			return errors.New("the keeper still has znodes to create or delete")
 		}
 		return nil
@@ -38,8 +38,8 @@ func TestConcurrentRegisterOfOnePIDKeepsTheZnode(t *testing.T) {
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	raw := zkc.Connect(t)
 	ctx := ctxT(t)
-	pid := a.spawn(t)
-	dir := a.registry.Layout().ServicePath("dup")
+	pid := a.Spawn(t)
+	dir := a.Registry.Layout().ServicePath("dup")
 
 	for round := range 20 {
 		var wg sync.WaitGroup
@@ -48,7 +48,7 @@ func TestConcurrentRegisterOfOnePIDKeepsTheZnode(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = a.registry.Register(ctx, "dup", pid, map[string]string{"v": fmt.Sprint(round, "-", i)})
+				errs[i] = a.Registry.Register(ctx, "dup", pid, map[string]string{"v": fmt.Sprint(round, "-", i)})
 			}()
 		}
 		wg.Wait()
@@ -80,11 +80,11 @@ func guardedService(t *testing.T, zkc *zktest.Cluster, root, name string) *node 
 	t.Helper()
 	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	raw := zkc.Connect(t)
-	services := n.registry.Layout().ServicesPath()
+	services := n.Registry.Layout().ServicesPath()
 	if _, err := raw.Create(services, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		t.Fatal(err)
 	}
-	if _, err := raw.Create(n.registry.Layout().ServicePath(name), nil, 0, zk.WorldACL(zk.PermRead)); err != nil {
+	if _, err := raw.Create(n.Registry.Layout().ServicePath(name), nil, 0, zk.WorldACL(zk.PermRead)); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -103,13 +103,13 @@ func TestRegisterUnderTwoNamesFirstFailsStillWatches(t *testing.T) {
 	const rounds = 16
 	var pids []*actor.PID
 	for round := range rounds {
-		pid := b.spawn(t)
+		pid := b.Spawn(t)
 		pids = append(pids, pid)
 		var wg sync.WaitGroup
 		var refused, accepted error
 		wg.Add(2)
-		go func() { defer wg.Done(); refused = b.registry.Register(ctx, "guarded", pid, nil) }()
-		go func() { defer wg.Done(); accepted = b.registry.Register(ctx, fmt.Sprint("open-", round), pid, nil) }()
+		go func() { defer wg.Done(); refused = b.Registry.Register(ctx, "guarded", pid, nil) }()
+		go func() { defer wg.Done(); accepted = b.Registry.Register(ctx, fmt.Sprint("open-", round), pid, nil) }()
 		wg.Wait()
 		if !errors.Is(refused, zk.ErrNoAuth) {
 			t.Fatalf("round %d: Register under the guarded name = %v, want ErrNoAuth", round, refused)
@@ -119,13 +119,13 @@ func TestRegisterUnderTwoNamesFirstFailsStillWatches(t *testing.T) {
 		}
 	}
 	for _, pid := range pids {
-		if err := b.system.Root.StopFuture(pid).Wait(); err != nil {
+		if err := b.System.Root.StopFuture(pid).Wait(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	zktest.Eventually(t, 10*time.Second, func() error {
 		for round := range rounds {
-			dir := b.registry.Layout().ServicePath(fmt.Sprint("open-", round))
+			dir := b.Registry.Layout().ServicePath(fmt.Sprint("open-", round))
 			if kids, _, err := raw.Children(dir); err == nil && len(kids) > 0 {
 				return fmt.Errorf("round %d: registration %v outlives its stopped actor", round, kids)
 			}
@@ -141,18 +141,18 @@ func TestRefusedCreateIsNotRetried(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)
 	b := guardedService(t, zkc, root, "guarded")
-	err := b.registry.Register(ctxT(t), "guarded", b.spawn(t), nil)
+	err := b.Registry.Register(ctxT(t), "guarded", b.Spawn(t), nil)
 	if !errors.Is(err, zk.ErrNoAuth) {
 		t.Fatalf("Register under a guarded name = %v, want ErrNoAuth", err)
 	}
 	settled(t, b)
-	before := b.session.Requests()
+	before := b.Session.Requests()
 	// The keeper is idle: a later wake finds nothing to do.
-	if err := b.registry.Register(ctxT(t), "open", b.spawn(t), nil); err != nil {
+	if err := b.Registry.Register(ctxT(t), "open", b.Spawn(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	settled(t, b)
-	if n := b.session.Requests() - before; n > 3 {
+	if n := b.Session.Requests() - before; n > 3 {
 		t.Errorf("one Register after a refused one issued %d requests; the refused path is still being retried", n)
 	}
 }
@@ -169,21 +169,21 @@ func TestCloseWhileUnreachableIsBounded(t *testing.T) {
 			timeout := 2 * time.Second
 			a := newNode(t, nodeOpts{servers: []string{proxy.Addr()}, root: root, timeout: timeout})
 			for i := range 5 {
-				if err := a.registry.Register(ctx, fmt.Sprint("svc-", i), a.spawn(t), nil); err != nil {
+				if err := a.Registry.Register(ctx, fmt.Sprint("svc-", i), a.Spawn(t), nil); err != nil {
 					t.Fatal(err)
 				}
 			}
 			proxy.Blackhole()
 			if detected {
 				zktest.Eventually(t, 5*time.Second, func() error {
-					if a.session.Connected() {
+					if a.Session.Connected() {
 						return errors.New("still connected")
 					}
 					return nil
 				})
 			}
 			start := time.Now()
-			err := a.registry.Close(context.Background())
+			err := a.Registry.Close(context.Background())
 			took := time.Since(start)
 			if !errors.Is(err, cluster.ErrNotConnected) {
 				t.Errorf("Close while unreachable = %v, want ErrNotConnected", err)
@@ -209,7 +209,7 @@ func TestSecondNodeWithSameIDIsRefused(t *testing.T) {
 	root := zktest.Root(t)
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root, nodeID: "fixed"})
 	raw := zkc.Connect(t)
-	nodePath := a.registry.Layout().NodePath("fixed")
+	nodePath := a.Registry.Layout().NodePath("fixed")
 
 	for range 3 {
 		_, err := startNode(nodeOpts{servers: zkc.Addrs(), root: root, nodeID: "fixed"})
@@ -221,11 +221,11 @@ func TestSecondNodeWithSameIDIsRefused(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("the first node's znode %s is gone after the refused join (%v)", nodePath, err)
 		}
-		if stat.EphemeralOwner != a.session.ID() {
-			t.Fatalf("%s owned by %#x, want the first node's session %#x", nodePath, stat.EphemeralOwner, a.session.ID())
+		if stat.EphemeralOwner != a.Session.ID() {
+			t.Fatalf("%s owned by %#x, want the first node's session %#x", nodePath, stat.EphemeralOwner, a.Session.ID())
 		}
 	}
-	peers, err := a.registry.Peers(ctxT(t))
+	peers, err := a.Registry.Peers(ctxT(t))
 	if err != nil || len(peers) != 1 {
 		t.Errorf("Peers = %v, %v; want the first node", peers, err)
 	}

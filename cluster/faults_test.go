@@ -48,7 +48,7 @@ func waitExists(t testing.TB, raw *zk.Conn, path string, timeout time.Duration) 
 
 func registrationPath(t testing.TB, raw *zk.Conn, n *node, name string) string {
 	t.Helper()
-	dir := n.registry.Layout().ServicePath(name)
+	dir := n.Registry.Layout().ServicePath(name)
 	var path string
 	zktest.Eventually(t, 5*time.Second, func() error {
 		kids, _, err := raw.Children(dir)
@@ -70,23 +70,23 @@ func TestSessionExpiryIsSurvived(t *testing.T) {
 	raw := zkc.Connect(t)
 	ctx := ctxT(t)
 
-	pid := a.spawn(t)
-	if err := a.registry.Register(ctx, "survivor", pid, nil); err != nil {
+	pid := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "survivor", pid, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "survivor", pid)
 	// A caches a lookup of B's service, which changes while A is away.
-	bpid := b.spawn(t)
-	if err := b.registry.Register(ctx, "b-svc", bpid, nil); err != nil {
+	bpid := b.Spawn(t)
+	if err := b.Registry.Register(ctx, "b-svc", bpid, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, a, "b-svc", bpid)
 	regPath := registrationPath(t, raw, a, "survivor")
-	nodePath := a.registry.Layout().NodePath(a.registry.NodeID())
-	oldSession := a.session.ID()
+	nodePath := a.Registry.Layout().NodePath(a.Registry.NodeID())
+	oldSession := a.Session.ID()
 
 	expired := make(chan struct{}, 1)
-	stop := a.session.Notify(func(ev cluster.Event) {
+	stop := a.Session.Notify(func(ev cluster.Event) {
 		if ev.Kind == cluster.Expired {
 			select {
 			case expired <- struct{}{}:
@@ -101,7 +101,7 @@ func TestSessionExpiryIsSurvived(t *testing.T) {
 	proxy.Blackhole()
 	waitGone(t, raw, regPath, 10*time.Second)
 	waitGone(t, raw, nodePath, time.Second)
-	if err := b.registry.Unregister(ctx, "b-svc", bpid); err != nil {
+	if err := b.Registry.Unregister(ctx, "b-svc", bpid); err != nil {
 		t.Fatal(err)
 	}
 	proxy.Restore()
@@ -114,15 +114,15 @@ func TestSessionExpiryIsSurvived(t *testing.T) {
 	// A re-creates its node and its registration on the new session, by itself.
 	stat := waitExists(t, raw, regPath, 10*time.Second)
 	waitExists(t, raw, nodePath, 5*time.Second)
-	if stat.EphemeralOwner == oldSession || stat.EphemeralOwner != a.session.ID() {
-		t.Errorf("registration owned by %#x; want A's new session %#x (old %#x)", stat.EphemeralOwner, a.session.ID(), oldSession)
+	if stat.EphemeralOwner == oldSession || stat.EphemeralOwner != a.Session.ID() {
+		t.Errorf("registration owned by %#x; want A's new session %#x (old %#x)", stat.EphemeralOwner, a.Session.ID(), oldSession)
 	}
 	capable(t, b, "survivor", pid)
 	// A's cache was swept: it no longer offers B's removed service.
 	capable(t, a, "b-svc")
 	// And A works as before.
-	p2 := a.spawn(t)
-	if err := a.registry.Register(ctx, "survivor", p2, nil); err != nil {
+	p2 := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "survivor", p2, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "survivor", pid, p2)
@@ -137,28 +137,28 @@ func TestConnectionCutKeepsSession(t *testing.T) {
 	raw := zkc.Connect(t)
 	ctx := ctxT(t)
 
-	pid := a.spawn(t)
-	if err := a.registry.Register(ctx, "steady", pid, nil); err != nil {
+	pid := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "steady", pid, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, a, "other")
-	session := a.session.ID()
+	session := a.Session.ID()
 
 	proxy.Cut()
 	zktest.Eventually(t, 5*time.Second, func() error {
-		if a.session.Connected() {
+		if a.Session.Connected() {
 			return errors.New("A still believes it is connected")
 		}
 		return nil
 	})
 	// While A is away, B registers: A's watch must deliver it after the cut.
-	bpid := b.spawn(t)
-	if err := b.registry.Register(ctx, "other", bpid, nil); err != nil {
+	bpid := b.Spawn(t)
+	if err := b.Registry.Register(ctx, "other", bpid, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Calls on A wait within their ctx and fail clearly.
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err := a.registry.Register(short, "while-cut", a.spawn(t), nil)
+	err := a.Registry.Register(short, "while-cut", a.Spawn(t), nil)
 	cancel()
 	if !errors.Is(err, cluster.ErrNotConnected) {
 		t.Errorf("Register while cut = %v, want ErrNotConnected", err)
@@ -166,13 +166,13 @@ func TestConnectionCutKeepsSession(t *testing.T) {
 	proxy.Restore()
 
 	capable(t, a, "other", bpid)
-	if a.session.ID() != session {
-		t.Errorf("session changed across a short cut: %#x → %#x", session, a.session.ID())
+	if a.Session.ID() != session {
+		t.Errorf("session changed across a short cut: %#x → %#x", session, a.Session.ID())
 	}
 	capable(t, b, "steady", pid)
 	// The abandoned create left nothing behind.
 	zktest.Eventually(t, 5*time.Second, func() error {
-		kids, _, err := raw.Children(a.registry.Layout().ServicePath("while-cut"))
+		kids, _, err := raw.Children(a.Registry.Layout().ServicePath("while-cut"))
 		if err == nil && len(kids) > 0 {
 			return fmt.Errorf("orphan registration left: %v", kids)
 		}
@@ -187,16 +187,16 @@ func TestConnectionLossDuringCreate(t *testing.T) {
 	a := newNode(t, nodeOpts{servers: []string{proxy.Addr()}, root: root, timeout: 4 * time.Second})
 	raw := zkc.Connect(t)
 	ctx := ctxT(t)
-	dir := a.registry.Layout().ServicePath("flaky")
+	dir := a.Registry.Layout().ServicePath("flaky")
 
 	// 1. The connection drops while Register waits; Register is still
 	// within its ctx when it comes back: exactly one znode.
-	pid := a.spawn(t)
+	pid := a.Spawn(t)
 	proxy.Blackhole()
 	done := make(chan error, 1)
-	go func() { done <- a.registry.Register(ctx, "flaky", pid, nil) }()
+	go func() { done <- a.Registry.Register(ctx, "flaky", pid, nil) }()
 	zktest.Eventually(t, 5*time.Second, func() error {
-		if a.session.Connected() {
+		if a.Session.Connected() {
 			return errors.New("A still connected")
 		}
 		return nil
@@ -214,10 +214,10 @@ func TestConnectionLossDuringCreate(t *testing.T) {
 	// but its reply is lost, and the caller gives up. The znode exists,
 	// owned by our session, while Register has returned an error: the
 	// keeper must delete it once it learns the outcome. Nothing is orphaned.
-	p2 := a.spawn(t)
+	p2 := a.Spawn(t)
 	proxy.DropFromTarget()
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err = a.registry.Register(short, "flaky", p2, nil)
+	err = a.Registry.Register(short, "flaky", p2, nil)
 	cancel()
 	if err == nil {
 		t.Fatal("Register succeeded although its reply was dropped")
@@ -247,15 +247,15 @@ func TestServerRestart(t *testing.T) {
 	root := zktest.Root(t)
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root, timeout: 4 * time.Second})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
-	if err := a.registry.Register(ctx, "restart", pid, nil); err != nil {
+	pid := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "restart", pid, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, a, "restart", pid)
 
 	zkc.Kill(0)
 	zktest.Eventually(t, 5*time.Second, func() error {
-		if a.session.Connected() {
+		if a.Session.Connected() {
 			return errors.New("still connected")
 		}
 		return nil
@@ -264,13 +264,13 @@ func TestServerRestart(t *testing.T) {
 
 	// The session outlives the restart (it is in the server's log) or is
 	// replaced; either way the registration is there and new ones work.
-	p2 := a.spawn(t)
-	if err := a.registry.Register(ctx, "restart", p2, nil); err != nil {
+	p2 := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "restart", p2, nil); err != nil {
 		t.Fatalf("Register after restart: %v", err)
 	}
 	raw := zkc.Connect(t)
 	zktest.Eventually(t, 10*time.Second, func() error {
-		kids, _, err := raw.Children(a.registry.Layout().ServicePath("restart"))
+		kids, _, err := raw.Children(a.Registry.Layout().ServicePath("restart"))
 		if err != nil || len(kids) != 2 {
 			return fmt.Errorf("registrations after restart: %v, %v; want 2", kids, err)
 		}
@@ -285,23 +285,23 @@ func TestEnsembleLeaderKilled(t *testing.T) {
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root, timeout: 4 * time.Second})
 	b := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root, timeout: 4 * time.Second})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
-	if err := a.registry.Register(ctx, "ha", pid, nil); err != nil {
+	pid := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "ha", pid, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "ha", pid)
-	session := a.session.ID()
+	session := a.Session.ID()
 
 	zkc.Kill(zkc.Leader(t))
-	p2 := b.spawn(t)
+	p2 := b.Spawn(t)
 	start := time.Now()
-	if err := b.registry.Register(ctx, "ha", p2, nil); err != nil {
+	if err := b.Registry.Register(ctx, "ha", p2, nil); err != nil {
 		t.Fatalf("Register after the leader died: %v", err)
 	}
 	t.Logf("first write after killing the leader took %v", time.Since(start))
 	capable(t, a, "ha", pid, p2)
 	capable(t, b, "ha", pid, p2)
-	if a.session.ID() != session {
+	if a.Session.ID() != session {
 		t.Errorf("A's session changed: the leader's death must not expire sessions")
 	}
 }

@@ -124,8 +124,8 @@ func TestDeletedRegistrationIsRecreated(t *testing.T) {
 	zkc := zktest.Shared(t)
 	raw := zkc.Connect(t)
 	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: zktest.Root(t)})
-	pid := n.spawn(t)
-	if err := n.registry.Register(ctxT(t), "svc", pid, nil); err != nil {
+	pid := n.Spawn(t)
+	if err := n.Registry.Register(ctxT(t), "svc", pid, nil); err != nil {
 		t.Fatal(err)
 	}
 	p := registrationPath(t, raw, n, "svc")

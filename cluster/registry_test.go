@@ -26,26 +26,26 @@ func TestRegisterIsSeenClusterWide(t *testing.T) {
 
 	// B looks first, so that its cache holds the empty answer and only a
 	// watch can make it see A's registration.
-	if got, err := b.registry.GetCapable(ctx, "worker"); err != nil || len(got) != 0 {
+	if got, err := b.Registry.GetCapable(ctx, "worker"); err != nil || len(got) != 0 {
 		t.Fatalf("GetCapable before any registration = %v, %v; want empty", got, err)
 	}
-	p1, p2 := a.spawn(t), b.spawn(t)
-	if err := a.registry.Register(ctx, "worker", p1, map[string]string{"zone": "a"}); err != nil {
+	p1, p2 := a.Spawn(t), b.Spawn(t)
+	if err := a.Registry.Register(ctx, "worker", p1, map[string]string{"zone": "a"}); err != nil {
 		t.Fatal(err)
 	}
 	// Read-your-writes on the registering node, at once.
-	got, err := a.registry.GetCapable(ctx, "worker")
+	got, err := a.Registry.GetCapable(ctx, "worker")
 	if err != nil || !samePIDs(got, []*actor.PID{p1}) {
 		t.Fatalf("A's GetCapable right after Register = %v, %v", got, err)
 	}
 	capable(t, b, "worker", p1)
-	if err := b.registry.Register(ctx, "worker", p2, nil); err != nil {
+	if err := b.Registry.Register(ctx, "worker", p2, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, a, "worker", p1, p2)
 	capable(t, b, "worker", p1, p2)
 
-	recs, err := b.registry.Lookup(ctx, "worker")
+	recs, err := b.Registry.Lookup(ctx, "worker")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,8 @@ func TestRegisterIsSeenClusterWide(t *testing.T) {
 	for _, r := range recs {
 		if r.Pid.Id == p1.Id && r.Pid.Address == p1.Address {
 			zone = r.Metadata["zone"]
-			if r.NodeId != a.registry.NodeID() || r.NodeAddress != a.system.Address() {
-				t.Errorf("record of p1 names node %s at %s, want %s at %s", r.NodeId, r.NodeAddress, a.registry.NodeID(), a.system.Address())
+			if r.NodeId != a.Registry.NodeID() || r.NodeAddress != a.System.Address() {
+				t.Errorf("record of p1 names node %s at %s, want %s at %s", r.NodeId, r.NodeAddress, a.Registry.NodeID(), a.System.Address())
 			}
 		}
 	}
@@ -62,7 +62,7 @@ func TestRegisterIsSeenClusterWide(t *testing.T) {
 		t.Errorf("metadata of p1 = %q, want zone a", zone)
 	}
 
-	peers, err := a.registry.Peers(ctx)
+	peers, err := a.Registry.Peers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestRegisterIsSeenClusterWide(t *testing.T) {
 		t.Errorf("Peers = %v, want both nodes", peers)
 	}
 
-	if err := a.registry.Unregister(ctx, "worker", p1); err != nil {
+	if err := a.Registry.Unregister(ctx, "worker", p1); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "worker", p2)
@@ -83,32 +83,32 @@ func TestCacheHitsCostNoRequest(t *testing.T) {
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	b := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	ctx := ctxT(t)
-	p1 := a.spawn(t)
-	if err := a.registry.Register(ctx, "svc", p1, nil); err != nil {
+	p1 := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "svc", p1, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "svc", p1)
 
-	before := b.session.Requests()
+	before := b.Session.Requests()
 	for range 10000 {
-		got, err := b.registry.GetCapable(ctx, "svc")
+		got, err := b.Registry.GetCapable(ctx, "svc")
 		if err != nil || len(got) != 1 {
 			t.Fatalf("GetCapable = %v, %v", got, err)
 		}
 		got[0] = nil // the slice is the caller's: this must not reach the cache
 	}
-	if n := b.session.Requests() - before; n != 0 {
+	if n := b.Session.Requests() - before; n != 0 {
 		t.Fatalf("10000 cached lookups issued %d ZooKeeper requests, want 0", n)
 	}
 	capable(t, b, "svc", p1)
 
 	// A change sweeps the entry: the next lookup reads again.
-	p2 := a.spawn(t)
-	if err := a.registry.Register(ctx, "svc", p2, nil); err != nil {
+	p2 := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "svc", p2, nil); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "svc", p1, p2)
-	if n := b.session.Requests() - before; n == 0 {
+	if n := b.Session.Requests() - before; n == 0 {
 		t.Fatal("a lookup after a change issued no request: the cache was not swept")
 	}
 }
@@ -119,14 +119,14 @@ func TestRegistrationGoesWhenActorStops(t *testing.T) {
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	b := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
+	pid := a.Spawn(t)
 	for _, name := range []string{"one", "two"} {
-		if err := a.registry.Register(ctx, name, pid, nil); err != nil {
+		if err := a.Registry.Register(ctx, name, pid, nil); err != nil {
 			t.Fatal(err)
 		}
 		capable(t, b, name, pid)
 	}
-	if err := a.system.Root.StopFuture(pid).Wait(); err != nil {
+	if err := a.System.Root.StopFuture(pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	capable(t, b, "one")
@@ -134,7 +134,7 @@ func TestRegistrationGoesWhenActorStops(t *testing.T) {
 	capable(t, a, "one")
 	raw := zkc.Connect(t)
 	zktest.Eventually(t, 5*time.Second, func() error {
-		kids, _, err := raw.Children(a.registry.Layout().ServicePath("one"))
+		kids, _, err := raw.Children(a.Registry.Layout().ServicePath("one"))
 		if err == nil && len(kids) > 0 {
 			return fmt.Errorf("znodes left: %v", kids)
 		}
@@ -147,32 +147,32 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	root := zktest.Root(t)
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
+	pid := a.Spawn(t)
 	for range 3 {
-		if err := a.registry.Register(ctx, "dup", pid, map[string]string{"v": "1"}); err != nil {
+		if err := a.Registry.Register(ctx, "dup", pid, map[string]string{"v": "1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	raw := zkc.Connect(t)
-	dir := a.registry.Layout().ServicePath("dup")
+	dir := a.Registry.Layout().ServicePath("dup")
 	kids, stat, err := raw.Children(dir)
 	if err != nil || len(kids) != 1 {
 		t.Fatalf("children of %s = %v, %v; want one registration", dir, kids, err)
 	}
 	cversion := stat.Cversion
 	// The same registration again changes nothing in ZooKeeper.
-	if err := a.registry.Register(ctx, "dup", pid, map[string]string{"v": "1"}); err != nil {
+	if err := a.Registry.Register(ctx, "dup", pid, map[string]string{"v": "1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, stat, _ := raw.Children(dir); stat.Cversion != cversion {
 		t.Errorf("an identical Register changed the children (cversion %d → %d)", cversion, stat.Cversion)
 	}
 	// New metadata replaces the record, and lookups see it.
-	if err := a.registry.Register(ctx, "dup", pid, map[string]string{"v": "2"}); err != nil {
+	if err := a.Registry.Register(ctx, "dup", pid, map[string]string{"v": "2"}); err != nil {
 		t.Fatal(err)
 	}
 	zktest.Eventually(t, 5*time.Second, func() error {
-		recs, err := a.registry.Lookup(ctx, "dup")
+		recs, err := a.Registry.Lookup(ctx, "dup")
 		if err != nil || len(recs) != 1 || recs[0].Metadata["v"] != "2" {
 			return fmt.Errorf("Lookup = %v, %v; want one record with v=2", recs, err)
 		}
@@ -188,12 +188,12 @@ func TestForeignDataIsSkipped(t *testing.T) {
 	root := zktest.Root(t)
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
-	if err := a.registry.Register(ctx, "mixed", pid, nil); err != nil {
+	pid := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "mixed", pid, nil); err != nil {
 		t.Fatal(err)
 	}
 	raw := zkc.Connect(t)
-	dir := a.registry.Layout().ServicePath("mixed")
+	dir := a.Registry.Layout().ServicePath("mixed")
 	noPID, _ := proto.Marshal(&pb.Node{Id: "x", Address: "y"}) // valid protobuf, wrong record
 	for name, data := range map[string][]byte{
 		"garbage": {0xff, 0x00, 0x13, 0x37, 'j', 'u', 'n', 'k'},
@@ -209,11 +209,11 @@ func TestForeignDataIsSkipped(t *testing.T) {
 	b := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	capable(t, b, "mixed", pid)
 	// Garbage among the nodes too.
-	if _, err := raw.Create(a.registry.Layout().NodePath("garbage"), []byte{0xff}, 0, zk.WorldACL(zk.PermAll)); err != nil {
+	if _, err := raw.Create(a.Registry.Layout().NodePath("garbage"), []byte{0xff}, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	zktest.Eventually(t, 5*time.Second, func() error {
-		peers, err := b.registry.Peers(ctx)
+		peers, err := b.Registry.Peers(ctx)
 		if err != nil || len(peers) != 2 {
 			return fmt.Errorf("Peers = %v, %v; want the two real nodes", peers, err)
 		}
@@ -226,29 +226,29 @@ func TestBadNames(t *testing.T) {
 	root := zktest.Root(t)
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
+	pid := a.Spawn(t)
 	for _, name := range []string{"", "a/b", "/", ".", "..", "tab\there", "nul\x00", "bell\a", "\xff\xfe", strings.Repeat("x", cluster.MaxNameLength+1), "rep\ufffd", "obj\ufffc", "emoji\U0001F600"} {
-		err := a.registry.Register(ctx, name, pid, nil)
+		err := a.Registry.Register(ctx, name, pid, nil)
 		if !errors.Is(err, cluster.ErrBadName) {
 			t.Errorf("Register(%q) = %v, want ErrBadName", name, err)
 		}
-		if _, err := a.registry.GetCapable(ctx, name); !errors.Is(err, cluster.ErrBadName) {
+		if _, err := a.Registry.GetCapable(ctx, name); !errors.Is(err, cluster.ErrBadName) {
 			t.Errorf("GetCapable(%q) = %v, want ErrBadName", name, err)
 		}
-		if err := a.registry.Unregister(ctx, name, pid); !errors.Is(err, cluster.ErrBadName) {
+		if err := a.Registry.Unregister(ctx, name, pid); !errors.Is(err, cluster.ErrBadName) {
 			t.Errorf("Unregister(%q) = %v, want ErrBadName", name, err)
 		}
 	}
 	for _, name := range []string{"worker", "a b", "ünïcødé", "x.y-z_1", "zookeeper", strings.Repeat("x", cluster.MaxNameLength)} {
-		if err := a.registry.Register(ctx, name, pid, nil); err != nil {
+		if err := a.Registry.Register(ctx, name, pid, nil); err != nil {
 			t.Errorf("Register(%q) = %v, want nil", name, err)
 		}
 	}
-	if err := a.registry.Register(ctx, "ok", nil, nil); err == nil {
+	if err := a.Registry.Register(ctx, "ok", nil, nil); err == nil {
 		t.Error("Register with a nil PID succeeded")
 	}
 	big := map[string]string{"k": strings.Repeat("v", cluster.MaxMetadataSize+1)}
-	if err := a.registry.Register(ctx, "big", pid, big); !errors.Is(err, cluster.ErrTooLarge) {
+	if err := a.Registry.Register(ctx, "big", pid, big); !errors.Is(err, cluster.ErrTooLarge) {
 		t.Errorf("Register with oversized metadata = %v, want ErrTooLarge", err)
 	}
 	for _, root := range []string{"", "zkactor", "/a/", "/a//b", "/a/../b", "/zookeeper", "/zookeeper/x", "/a\ufffd"} {
@@ -268,11 +268,11 @@ func TestACLProtectsRegistrations(t *testing.T) {
 	owner := &cluster.DigestAuth{User: "app", Password: "s3cret"}
 	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root, auth: owner})
 	ctx := ctxT(t)
-	pid := a.spawn(t)
-	if err := a.registry.Register(ctx, "guarded", pid, nil); err != nil {
+	pid := a.Spawn(t)
+	if err := a.Registry.Register(ctx, "guarded", pid, nil); err != nil {
 		t.Fatal(err)
 	}
-	path := a.registry.Layout().ServicePath("guarded")
+	path := a.Registry.Layout().ServicePath("guarded")
 	for _, creds := range []string{"", "app:wrong", "intruder:s3cret"} {
 		raw := zkc.Connect(t)
 		if creds != "" {
@@ -304,7 +304,7 @@ func TestACLProtectsRegistrations(t *testing.T) {
 	}
 	// The right credentials on another node work.
 	b := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root, auth: owner})
-	if err := b.registry.Register(ctx, "guarded", b.spawn(t), nil); err != nil {
+	if err := b.Registry.Register(ctx, "guarded", b.Spawn(t), nil); err != nil {
 		t.Fatalf("same identity on another node: %v", err)
 	}
 }

@@ -17,17 +17,17 @@ func BenchmarkWhereisGlobalHit(b *testing.B) {
 	var j journal
 	n := newNode(b, zkc.Addrs(), root, 4*time.Second)
 	ctx := context.Background()
-	if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props("n")); err != nil {
+	if _, err := n.Elections.RegisterCandidate(ctx, "boss", j.props("n")); err != nil {
 		b.Fatal(err)
 	}
 	j.oneRunning(b)
-	if _, err := n.elections.WhereisGlobal(ctx, "boss"); err != nil {
+	if _, err := n.Elections.WhereisGlobal(ctx, "boss"); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := n.elections.WhereisGlobal(ctx, "boss"); err != nil {
+		if _, err := n.Elections.WhereisGlobal(ctx, "boss"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func BenchmarkGracefulFailover(b *testing.B) {
 	var requests int64
 	total := func() (n int64) {
 		for _, m := range []*node{x, y, observer} {
-			n += m.session.Requests()
+			n += m.Session.Requests()
 		}
 		return n
 	}
@@ -56,23 +56,23 @@ func BenchmarkGracefulFailover(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		for _, n := range []*node{x, y} {
-			if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint(i))); err != nil {
+			if _, err := n.Elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint(i))); err != nil {
 				b.Fatal(err)
 			}
 		}
 		cur := j.oneRunning(b)
 		owner := x
-		if cur.pid.Address == y.system.Address() {
+		if cur.pid.Address == y.System.Address() {
 			owner = y
 		}
 		b.StartTimer()
 		before := total()
 		start := time.Now()
-		owner.system.Root.Stop(cur.pid)
+		owner.System.Root.Stop(cur.pid)
 		for {
 			r := j.running()
 			if len(r) == 1 && !r[0].pid.Equal(cur.pid) {
-				if got, err := observer.elections.WhereisGlobal(ctx, "boss"); err == nil && got.Equal(r[0].pid) {
+				if got, err := observer.Elections.WhereisGlobal(ctx, "boss"); err == nil && got.Equal(r[0].pid) {
 					break
 				}
 			}
@@ -106,17 +106,17 @@ func BenchmarkLeaderChangeAmong200(b *testing.B) {
 	}
 	ctx := context.Background()
 	for i, n := range nodes {
-		if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint(i))); err != nil {
+		if _, err := n.Elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint(i))); err != nil {
 			b.Fatal(err)
 		}
 	}
 	byAddress := map[string]*node{}
 	for _, n := range nodes {
-		byAddress[n.system.Address()] = n
+		byAddress[n.System.Address()] = n
 	}
 	total := func() (n int64) {
 		for _, m := range nodes {
-			n += m.session.Requests()
+			n += m.Session.Requests()
 		}
 		return n
 	}
@@ -132,7 +132,7 @@ func BenchmarkLeaderChangeAmong200(b *testing.B) {
 		b.StartTimer()
 		before := total()
 		start := time.Now()
-		owner.system.Root.Stop(cur.pid)
+		owner.System.Root.Stop(cur.pid)
 		for {
 			if r := j.running(); len(r) == 1 && !r[0].pid.Equal(cur.pid) {
 				break
@@ -145,7 +145,7 @@ func BenchmarkLeaderChangeAmong200(b *testing.B) {
 		b.StopTimer()
 		requests += total() - before
 		// The old leader stands again, at the back of the queue.
-		if _, err := owner.elections.RegisterCandidate(ctx, "boss", j.props(cur.node)); err != nil {
+		if _, err := owner.Elections.RegisterCandidate(ctx, "boss", j.props(cur.node)); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

@@ -30,7 +30,7 @@ func TestOnlyOneOfRacingCandidatesRuns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pid, err := n.elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint("n", i)))
+			pid, err := n.Elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint("n", i)))
 			if err != nil {
 				t.Error(err)
 			}
@@ -62,7 +62,7 @@ func TestFailoverElectsExactlyOneNewGlobal(t *testing.T) {
 	c := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
 	for i, n := range []*node{a, b, c} {
-		if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint("n", i))); err != nil {
+		if _, err := n.Elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint("n", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -70,12 +70,12 @@ func TestFailoverElectsExactlyOneNewGlobal(t *testing.T) {
 	// The global exits: its candidacy ends, the next one takes over.
 	var owner *node
 	for _, n := range []*node{a, b, c} {
-		if first.pid.Address == n.system.Address() {
+		if first.pid.Address == n.System.Address() {
 			owner = n
 		}
 	}
 	start := time.Now()
-	if err := owner.system.Root.StopFuture(first.pid).Wait(); err != nil {
+	if err := owner.System.Root.StopFuture(first.pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	var second termRecord
@@ -107,7 +107,7 @@ func TestRegisterCandidateAgainLeaksNothing(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	p1, err := a.elections.RegisterCandidate(ctx, "solo", j.props("a"))
+	p1, err := a.Elections.RegisterCandidate(ctx, "solo", j.props("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,20 +116,20 @@ func TestRegisterCandidateAgainLeaksNothing(t *testing.T) {
 		t.Fatalf("RegisterCandidate returned %v, the global is %v", p1, leader.pid)
 	}
 	for range 3 {
-		p, err := a.elections.RegisterCandidate(ctx, "solo", j.props("a-again"))
+		p, err := a.Elections.RegisterCandidate(ctx, "solo", j.props("a-again"))
 		if err != nil || !p.Equal(p1) {
 			t.Fatalf("again: %v, %v; want the running %v", p, err, p1)
 		}
 	}
 	// A follower registering again keeps one znode and one staged PID.
 	for range 3 {
-		p, err := b.elections.RegisterCandidate(ctx, "solo", j.props("b"))
+		p, err := b.Elections.RegisterCandidate(ctx, "solo", j.props("b"))
 		if err != nil || !p.Equal(p1) {
 			t.Fatalf("follower: %v, %v; want the leader %v", p, err, p1)
 		}
 	}
 	raw := zktest.Shared(t).Connect(t)
-	kids, _, err := raw.Children(a.registry.Layout().GlobalPath("solo"))
+	kids, _, err := raw.Children(a.Registry.Layout().GlobalPath("solo"))
 	if err != nil || len(kids) != 2 {
 		t.Fatalf("candidates = %v, %v; want one per node", kids, err)
 	}
@@ -137,7 +137,7 @@ func TestRegisterCandidateAgainLeaksNothing(t *testing.T) {
 		t.Errorf("%d globals started, want 1", n)
 	}
 	// The follower's latest props are the ones it runs when elected.
-	if err := a.elections.Resign(ctx, "solo"); err != nil {
+	if err := a.Elections.Resign(ctx, "solo"); err != nil {
 		t.Fatal(err)
 	}
 	next := j.oneRunning(t)
@@ -153,29 +153,29 @@ func TestCacheClearedWhenGlobalExits(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	if _, err := b.elections.WhereisGlobal(ctx, "lonely"); !errors.Is(err, global.ErrNotFound) {
+	if _, err := b.Elections.WhereisGlobal(ctx, "lonely"); !errors.Is(err, global.ErrNotFound) {
 		t.Fatalf("WhereisGlobal before any candidate = %v, want ErrNotFound", err)
 	}
-	pid, err := a.elections.RegisterCandidate(ctx, "lonely", j.props("a"))
+	pid, err := a.Elections.RegisterCandidate(ctx, "lonely", j.props("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	whereis(t, b, "lonely", pid)
-	before := b.session.Requests()
+	before := b.Session.Requests()
 	for range 1000 {
-		if _, err := b.elections.WhereisGlobal(ctx, "lonely"); err != nil {
+		if _, err := b.Elections.WhereisGlobal(ctx, "lonely"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := b.session.Requests() - before; n != 0 {
+	if n := b.Session.Requests() - before; n != 0 {
 		t.Errorf("1000 cached WhereisGlobal issued %d requests, want 0", n)
 	}
-	if err := a.system.Root.StopFuture(pid).Wait(); err != nil {
+	if err := a.System.Root.StopFuture(pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	whereis(t, b, "lonely", nil)
 	whereis(t, a, "lonely", nil)
-	if _, err := b.elections.WhereisGlobal(ctx, "lonely"); !errors.Is(err, global.ErrNotFound) {
+	if _, err := b.Elections.WhereisGlobal(ctx, "lonely"); !errors.Is(err, global.ErrNotFound) {
 		t.Errorf("after the global exited: %v, want ErrNotFound", err)
 	}
 }
@@ -189,7 +189,7 @@ func TestNoHerdEffect(t *testing.T) {
 	for i := range nodes {
 		nodes[i] = newNode(t, zkc.Addrs(), root, 4*time.Second)
 		// One at a time, so the queue order is the node order.
-		if _, err := nodes[i].elections.RegisterCandidate(ctx, "herd", j.props(fmt.Sprint("n", i))); err != nil {
+		if _, err := nodes[i].Elections.RegisterCandidate(ctx, "herd", j.props(fmt.Sprint("n", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,13 +201,13 @@ func TestNoHerdEffect(t *testing.T) {
 	zktest.Eventually(t, 5*time.Second, func() error {
 		a := make([]int64, len(nodes))
 		for i, n := range nodes {
-			a[i] = n.session.Requests()
+			a[i] = n.Session.Requests()
 		}
 		for range 5 {
 			time.Sleep(10 * time.Millisecond) // a quiet interval, not synchronisation: the check repeats
 		}
 		for i, n := range nodes {
-			if n.session.Requests() != a[i] {
+			if n.Session.Requests() != a[i] {
 				return errors.New("candidates still busy")
 			}
 		}
@@ -215,9 +215,9 @@ func TestNoHerdEffect(t *testing.T) {
 	})
 	before := make([]int64, len(nodes))
 	for i, n := range nodes {
-		before[i] = n.session.Requests()
+		before[i] = n.Session.Requests()
 	}
-	if err := nodes[0].elections.Resign(ctx, "herd"); err != nil {
+	if err := nodes[0].Elections.Resign(ctx, "herd"); err != nil {
 		t.Fatal(err)
 	}
 	second := j.oneRunning(t)
@@ -226,12 +226,12 @@ func TestNoHerdEffect(t *testing.T) {
 	}
 	woken := 0
 	for i := 2; i < len(nodes); i++ {
-		if d := nodes[i].session.Requests() - before[i]; d != 0 {
+		if d := nodes[i].Session.Requests() - before[i]; d != 0 {
 			woken++
 			t.Errorf("candidate n%d issued %d requests when n0 left: herd effect", i, d)
 		}
 	}
-	if d := nodes[1].session.Requests() - before[1]; d == 0 {
+	if d := nodes[1].Session.Requests() - before[1]; d == 0 {
 		t.Error("the successor issued no request")
 	}
 	t.Logf("leader exit woke %d of %d waiting candidates besides the successor", woken, len(nodes)-2)
@@ -247,7 +247,7 @@ func TestEpochGrowsAcrossFailovers(t *testing.T) {
 	var epochs []int64
 	for i := range 11 {
 		for _, n := range []*node{a, b} {
-			if _, err := n.elections.RegisterCandidate(ctx, "epoch", j.props(fmt.Sprint(i))); err != nil {
+			if _, err := n.Elections.RegisterCandidate(ctx, "epoch", j.props(fmt.Sprint(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -257,10 +257,10 @@ func TestEpochGrowsAcrossFailovers(t *testing.T) {
 			t.Errorf("term %d: first message %v, want Elected", i, r.first)
 		}
 		owner := a
-		if r.pid.Address == b.system.Address() {
+		if r.pid.Address == b.System.Address() {
 			owner = b
 		}
-		if err := owner.system.Root.StopFuture(r.pid).Wait(); err != nil {
+		if err := owner.System.Root.StopFuture(r.pid).Wait(); err != nil {
 			t.Fatal(err)
 		}
 		zktest.Eventually(t, 10*time.Second, func() error {
@@ -285,13 +285,13 @@ func TestMessagesBeforeStartWait(t *testing.T) {
 	var j journal
 	ctx := ctxT(t)
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
-	pid, err := a.elections.RegisterCandidate(ctx, "eager", j.props("a"))
+	pid, err := a.Elections.RegisterCandidate(ctx, "eager", j.props("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Sent at once, perhaps before the actor is spawned.
 	for i := range 200 {
-		a.system.Root.Send(pid, &pb.PID{Id: fmt.Sprint(i)})
+		a.System.Root.Send(pid, &pb.PID{Id: fmt.Sprint(i)})
 	}
 	zktest.Eventually(t, 10*time.Second, func() error {
 		terms := j.all()
@@ -316,36 +316,36 @@ func TestBadNameAndClosed(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), zktest.Root(t), 4*time.Second)
 	ctx := ctxT(t)
 	var j journal
-	if _, err := a.elections.RegisterCandidate(ctx, "a/b", j.props("x")); !errors.Is(err, cluster.ErrBadName) {
+	if _, err := a.Elections.RegisterCandidate(ctx, "a/b", j.props("x")); !errors.Is(err, cluster.ErrBadName) {
 		t.Errorf("RegisterCandidate(\"a/b\") = %v, want ErrBadName", err)
 	}
-	if _, err := a.elections.WhereisGlobal(ctx, ""); !errors.Is(err, cluster.ErrBadName) {
+	if _, err := a.Elections.WhereisGlobal(ctx, ""); !errors.Is(err, cluster.ErrBadName) {
 		t.Errorf("WhereisGlobal(\"\") = %v, want ErrBadName", err)
 	}
-	if err := a.elections.Resign(ctx, "never"); !errors.Is(err, global.ErrNotCandidate) {
+	if err := a.Elections.Resign(ctx, "never"); !errors.Is(err, global.ErrNotCandidate) {
 		t.Errorf("Resign of no candidacy = %v, want ErrNotCandidate", err)
 	}
 	// Closed: every call says so, and nothing is left running.
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("x")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("x")); err != nil {
 		t.Fatal(err)
 	}
 	j.oneRunning(t)
-	if err := a.elections.Close(ctx); err != nil {
+	if err := a.Elections.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if r := j.running(); len(r) != 0 {
 		t.Errorf("%d globals run after Close", len(r))
 	}
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("x")); !errors.Is(err, cluster.ErrClosed) {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("x")); !errors.Is(err, cluster.ErrClosed) {
 		t.Errorf("RegisterCandidate after Close = %v, want ErrClosed", err)
 	}
-	if err := a.elections.Resign(ctx, "boss"); !errors.Is(err, global.ErrNotCandidate) {
+	if err := a.Elections.Resign(ctx, "boss"); !errors.Is(err, global.ErrNotCandidate) {
 		t.Errorf("Resign after Close = %v, want ErrNotCandidate", err)
 	}
-	if _, ok := <-a.elections.Observe(ctx, "boss"); ok {
+	if _, ok := <-a.Elections.Observe(ctx, "boss"); ok {
 		t.Error("Observe after Close delivered a leader; want a closed channel")
 	}
-	if err := a.elections.Close(ctx); err != nil {
+	if err := a.Elections.Close(ctx); err != nil {
 		t.Errorf("a second Close = %v, want nil", err)
 	}
 }

@@ -26,14 +26,14 @@ func TestPartitionedLeaderStopsBeforeAnotherIsElected(t *testing.T) {
 	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
 	a := newNode(t, []string{proxy.Addr()}, root, time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	first := j.oneRunning(t)
 	if first.node != "a" {
 		t.Fatalf("leader is %s, want a", first.node)
 	}
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()
@@ -73,20 +73,20 @@ func TestEnsembleLeaderKilledDuringElection(t *testing.T) {
 		newNode(t, zkc.Addrs(), root, 4*time.Second),
 	}
 	for i, n := range nodes {
-		if _, err := n.elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint("n", i))); err != nil {
+		if _, err := n.Elections.RegisterCandidate(ctx, "boss", j.props(fmt.Sprint("n", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	first := j.oneRunning(t)
 	owner := nodes[0]
 	for _, n := range nodes {
-		if n.system.Address() == first.pid.Address {
+		if n.System.Address() == first.pid.Address {
 			owner = n
 		}
 	}
 	// The global stops and the ZooKeeper leader dies at the same moment.
 	zkc.Kill(zkc.Leader(t))
-	owner.system.Root.Stop(first.pid)
+	owner.System.Root.Stop(first.pid)
 	zktest.Eventually(t, 20*time.Second, func() error {
 		r := j.running()
 		if len(r) != 1 || r[0].pid.Equal(first.pid) || r[0].epoch == 0 {
@@ -162,7 +162,7 @@ func TestPausedLeaderProcessStops(t *testing.T) {
 
 	var j journal
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
-	if _, err := b.elections.RegisterCandidate(ctxT(t), "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctxT(t), "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -204,7 +204,7 @@ func childMain(role string) int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
-	defer n.stop()
+	defer n.Stop()
 	lines := make(chan string, 1024)
 	go func() {
 		w := bufio.NewWriter(os.Stdout)
@@ -226,7 +226,7 @@ func childMain(role string) int {
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	pid, err := n.elections.RegisterCandidate(ctx, "boss", props)
+	pid, err := n.Elections.RegisterCandidate(ctx, "boss", props)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -244,7 +244,7 @@ func childMain(role string) int {
 		case <-stdinClosed:
 			return 0
 		case <-tick.C:
-			n.system.Root.Send(pid, &pb.PID{Id: "tick"})
+			n.System.Root.Send(pid, &pb.PID{Id: "tick"})
 		}
 	}
 }

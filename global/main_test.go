@@ -3,19 +3,16 @@ package global_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/zkactor/zkactor/cluster"
-	"github.com/zkactor/zkactor/global"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+	"github.com/zkactor/zkactor/test/testnode"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -26,67 +23,18 @@ func TestMain(m *testing.M) {
 	zktest.Main(m)
 }
 
-func testLogger() *slog.Logger {
-	if os.Getenv("ZKACTOR_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger() *slog.Logger { return testnode.Logger() }
 
-var nodeSeq atomic.Int64
-
-// node is a test cluster member without a protoactor remote (see
-// cluster/main_test.go for why): an actor system with an address of its
-// own, a session, a registry and elections.
-type node struct {
-	system    *actor.ActorSystem
-	session   *cluster.Session
-	registry  *cluster.Registry
-	elections *global.Elections
-	stopOnce  sync.Once
-}
+// node is one in-process member of a cluster (test/testnode).
+type node = testnode.Node
 
 func startNode(servers []string, root string, timeout time.Duration) (*node, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	system.ProcessRegistry.Address = fmt.Sprintf("gnode-%d-%d.test:1", os.Getpid(), nodeSeq.Add(1))
-	s, err := cluster.Dial(ctx, cluster.Config{Servers: servers, SessionTimeout: timeout, Logger: testLogger()})
-	if err != nil {
-		system.Shutdown()
-		return nil, err
-	}
-	reg, err := cluster.New(ctx, system, s, cluster.Options{Root: root})
-	if err != nil {
-		s.Close()
-		system.Shutdown()
-		return nil, err
-	}
-	return &node{system: system, session: s, registry: reg, elections: global.New(system, reg, global.Options{Logger: testLogger()})}, nil
+	return testnode.Start(testnode.Options{Servers: servers, Root: root, SessionTimeout: timeout})
 }
 
 func newNode(t testing.TB, servers []string, root string, timeout time.Duration) *node {
 	t.Helper()
-	n, err := startNode(servers, root, timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.stop)
-	return n
-}
-
-// stop stops the node; it may be called more than once.
-func (n *node) stop() { n.stopOnce.Do(n.stopNow) }
-
-func (n *node) stopNow() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = n.elections.Close(ctx)
-	_ = n.registry.Close(ctx)
-	n.session.Close()
-	n.system.Shutdown()
+	return testnode.New(t, testnode.Options{Servers: servers, Root: root, SessionTimeout: timeout})
 }
 
 // journal records the terms of globals: who ran, with which epoch, from
@@ -212,7 +160,7 @@ func ctxT(t testing.TB) context.Context {
 func whereis(t testing.TB, n *node, name string, want *actor.PID) {
 	t.Helper()
 	zktest.Eventually(t, 10*time.Second, func() error {
-		got, err := n.elections.WhereisGlobal(context.Background(), name)
+		got, err := n.Elections.WhereisGlobal(context.Background(), name)
 		if want == nil {
 			if err == nil {
 				return fmt.Errorf("WhereisGlobal = %v, want ErrNotFound", got)

@@ -29,13 +29,13 @@ func TestLeaderBehindAnIsolatedFollowerStopsFirst(t *testing.T) {
 		ctx := ctxT(t)
 		a := newNode(t, []string{zkc.Addrs()[follower]}, root, timeout)
 		b := newNode(t, others, root, timeout)
-		if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 			t.Fatal(err)
 		}
 		if first := j.oneRunning(t); first.node != "a" {
 			t.Fatalf("trial %d: leader is %s, want a", trial, first.node)
 		}
-		if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 			t.Fatal(err)
 		}
 		cut := time.Now()
@@ -56,8 +56,8 @@ func TestLeaderBehindAnIsolatedFollowerStopsFirst(t *testing.T) {
 		j.noOverlap(t)
 		zkc.HealQuorum(follower)
 		zkc.WaitServing(t, follower)
-		a.stop()
-		b.stop()
+		a.Stop()
+		b.Stop()
 	}
 }
 
@@ -83,11 +83,11 @@ func TestLeaderUnderOneWayPartitionsAndDelays(t *testing.T) {
 			proxy := zktest.NewProxy(t, zkc.Addrs()[0])
 			a := newNode(t, []string{proxy.Addr()}, root, timeout)
 			b := newNode(t, zkc.Addrs(), root, timeout)
-			if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+			if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 				t.Fatal(err)
 			}
 			j.oneRunning(t)
-			if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+			if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 				t.Fatal(err)
 			}
 			injected := time.Now()
@@ -129,11 +129,11 @@ func TestLeaderStopsOnTimeWhileRewatchHangs(t *testing.T) {
 	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
 	a := newNode(t, []string{proxy.Addr()}, root, timeout)
 	b := newNode(t, zkc.Addrs(), root, timeout)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	first := j.oneRunning(t)
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()

@@ -62,11 +62,11 @@ func TestLeaderStopsWhenItsZnodeIsDeleted(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	first := j.oneRunning(t)
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	p := leaderPath(t, raw, root, "boss", first.epoch)
@@ -123,14 +123,14 @@ func TestRegisterResignChurnLeavesNoLeaderless(t *testing.T) {
 	ctx := ctxT(t)
 	for i := range 100 {
 		if i == 50 {
-			if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+			if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
-		if err := a.elections.Resign(ctx, "boss"); err != nil {
+		if err := a.Elections.Resign(ctx, "boss"); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
@@ -144,7 +144,7 @@ func TestRegisterResignChurnLeavesNoLeaderless(t *testing.T) {
 		}
 		return nil
 	})
-	l, err := a.elections.Leader(ctx, "boss")
+	l, err := a.Elections.Leader(ctx, "boss")
 	if err != nil || l.PID == nil || !l.PID.Equal(j.running()[0].pid) {
 		t.Errorf("a's WhereisGlobal: %+v, %v; want b's global", l, err)
 	}
@@ -175,31 +175,31 @@ func TestRegisterCandidateRightAfterTheGlobalStopped(t *testing.T) {
 	ctx := ctxT(t)
 	for trial := range 20 {
 		stopped := make(chan struct{}, 1)
-		pid, err := a.elections.RegisterCandidate(ctx, "boss", stopOnCommand(stopped))
+		pid, err := a.Elections.RegisterCandidate(ctx, "boss", stopOnCommand(stopped))
 		if err != nil {
 			t.Fatal(err)
 		}
 		zktest.Eventually(t, 5*time.Second, func() error {
-			if _, ok := a.elections.Epoch("boss"); !ok {
+			if _, ok := a.Elections.Epoch("boss"); !ok {
 				return errors.New("not leading")
 			}
 			return nil
 		})
-		a.system.Root.Send(pid, &pb.PID{Id: "stop"})
+		a.System.Root.Send(pid, &pb.PID{Id: "stop"})
 		<-stopped // a supervisor restarting its candidacy
-		if _, err := a.elections.RegisterCandidate(ctx, "boss", stopOnCommand(make(chan struct{}, 1))); err != nil {
+		if _, err := a.Elections.RegisterCandidate(ctx, "boss", stopOnCommand(make(chan struct{}, 1))); err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
 		zktest.Eventually(t, 5*time.Second, func() error {
-			if _, ok := a.elections.Epoch("boss"); !ok {
+			if _, ok := a.Elections.Epoch("boss"); !ok {
 				return fmt.Errorf("trial %d: the node neither leads nor queues (%d candidate znodes)", trial, len(candidates(t, raw, root, "boss")))
 			}
-			if _, err := a.elections.WhereisGlobal(ctx, "boss"); err != nil {
+			if _, err := a.Elections.WhereisGlobal(ctx, "boss"); err != nil {
 				return err
 			}
 			return nil
 		})
-		if err := a.elections.Resign(ctx, "boss"); err != nil {
+		if err := a.Elections.Resign(ctx, "boss"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -213,7 +213,7 @@ func TestRegisterCandidateDuringResign(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
 	for trial := range 20 {
-		if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 			t.Fatal(err)
 		}
 		j.oneRunning(t)
@@ -221,15 +221,15 @@ func TestRegisterCandidateDuringResign(t *testing.T) {
 		// still finishing when RegisterCandidate comes.
 		gaveUp, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := a.elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
+		if err := a.Elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Resign with a cancelled ctx: %v", err)
 		}
-		pid, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a"))
+		pid, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a"))
 		if err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
 		zktest.Eventually(t, 5*time.Second, func() error {
-			got, err := a.elections.WhereisGlobal(ctx, "boss")
+			got, err := a.Elections.WhereisGlobal(ctx, "boss")
 			if err != nil {
 				return err
 			}
@@ -238,7 +238,7 @@ func TestRegisterCandidateDuringResign(t *testing.T) {
 			}
 			return nil
 		})
-		if err := a.elections.Resign(ctx, "boss"); err != nil {
+		if err := a.Elections.Resign(ctx, "boss"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,10 +276,10 @@ func TestForeignZnodesInTheQueue(t *testing.T) {
 	var j journal
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.elections.WhereisGlobal(ctx, "boss"); !errors.Is(err, global.ErrNotFound) {
+	if _, err := a.Elections.WhereisGlobal(ctx, "boss"); !errors.Is(err, global.ErrNotFound) {
 		t.Errorf("WhereisGlobal with an unreadable head: %v, want ErrNotFound", err)
 	}
 	if len(j.all()) != 0 {
@@ -301,22 +301,22 @@ func TestLeaderDataOverwrittenLeavesOneGlobal(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	first := j.oneRunning(t)
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	p := leaderPath(t, raw, root, "boss", first.epoch)
-	before := b.session.Requests()
+	before := b.Session.Requests()
 	if _, err := raw.Set(p, []byte("garbage"), -1); err != nil {
 		t.Fatal(err)
 	}
 	// b's watch on a's znode fires; b looks at the queue again (children,
 	// then its predecessor) and goes back to waiting.
 	zktest.Eventually(t, 5*time.Second, func() error {
-		if n := b.session.Requests() - before; n < 2 {
+		if n := b.Session.Requests() - before; n < 2 {
 			return fmt.Errorf("b made %d requests since the write", n)
 		}
 		return nil
@@ -336,7 +336,7 @@ func TestHandOverUnderAStreamOfMessages(t *testing.T) {
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
 	var j journal
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	j.oneRunning(t)
@@ -353,7 +353,7 @@ func TestHandOverUnderAStreamOfMessages(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", bProps); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", bProps); err != nil {
 		t.Fatal(err)
 	}
 	staged := stagedPID(t, zkc.Connect(t), root, "boss", b)
@@ -368,18 +368,18 @@ func TestHandOverUnderAStreamOfMessages(t *testing.T) {
 				return
 			default:
 			}
-			b.system.Root.Send(staged, &pb.PID{Id: fmt.Sprint(i)})
+			b.System.Root.Send(staged, &pb.PID{Id: fmt.Sprint(i)})
 			sent.Store(int64(i))
 			if i%64 == 0 {
 				time.Sleep(50 * time.Microsecond) // a steady stream, not a flood
 			}
 		}
 	}()
-	if err := a.elections.Resign(ctx, "boss"); err != nil {
+	if err := a.Elections.Resign(ctx, "boss"); err != nil {
 		t.Fatal(err)
 	}
 	zktest.Eventually(t, 10*time.Second, func() error {
-		if _, ok := b.elections.Epoch("boss"); !ok {
+		if _, ok := b.Elections.Epoch("boss"); !ok {
 			return errors.New("b does not lead yet")
 		}
 		mu.Lock()
@@ -415,7 +415,7 @@ func stagedPID(t testing.TB, raw *zk.Conn, root, name string, n *node) *actor.PI
 	dir := root + "/globals/" + name
 	for _, c := range candidates(t, raw, root, name) {
 		data, st, err := raw.Get(dir + "/" + c)
-		if err != nil || st.EphemeralOwner != n.session.ID() {
+		if err != nil || st.EphemeralOwner != n.Session.ID() {
 			continue
 		}
 		rec := &pb.Candidate{}
@@ -424,7 +424,7 @@ func stagedPID(t testing.TB, raw *zk.Conn, root, name string, n *node) *actor.PI
 		}
 		return actor.NewPID(rec.Pid.Address, rec.Pid.Id)
 	}
-	t.Fatalf("no candidate znode of session %#x under %s", n.session.ID(), dir)
+	t.Fatalf("no candidate znode of session %#x under %s", n.Session.ID(), dir)
 	return nil
 }
 
@@ -433,7 +433,7 @@ func TestNamesZooKeeperRefuses(t *testing.T) {
 	zkc := zktest.Shared(t)
 	a := newNode(t, zkc.Addrs(), zktest.Root(t), 4*time.Second)
 	for _, name := range []string{"a\ufffdb", "\ufffc", "\ud7ff\ue000", "x\u007fy"} {
-		_, err := a.elections.RegisterCandidate(ctxT(t), name, actor.PropsFromFunc(func(actor.Context) {}))
+		_, err := a.Elections.RegisterCandidate(ctxT(t), name, actor.PropsFromFunc(func(actor.Context) {}))
 		if !errors.Is(err, cluster.ErrBadName) {
 			t.Errorf("RegisterCandidate(%q) = %v, want ErrBadName", name, err)
 		}
@@ -451,15 +451,15 @@ func TestSessionExpiryReentersWithoutOrphans(t *testing.T) {
 	a := newNode(t, []string{proxy.Addr()}, root, time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	j.oneRunning(t)
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	expired := make(chan struct{}, 1)
-	stopNotify := a.session.Notify(func(ev cluster.Event) {
+	stopNotify := a.Session.Notify(func(ev cluster.Event) {
 		if ev.Kind == cluster.Expired {
 			select {
 			case expired <- struct{}{}:
@@ -492,7 +492,7 @@ func TestSessionExpiryReentersWithoutOrphans(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if st.EphemeralOwner != a.session.ID() && st.EphemeralOwner != b.session.ID() {
+			if st.EphemeralOwner != a.Session.ID() && st.EphemeralOwner != b.Session.ID() {
 				return fmt.Errorf("%s belongs to session %#x, neither a's nor b's", n, st.EphemeralOwner)
 			}
 		}
@@ -511,19 +511,19 @@ func TestCloseWhileZooKeeperIsUnreachable(t *testing.T) {
 	a := newNode(t, []string{proxy.Addr()}, root, 4*time.Second)
 	ctx := ctxT(t)
 	for _, name := range []string{"g1", "g2", "g3"} {
-		if _, err := a.elections.RegisterCandidate(ctx, name, actor.PropsFromFunc(func(actor.Context) {})); err != nil {
+		if _, err := a.Elections.RegisterCandidate(ctx, name, actor.PropsFromFunc(func(actor.Context) {})); err != nil {
 			t.Fatal(err)
 		}
 	}
 	proxy.Cut()
 	zktest.Eventually(t, 10*time.Second, func() error {
-		if a.session.Connected() {
+		if a.Session.Connected() {
 			return errors.New("still connected")
 		}
 		return nil
 	})
 	closed := make(chan error, 1)
-	go func() { closed <- a.elections.Close(context.Background()) }()
+	go func() { closed <- a.Elections.Close(context.Background()) }()
 	select {
 	case err := <-closed:
 		if err != nil {
@@ -548,7 +548,7 @@ func TestGuardEndedTermIsRecovered(t *testing.T) {
 	var j journal
 	a := newNode(t, []string{proxy.Addr()}, root, timeout)
 	ctx := ctxT(t)
-	pid, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a"))
+	pid, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +564,7 @@ func TestGuardEndedTermIsRecovered(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				a.system.Root.Send(pid, &pb.PID{Id: "tick"})
+				a.System.Root.Send(pid, &pb.PID{Id: "tick"})
 			}
 		}
 	}()
@@ -609,21 +609,21 @@ func TestMailboxSurvivesTheEndOfATerm(t *testing.T) {
 			handled.Add(1)
 		}
 	})
-	pid, err := a.elections.RegisterCandidate(ctx, "boss", slow)
+	pid, err := a.Elections.RegisterCandidate(ctx, "boss", slow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var epoch int64
 	zktest.Eventually(t, 5*time.Second, func() error {
 		var ok bool
-		if epoch, ok = a.elections.Epoch("boss"); !ok {
+		if epoch, ok = a.Elections.Epoch("boss"); !ok {
 			return errors.New("not leading")
 		}
 		return nil
 	})
 	const n = 200
 	for i := range n {
-		a.system.Root.Send(pid, &pb.PID{Id: fmt.Sprint(i)})
+		a.System.Root.Send(pid, &pb.PID{Id: fmt.Sprint(i)})
 	}
 	if err := raw.Delete(leaderPath(t, raw, root, "boss", epoch), -1); err != nil {
 		t.Fatal(err)
@@ -652,7 +652,7 @@ func TestGlobalThatStopsOnStart(t *testing.T) {
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
 	var j journal
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	j.oneRunning(t)
@@ -661,14 +661,14 @@ func TestGlobalThatStopsOnStart(t *testing.T) {
 			c.Stop(c.Self())
 		}
 	}, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)))
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", failing); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", failing); err != nil {
 		t.Fatal(err)
 	}
 	staged := stagedPID(t, raw, root, "boss", a)
 	for i := range 10 {
-		a.system.Root.Send(staged, &pb.PID{Id: fmt.Sprint(i)})
+		a.System.Root.Send(staged, &pb.PID{Id: fmt.Sprint(i)})
 	}
-	if err := b.elections.Resign(ctx, "boss"); err != nil {
+	if err := b.Elections.Resign(ctx, "boss"); err != nil {
 		t.Fatal(err)
 	}
 	zktest.Eventually(t, 10*time.Second, func() error {
@@ -678,7 +678,7 @@ func TestGlobalThatStopsOnStart(t *testing.T) {
 		return nil
 	})
 	closed := make(chan error, 1)
-	go func() { closed <- a.elections.Close(ctx) }()
+	go func() { closed <- a.Elections.Close(ctx) }()
 	select {
 	case err := <-closed:
 		if err != nil {
@@ -701,23 +701,23 @@ func TestCloseDuringADisconnectLeavesNoCandidate(t *testing.T) {
 	a := newNode(t, []string{proxy.Addr()}, root, 10*time.Second)
 	b := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
 		t.Fatal(err)
 	}
 	j.oneRunning(t)
-	if _, err := b.elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
 		t.Fatal(err)
 	}
 	proxy.Cut()
 	zktest.Eventually(t, 10*time.Second, func() error {
-		if a.session.Connected() {
+		if a.Session.Connected() {
 			return errors.New("still connected")
 		}
 		return nil
 	})
 	closeCtx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_ = a.elections.Close(closeCtx) // may report the deletes it could not make
+	_ = a.Elections.Close(closeCtx) // may report the deletes it could not make
 	proxy.Restore()
 	zktest.Eventually(t, 10*time.Second, func() error { // well within a's 10 s session
 		if r := j.running(); len(r) != 1 || r[0].node != "b" {
@@ -725,7 +725,7 @@ func TestCloseDuringADisconnectLeavesNoCandidate(t *testing.T) {
 		}
 		return nil
 	})
-	if !a.session.Connected() {
+	if !a.Session.Connected() {
 		t.Error("a's session did not come back: the test meant it to outlive the elections")
 	}
 	j.noOverlap(t)
@@ -740,7 +740,7 @@ func TestElectedFencesZooKeeperWrites(t *testing.T) {
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
 	elected := make(chan *pb.Elected, 1)
-	if _, err := a.elections.RegisterCandidate(ctx, "boss", actor.PropsFromFunc(func(c actor.Context) {
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", actor.PropsFromFunc(func(c actor.Context) {
 		if m, ok := c.Message().(*pb.Elected); ok {
 			elected <- m
 		}
@@ -757,7 +757,7 @@ func TestElectedFencesZooKeeperWrites(t *testing.T) {
 		t.Fatalf("Elected.Candidate %q: %v, %+v; want the znode whose czxid is the epoch %d", e.Candidate, err, st, e.Epoch)
 	}
 	fenced := func(name string) error {
-		_, err := a.session.Conn().Multi(
+		_, err := a.Session.Conn().Multi(
 			&zk.CheckVersionRequest{Path: e.Candidate, Version: -1},
 			&zk.CreateRequest{Path: root + "/" + name, Acl: zk.WorldACL(zk.PermAll)},
 		)
@@ -766,7 +766,7 @@ func TestElectedFencesZooKeeperWrites(t *testing.T) {
 	if err := fenced("during"); err != nil {
 		t.Fatalf("a fenced write during the term: %v", err)
 	}
-	if err := a.elections.Resign(ctx, "boss"); err != nil {
+	if err := a.Elections.Resign(ctx, "boss"); err != nil {
 		t.Fatal(err)
 	}
 	if err := fenced("after"); err == nil {
