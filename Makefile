@@ -37,7 +37,8 @@ chaos:
 # hence the loop; list a target as package:FuzzName. Seed corpora live in each package's testdata/fuzz.
 FUZZTIME ?= 30s
 FUZZ_TARGETS = ./cluster:FuzzValidateName \
-	./internal/records:FuzzRegistration ./internal/records:FuzzNode ./internal/records:FuzzCandidate
+	./internal/records:FuzzRegistration ./internal/records:FuzzNode ./internal/records:FuzzCandidate \
+	./cmd/boss:FuzzJobInput ./cmd/boss:FuzzDecodeJob
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
