@@ -131,23 +131,54 @@ func startRemote(r *remote.Remote) (err error) {
 	return nil
 }
 
-// protoactorLogger keeps protoactor's own chatter at Warn and above.
+// protoactorLogger routes protoactor's logs through the node's handler:
+// its own chatter is kept at Warn and above, and what it logs at Error in
+// normal operation (a peer closing its connection, a node leaving) is
+// demoted to Debug, so that an ERROR line means something is wrong.
 func protoactorLogger(l *slog.Logger) *slog.Logger {
-	return slog.New(minLevel{l.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+	return slog.New(protoactorHandler{l.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 }
 
-type minLevel struct {
+// routineErrors are the messages protoactor logs at Error when a peer goes
+// away: a node that stops, or a requestor that submits and exits.
+var routineErrors = map[string]bool{
+	"EndpointWriter lost connection":                                  true,
+	"EndpointWriter error when closing the stream":                    true,
+	"EndpointWriter error when closing the client conn":               true,
+	"EndpointWatcher receive message for already terminated endpoint": true,
+}
+
+type protoactorHandler struct {
 	slog.Handler
 	min slog.Level
 }
 
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
+func (h protoactorHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return (l >= h.min || l >= slog.LevelError) && h.Handler.Enabled(ctx, l) ||
+		l >= slog.LevelError && h.Handler.Enabled(ctx, slog.LevelDebug)
 }
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{h.Handler.WithAttrs(a), h.min}
+
+func (h protoactorHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError && routineErrors[r.Message] {
+		r.Level = slog.LevelDebug
+		if !h.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+		return h.Handler.Handle(ctx, r)
+	}
+	if r.Level < h.min || !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
 }
-func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
+
+func (h protoactorHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return protoactorHandler{h.Handler.WithAttrs(a), h.min}
+}
+
+func (h protoactorHandler) WithGroup(g string) slog.Handler {
+	return protoactorHandler{h.Handler.WithGroup(g), h.min}
+}
 
 // System is the node's protoactor ActorSystem.
 func (n *Node) System() *actor.ActorSystem { return n.system }
