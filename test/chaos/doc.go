@@ -40,7 +40,15 @@
 // records a job in <root>/jobs before it acknowledges it, delegates it
 // round-robin with its epoch, delegates it again when no Done came within
 // 2 s, and a new boss starts from the store. A worker refuses a boss older
-// than one it served.
+// than one it served. The boss is written as a global should be
+// (global/doc.go): it never blocks in Receive (ZooKeeper requests run on
+// goroutines and come back through ReenterAfter, so no handler outlives
+// the lease), and every write to the job store (create, delete) is a multi
+// with a check of the term's candidate znode (Elected.Candidate), so a
+// stale boss's write fails once its term is over in ZooKeeper: an Accepted
+// job is in the store, written under a live term. Work is sent only from
+// the tick handler, which the lease guard admits (a continuation is a
+// system message the guard does not see).
 //
 // # The clock
 //
@@ -78,11 +86,12 @@
 //	stopped <pid>                            a service actor has stopped
 //	cand|resign <name> ok|err [error]        RegisterCandidate / Resign returned
 //	capable <service> ok|err <pids|error>    a lookup's result
-//	gstart <name> <epoch> <pid>              the global handled Elected: its term began
+//	gstart <name> <epoch> <pid> <candidate>  the global handled Elected: its term began (candidate: its znode)
 //	gtick <name> <epoch> <began>             it handled a tick (every 100 ms); began: when the handler started
 //	gstop <name> <epoch>                     it handled Stopping: its term ended
 //	gbad <name> <epoch> <what>               a message before Elected, or a second Elected
-//	jobstored|jobacc|jobrej <job> ...        the boss recorded a job; the requestor was told Accepted / not
+//	jobstored <job> <epoch> <began>          the boss recorded a job (fenced); began: its Submit handler's start
+//	jobacc|jobrej <job> ...                  the requestor was told Accepted / not
 //	jobdeleg <job> <epoch> <worker> <began>  the boss delegated a job
 //	jobdo|jobrefuse <job> <epoch> <worker>   a worker did a job, or refused an older boss
 //	bosslist|bosserr <epoch> ...             a new boss read the job store (or could not)
@@ -109,15 +118,24 @@
 //     term per name that has a live, acknowledged candidate; none for a
 //     name that has none.
 //  3. epochs: epochs strictly increase from term to term; the same epoch
-//     again only as the same node's term resumed; Elected comes first.
+//     again only as the same term resumed after a lease lapse: the same
+//     candidate znode (nobody else can have led meanwhile); one candidate
+//     znode never has two epochs; Elected names the candidate znode and
+//     comes first.
 //  4. capable: within session timeout + 3 s of the heal, every live node's
 //     GetCapable equals the PIDs whose registration was acknowledged and
 //     not removed, on live nodes. Registrations in doubt (an operation in
-//     flight, a failed Register) may be there or not.
+//     flight, a failed Register) may be there or not. A problem that
+//     persists over trials (a PID missing for good) counts once.
 //  5. no-ephemerals: once every node has stopped, nothing ephemeral is
 //     left under the root (after killed nodes' sessions have expired).
 //  6. jobs: every acknowledged job is done at least once; no worker does a
 //     job for a boss older than one it served.
+//
+// And after every trial, leftovers: within session timeout + 3 s of the
+// heal, no running node's session owns a registration it unregistered (or
+// of an actor it stopped), a candidate znode of a name it resigned, or two
+// candidate znodes for one candidacy.
 //
 // And processes: no node exits unless told to, and no data race is
 // reported in zkactor's code (protoactor-go's own are logged, not charged).

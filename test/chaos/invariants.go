@@ -37,7 +37,7 @@ type StoppedInvariant interface {
 // DefaultInvariants returns fresh instances of the invariants of issue 8.
 func DefaultInvariants() []Invariant {
 	return []Invariant{
-		&liveGlobal{}, &capable{}, &jobs{},
+		&liveGlobal{}, &capable{}, &jobs{}, &leftovers{},
 		&oneGlobal{seen: map[string]bool{}}, &epochs{}, &noEphemerals{},
 	}
 }
@@ -178,9 +178,14 @@ func (inv *liveGlobal) Check(tr *Trial) []Violation {
 		bad...).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
 }
 
-// epochs (3): epochs strictly increase from term to term of a name; the
-// same epoch again is only the same node's term resumed. Also: a global's
-// first message is Elected, and only one.
+// epochs (3): epochs strictly increase from term to term of a name. The
+// same epoch again is allowed only as the same term resumed: the same
+// candidate znode (on the same node), which after a lease lapse resumes its
+// term with its epoch, as nobody else could lead meanwhile (global/doc.go).
+// A lower epoch, or the same epoch from another candidate znode or node, is
+// a violation; so is one candidate znode with two epochs, or a term whose
+// Elected names no candidate znode (nothing to fence writes with). Also: a
+// global's first message is Elected, and only one.
 type epochs struct{}
 
 func (*epochs) Name() string { return "epochs" }
@@ -198,17 +203,26 @@ func (inv *epochs) Check(tr *Trial) []Violation {
 			terms := slices.Clone(s.tl.terms[name])
 			sort.SliceStable(terms, func(i, j int) bool { return terms[i].Start < terms[j].Start })
 			var last *Term
+			byCandidate := map[string]*Term{} // the first term of each candidate znode
 			for _, t := range terms {
 				key := fmt.Sprintf("%s|%s|%d|%d", name, t.Src, t.Epoch, t.Start)
 				switch {
 				case t.Epoch <= 0:
 					found = append(found, bad{t.Start, fmt.Sprintf("global %q on %s elected with epoch %d", name, t.Src, t.Epoch), key, name})
+				case t.Candidate == "":
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q on %s elected (epoch %d) without its candidate znode", name, t.Src, t.Epoch), key, name})
 				case last != nil && t.Epoch < last.Epoch:
-					found = append(found, bad{t.Start, fmt.Sprintf("global %q: epoch %d on %s after epoch %d on %s",
-						name, t.Epoch, t.Src, last.Epoch, last.Src), key, name})
-				case last != nil && t.Epoch == last.Epoch && t.Src != last.Src:
-					found = append(found, bad{t.Start, fmt.Sprintf("global %q: epoch %d on %s and again on %s",
-						name, t.Epoch, last.Src, t.Src), key, name})
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q: epoch %d on %s (%s) after epoch %d on %s (%s)",
+						name, t.Epoch, t.Src, t.Candidate, last.Epoch, last.Src, last.Candidate), key, name})
+				case last != nil && t.Epoch == last.Epoch && (t.Candidate != last.Candidate || t.Src != last.Src):
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q: epoch %d on %s (%s) and again on %s (%s): not the same term resumed",
+						name, t.Epoch, last.Src, last.Candidate, t.Src, t.Candidate), key, name})
+				}
+				if first := byCandidate[t.Candidate]; t.Candidate != "" && first != nil && first.Epoch != t.Epoch {
+					found = append(found, bad{t.Start, fmt.Sprintf("global %q: candidate znode %s elected with epoch %d on %s, then with epoch %d on %s",
+						name, t.Candidate, first.Epoch, first.Src, t.Epoch, t.Src), key + "|candidate", name})
+				} else if first == nil {
+					byCandidate[t.Candidate] = t
 				}
 				if last == nil || t.Epoch >= last.Epoch {
 					last = t
@@ -230,7 +244,11 @@ func (inv *epochs) Check(tr *Trial) []Violation {
 // capable (4): every live node's GetCapable equals the set of live
 // registered PIDs, within session timeout + 3 s of the heal: no PID of a
 // stopped actor, an unregistered pair or a dead node, and none missing.
-type capable struct{}
+//
+// A problem (a PID missing from or extra in a service, a node's lookup
+// failing) that persists from trial to trial is reported once, in the
+// trial that first found it; if it clears and comes back, again.
+type capable struct{ persisting }
 
 func (*capable) Name() string  { return "capable" }
 func (*capable) Settles() bool { return true }
@@ -238,9 +256,9 @@ func (*capable) Settles() bool { return true }
 func (inv *capable) Check(tr *Trial) []Violation {
 	services := append([]string{workerService}, tr.r.cfg.Services...)
 	deadline := tr.healedAt + int64(tr.r.cfg.SessionTimeout+3*time.Second)
-	var focus []string
+	var probs []problem
 	ok, why := tr.Await(deadline, func() (bool, string) {
-		focus = focus[:0]
+		probs = probs[:0]
 		type query struct {
 			n   *nodeProc
 			svc string
@@ -252,7 +270,6 @@ func (inv *capable) Check(tr *Trial) []Violation {
 				qs = append(qs, query{n, svc, n.send("capable", svc)})
 			}
 		}
-		var whys []string
 		for _, q := range qs {
 			var e Event
 			select {
@@ -261,7 +278,8 @@ func (inv *capable) Check(tr *Trial) []Violation {
 				return false, fmt.Sprintf("%s: capable %s: no answer", q.n.label, q.svc)
 			}
 			if e.Arg(1) != "ok" {
-				whys = append(whys, fmt.Sprintf("%s: GetCapable(%s): %s", q.n.label, q.svc, e.Rest(2)))
+				probs = append(probs, problem{key: "err|" + q.n.label + "|" + q.svc,
+					what: fmt.Sprintf("%s: GetCapable(%s): %s", q.n.label, q.svc, e.Rest(2))})
 				continue
 			}
 			got := map[string]bool{}
@@ -272,31 +290,72 @@ func (inv *capable) Check(tr *Trial) []Violation {
 			}
 			var must, may map[string]bool
 			tr.r.withState(func(s *state) { must, may = s.registered(q.svc) })
-			var missing, extra []string
 			for p := range must {
 				if !got[p] {
-					missing = append(missing, p)
+					probs = append(probs, problem{key: "missing|" + q.svc + "|" + p, focus: p,
+						what: fmt.Sprintf("%s: GetCapable(%s) misses %s", q.n.label, q.svc, p)})
 				}
 			}
 			for p := range got {
 				if !must[p] && !may[p] {
-					extra = append(extra, p)
+					probs = append(probs, problem{key: "extra|" + q.svc + "|" + p, focus: p,
+						what: fmt.Sprintf("%s: GetCapable(%s) has extra %s", q.n.label, q.svc, p)})
 				}
 			}
-			if len(missing)+len(extra) > 0 {
-				slices.Sort(missing)
-				slices.Sort(extra)
-				focus = append(focus, missing...)
-				focus = append(focus, extra...)
-				whys = append(whys, fmt.Sprintf("%s: GetCapable(%s) misses %v, has extra %v", q.n.label, q.svc, missing, extra))
-			}
 		}
-		return len(whys) == 0, strings.Join(whys, "; ")
+		slices.SortFunc(probs, func(a, b problem) int { return strings.Compare(a.what, b.what) })
+		return len(probs) == 0, ""
 	})
 	if ok {
+		inv.clear()
 		return nil
 	}
-	return []Violation{tr.Violation(inv.Name(), deadline, why, focus...).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+	if why != "" { // no answer: nothing to compare
+		return []Violation{tr.Violation(inv.Name(), deadline, why).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+	}
+	return inv.report(tr, inv.Name(), deadline, probs)
+}
+
+// problem is one thing an invariant found wrong; key identifies it from
+// one check to the next.
+type problem struct {
+	key, what, focus string
+}
+
+// persisting reports a problem that persists over several checks once:
+// when it is first found, and again only after a check found it gone.
+type persisting struct{ seen map[string]bool }
+
+func (p *persisting) clear() { p.seen = nil }
+
+// report returns one violation listing the problems not reported before
+// (nil if there are none), and forgets those that have cleared.
+func (p *persisting) report(tr *Trial, inv string, at int64, probs []problem) []Violation {
+	now := map[string]bool{}
+	var fresh, whats, focus []string
+	for _, pr := range probs {
+		if now[pr.key] {
+			continue // several nodes see the same
+		}
+		now[pr.key] = true
+		if p.seen[pr.key] {
+			continue
+		}
+		fresh = append(fresh, pr.key)
+		whats = append(whats, pr.what)
+		if pr.focus != "" {
+			focus = append(focus, pr.focus)
+		}
+	}
+	p.seen = now
+	if len(fresh) == 0 {
+		return nil
+	}
+	what := strings.Join(whats, "; ")
+	if old := len(now) - len(fresh); old > 0 {
+		what += fmt.Sprintf(" (and %d problem(s) already reported, persisting)", old)
+	}
+	return []Violation{tr.Violation(inv, at, what, focus...).Key(strings.Join(fresh, " "))}
 }
 
 // jobs (6): every acknowledged job is done at least once (within the

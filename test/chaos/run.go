@@ -273,10 +273,12 @@ func (r *Run) startAll(tr *Trial) error {
 		if n != nil && !isClosed(n.exited) {
 			continue
 		}
+		// Chosen here: the trial's Rand is not safe for concurrent use.
+		svc := r.cfg.Services[tr.Rand.IntN(len(r.cfg.Services))]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := r.startPrepared(tr, slot); err != nil {
+			if _, err := r.startPrepared(slot, svc); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -288,8 +290,8 @@ func (r *Run) startAll(tr *Trial) error {
 }
 
 // startPrepared starts the next incarnation of slot and waits until it has
-// its worker, its candidacies and one service actor.
-func (r *Run) startPrepared(tr *Trial, slot int) (*nodeProc, error) {
+// its worker, its candidacies and one service actor, registered under svc.
+func (r *Run) startPrepared(slot int, svc string) (*nodeProc, error) {
 	n, err := r.startNode(slot)
 	if err != nil {
 		return nil, err
@@ -307,7 +309,6 @@ func (r *Run) startPrepared(tr *Trial, slot int) (*nodeProc, error) {
 	for _, name := range append([]string{bossName}, r.cfg.Globals...) {
 		wait(r.op(n, name, "cand", name))
 	}
-	svc := r.cfg.Services[tr.Rand.IntN(len(r.cfg.Services))]
 	wait(r.spawn(n, svc))
 	return n, nil
 }

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -9,18 +10,21 @@ import (
 // Elected it handled ("gstart") to the Stopping it handled ("gstop"), or
 // to its node's death.
 type Term struct {
-	Name  string
-	Epoch int64
-	Src   string // node label
-	PID   string
-	Start int64
-	End   int64  // 0 while it runs
-	How   string // how it ended: "gstop", "dead", or "" while it runs
+	Name      string
+	Epoch     int64
+	Candidate string // the term's candidate znode, from Elected
+	Src       string // node label
+	PID       string
+	Start     int64
+	End       int64  // 0 while it runs
+	How       string // how it ended: "gstop", "dead", or "" while it runs
 	// activity holds when the actor began to handle a message after
-	// Elected (its ticks, and the boss's delegations), in order.
+	// Elected (its ticks, the boss's delegations, the Submit that led to a
+	// stored job), in order.
 	activity []int64
-	// lastWrite is when the boss last wrote the job store: a handler that
-	// began in the term may finish (and write) after the term's lease ran out.
+	// lastWrite is when the boss last reported a write to the job store
+	// (fenced with the candidate znode, so done while the term lasted in
+	// ZooKeeper; reported from a continuation, perhaps later).
 	lastWrite int64
 }
 
@@ -53,20 +57,20 @@ func (tl *timeline) add(e Event) {
 		if t := tl.open[k]; t != nil { // cannot happen: one actor per candidacy
 			t.End, t.How = e.T, "gstart"
 		}
-		t := &Term{Name: e.Arg(0), Epoch: e.Int(1), Src: e.Src, PID: e.Arg(2), Start: e.T}
+		t := &Term{Name: e.Arg(0), Epoch: e.Int(1), Src: e.Src, PID: e.Arg(2), Candidate: e.Arg(3), Start: e.T}
 		tl.open[k] = t
 		tl.terms[t.Name] = append(tl.terms[t.Name], t)
 	case "gtick": // gtick <name> <epoch> <handler began>
 		if t := tl.open[candKey{e.Src, e.Arg(0)}]; t != nil {
-			t.activity = append(t.activity, e.Int(2))
+			t.addActivity(e.Int(2))
 		}
 	case "jobdeleg": // jobdeleg <job> <epoch> <worker> <handler began>
 		if t := tl.open[candKey{e.Src, bossName}]; t != nil {
-			t.activity = append(t.activity, e.Int(3))
+			t.addActivity(e.Int(3))
 		}
-	case "jobstored": // jobstored <job> <epoch> <handler began>
+	case "jobstored": // jobstored <job> <epoch> <began>: the Submit handler began then
 		if t := tl.open[candKey{e.Src, bossName}]; t != nil {
-			t.activity = append(t.activity, e.Int(2))
+			t.addActivity(e.Int(2))
 			t.lastWrite = e.T
 		}
 	case "gstop":
@@ -93,6 +97,13 @@ func (tl *timeline) add(e Event) {
 			ps[len(ps)-1].to = e.T
 		}
 	}
+}
+
+// addActivity notes that a handler began at b. A stored job is reported
+// when its write returns, after later ticks: keep the slice sorted.
+func (t *Term) addActivity(b int64) {
+	i := sort.Search(len(t.activity), func(i int) bool { return t.activity[i] > b })
+	t.activity = slices.Insert(t.activity, i, b)
 }
 
 // end is when a term stopped acting, as of now. A frozen process does not

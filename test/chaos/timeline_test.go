@@ -90,24 +90,40 @@ func TestEpochs(t *testing.T) {
 		_, tr := history(t, events...)
 		return (&epochs{}).Check(tr)
 	}
+	const c5, c5b, c9 = "/r/globals/g0/_c_a-c-0000000005", "/r/globals/g0/_c_b-c-0000000006", "/r/globals/g0/_c_c-c-0000000009"
 	if vs := check(
-		ev(1, "n0.1", "gstart", "g0", "5", "p0"), ev(2, "n0.1", "gstop", "g0", "5"),
-		ev(3, "n0.1", "gstart", "g0", "5", "p0"), ev(4, "n0.1", "gstop", "g0", "5"), // resumed term
-		ev(5, "n1.1", "gstart", "g0", "9", "p1"),
+		ev(1, "n0.1", "gstart", "g0", "5", "p0", c5), ev(2, "n0.1", "gstop", "g0", "5"),
+		ev(3, "n0.1", "gstart", "g0", "5", "p0", c5), ev(4, "n0.1", "gstop", "g0", "5"), // resumed term
+		ev(5, "n1.1", "gstart", "g0", "9", "p1", c9),
 	); len(vs) != 0 {
-		t.Fatalf("increasing epochs: got %v", vs)
+		t.Fatalf("increasing epochs, and a term resumed: got %v", vs)
 	}
 	if vs := check(
-		ev(1, "n0.1", "gstart", "g0", "5", "p0"), ev(2, "n0.1", "gstop", "g0", "5"),
-		ev(3, "n1.1", "gstart", "g0", "4", "p1"),
+		ev(1, "n0.1", "gstart", "g0", "5", "p0", c5), ev(2, "n0.1", "gstop", "g0", "5"),
+		ev(3, "n1.1", "gstart", "g0", "4", "p1", c9),
 	); len(vs) != 1 {
 		t.Fatalf("a lower epoch: got %v, want one violation", vs)
 	}
 	if vs := check(
-		ev(1, "n0.1", "gstart", "g0", "5", "p0"), ev(2, "n0.1", "gstop", "g0", "5"),
-		ev(3, "n1.1", "gstart", "g0", "5", "p1"),
+		ev(1, "n0.1", "gstart", "g0", "5", "p0", c5), ev(2, "n0.1", "gstop", "g0", "5"),
+		ev(3, "n1.1", "gstart", "g0", "5", "p1", c5b),
 	); len(vs) != 1 {
 		t.Fatalf("one epoch on two nodes: got %v, want one violation", vs)
+	}
+	if vs := check(
+		ev(1, "n0.1", "gstart", "g0", "5", "p0", c5), ev(2, "n0.1", "gstop", "g0", "5"),
+		ev(3, "n0.1", "gstart", "g0", "5", "p0", c5b), // the same node, another candidacy
+	); len(vs) != 1 || !strings.Contains(vs[0].What, "not the same term resumed") {
+		t.Fatalf("one epoch for two candidate znodes of one node: got %v, want one violation", vs)
+	}
+	if vs := check(
+		ev(1, "n0.1", "gstart", "g0", "5", "p0", c5), ev(2, "n0.1", "gstop", "g0", "5"),
+		ev(3, "n0.1", "gstart", "g0", "7", "p0", c5), // the same znode, another epoch
+	); len(vs) != 1 {
+		t.Fatalf("one candidate znode with two epochs: got %v, want one violation", vs)
+	}
+	if vs := check(ev(1, "n0.1", "gstart", "g0", "5", "p0")); len(vs) != 1 {
+		t.Fatalf("Elected without a candidate znode: got %v, want one violation", vs)
 	}
 	if vs := check(ev(1, "n0.1", "gbad", "g0", "0", "message", "before", "Elected")); len(vs) != 1 {
 		t.Fatalf("a message before Elected: got %v, want one violation", vs)
