@@ -95,7 +95,8 @@ func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Electi
 // under way) starts a new one. The candidacy ends when the global actor
 // stops by itself, on Resign, or on Close; a session expiry, or the
 // candidate's znode deleted by someone else, re-enters it at the back of
-// the queue.
+// the queue. If ctx ends before the candidate znode exists, the call
+// returns ctx's error but the candidacy goes on (Resign ends it).
 func (e *Elections) RegisterCandidate(ctx context.Context, name string, props *actor.Props) (*actor.PID, error) {
 	if err := cluster.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("zkactor: register candidate %q: %w", name, err)
