@@ -42,6 +42,7 @@ type Config struct {
 	Host           string        // actor remote listen host; default "127.0.0.1"
 	Port           int           // actor remote listen port; 0 = any free port
 	SessionTimeout time.Duration // requested ZooKeeper session timeout; default 4s; the negotiated one is what counts
+	RequestTimeout time.Duration // bound on a ZooKeeper request whose ctx has no deadline; default 10s
 	RegisterPrefix string        // SpawnNamed registers names with this prefix in ZooKeeper; "" = every name
 	Auth           *DigestAuth   // optional digest credentials {User, Password}: znodes get ACLs so only that identity may change them, everyone may read
 	Logger         *slog.Logger  // optional
@@ -103,6 +104,7 @@ func Bootstrap(ctx context.Context, cfg Config) (*Node, error) {
 	n.session, err = cluster.Dial(ctx, cluster.Config{
 		Servers:        cfg.Servers,
 		SessionTimeout: cfg.SessionTimeout,
+		RequestTimeout: cfg.RequestTimeout,
 		Auth:           cfg.Auth,
 		Logger:         cfg.Logger,
 	})
@@ -229,7 +231,7 @@ func (n *Node) SpawnNamed(props *actor.Props, name string) (*actor.PID, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zkactor: spawn %q: %w", name, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cluster.DefaultRequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), n.session.RequestTimeout())
 	defer cancel()
 	if err := n.registry.Register(ctx, name, pid, nil); err != nil {
 		_ = n.system.Root.StopFuture(pid).Wait()

@@ -238,6 +238,10 @@ func (s *Session) Timeout() time.Duration {
 // use it to prove that cached lookups cost none.
 func (s *Session) Requests() int64 { return s.requests.Load() }
 
+// RequestTimeout is the bound on a request whose ctx has no deadline
+// (Config.RequestTimeout).
+func (s *Session) RequestTimeout() time.Duration { return s.cfg.RequestTimeout }
+
 // Conn is the escape hatch to the underlying go-zookeeper connection, for
 // what zkactor does not wrap (a multi fenced with a global's
 // Elected.Candidate, say). Its requests do not wait for a connection the

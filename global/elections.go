@@ -339,7 +339,7 @@ func (e *Elections) lastCtx() (context.Context, context.CancelFunc) {
 	if parent == nil {
 		parent = context.Background()
 	}
-	return context.WithTimeout(parent, cluster.DefaultRequestTimeout)
+	return context.WithTimeout(parent, e.s.RequestTimeout())
 }
 
 func randomHex(n int) string {

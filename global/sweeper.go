@@ -77,7 +77,7 @@ func (sw *sweeper) loop() {
 		}
 		sw.mu.Unlock()
 		for _, k := range todo {
-			ctx, cancel := context.WithTimeout(context.Background(), cluster.DefaultRequestTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), sw.e.s.RequestTimeout())
 			go func() { // end the sweep early on Close
 				select {
 				case <-sw.e.quit:
