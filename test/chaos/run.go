@@ -59,6 +59,7 @@ type Run struct {
 	trial      *Trial // the trial running, for crashes to be charged to
 	violations []Violation
 	reported   map[string]bool // violations already reported, by key
+	allowances []allowance     // overlaps allowed by fault classes (Trial.AllowOverlap)
 	rows       map[string]*Row
 	rowOrder   []string
 }

@@ -85,10 +85,50 @@ func (tr *Trial) Between(lo, hi time.Duration) time.Duration {
 // remove what the fault left for the checks to meet, say).
 func (tr *Trial) After(f func()) { tr.after = append(tr.after, f) }
 
-// AllowOverlap lets two globals of one name overlap by up to d in this
-// trial: a fault that a node can only learn of through a notification (a
-// foreign client deleting a leader's znode) cannot be fenced faster.
-func (tr *Trial) AllowOverlap(d time.Duration) { tr.allowOverlap = max(tr.allowOverlap, d) }
+// AllowOverlap lets two globals of one name overlap by up to d when the
+// newer one starts during this trial (from its start to its end): a fault
+// that a node can only learn of through a notification (a foreign client
+// deleting a leader's znode) cannot be fenced faster. The allowance stays
+// with the overlap: a later trial that judges it (the newer term ended
+// after this trial's checks) applies it too.
+func (tr *Trial) AllowOverlap(d time.Duration) {
+	tr.allowOverlap = max(tr.allowOverlap, d)
+	tr.r.mu.Lock()
+	defer tr.r.mu.Unlock()
+	tr.r.allowances = append(tr.r.allowances, allowance{from: tr.start, d: d, tr: tr})
+}
+
+// allowance is an overlap allowed to terms that start in [from, to]; to is
+// 0 until the trial has ended.
+type allowance struct {
+	from, to int64
+	d        time.Duration
+	tr       *Trial
+}
+
+// allowedOverlap is the overlap allowed to a term that started at t.
+func (r *Run) allowedOverlap(t int64) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var d time.Duration
+	for _, a := range r.allowances {
+		if t >= a.from && (a.to == 0 || t <= a.to) {
+			d = max(d, a.d)
+		}
+	}
+	return d
+}
+
+// endAllowances closes the allowances of a trial that has ended.
+func (r *Run) endAllowances(tr *Trial, at int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.allowances {
+		if r.allowances[i].tr == tr && r.allowances[i].to == 0 {
+			r.allowances[i].to = at
+		}
+	}
+}
 
 // Await polls cond until it holds or the deadline (a [Now] reading)
 // passes, and returns cond's last explanation when it never held.
@@ -139,7 +179,8 @@ func (r *Run) runTrial(tr *Trial) {
 	for _, f := range tr.after {
 		f()
 	}
-	r.record("driver", "trialend", tr.class.Name(), tr.Index)
+	end := r.record("driver", "trialend", tr.class.Name(), tr.Index)
+	r.endAllowances(tr, end.T)
 	if r.cfg.Verbose {
 		r.t.Logf("%s trial %d: %d fault(s), %.1fs", tr.class.Name(), tr.Index, tr.faults, since(tr.start).Seconds())
 	}
