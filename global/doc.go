@@ -118,5 +118,9 @@
 // ones. For ZooKeeper itself, Elected.Candidate names the term's candidate
 // znode: a multi that checks it (any version) with the write fails once the
 // term is over there. Globals should not block in Receive (use
-// ReenterAfter): a blocked handler outlives its lease.
+// ReenterAfter): a blocked handler outlives its lease. Note that protoactor
+// runs a ReenterAfter continuation as a system message, which no receiver
+// middleware sees: a continuation should only record its result, and act
+// on it from a handler the guard checks (the chaos checker's boss sends its
+// work from a guarded tick).
 package global

@@ -77,6 +77,14 @@ func (st *staging) put(m staged) {
 		deliver(t, st.pid, m)
 		return
 	}
+	if _, poison := m.message.(*actor.PoisonPill); poison {
+		// Likewise a poison pill that finds no running global: one the
+		// candidacy sent to end a term whose actor had already stopped
+		// comes back here as a dead letter, and must not end the next
+		// term (the chaos checker found it ending candidacies for good).
+		st.mu.Unlock()
+		return
+	}
 	if st.removed {
 		// Senders keep a stand-in they once resolved for good (protoactor
 		// caches any process that is not an actor in the PID): tell them,

@@ -1,0 +1,63 @@
+package global
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// What a term's end leaves in the stand-in (a stop or a poison pill meant
+// for the actor that is gone, come back as dead letters) must not end the
+// next term; ordinary messages wait for it. No ZooKeeper needed.
+func TestStagingKeepsMessagesButNotStops(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}))
+	defer system.Shutdown()
+	pid := actor.NewPID(system.Address(), "global-test")
+	st := newStaging(system, pid, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !st.install() {
+		t.Fatal("install")
+	}
+	st.SendUserMessage(pid, "before")
+	st.SendUserMessage(pid, &actor.PoisonPill{})
+	st.SendSystemMessage(pid, &actor.Stop{})
+	st.SendUserMessage(pid, "after")
+
+	got := make(chan string, 10)
+	stopped := make(chan struct{})
+	p, err := st.start(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case string:
+			got <- m
+		case *actor.Stopping:
+			close(stopped)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"before", "after"} {
+		select {
+		case m := <-got:
+			if m != want {
+				t.Fatalf("got %q, want %q", m, want)
+			}
+		case <-stopped:
+			t.Fatal("the next term's actor was stopped by a leftover stop or poison pill")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q never arrived", want)
+		}
+	}
+	// Once running, a poison pill sent to the global does stop it.
+	system.Root.Send(p, &actor.PoisonPill{})
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a poison pill sent to the running global did not stop it")
+	}
+	st.remove()
+}
