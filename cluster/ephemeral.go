@@ -98,6 +98,21 @@ func (k *keeper) missing(path string, session int64) {
 	}
 }
 
+// unarmed notes that path, created by session, could not be watched: the
+// reconciler ensures it again, which arms a new watch.
+func (k *keeper) unarmed(path string, session int64) {
+	k.mu.Lock()
+	_, wanted := k.wanted[path]
+	redo := wanted && k.created[path] == session
+	if redo {
+		k.created[path] = 0
+	}
+	k.mu.Unlock()
+	if redo {
+		k.wake()
+	}
+}
+
 // arm watches path, just created by session, in the background: a delete by
 // someone else then comes back through the watch events (newKeeper).
 func (k *keeper) arm(path string, session int64) {
@@ -118,8 +133,14 @@ func (k *keeper) arm(path string, session int64) {
 			found, _, _, err = c.ExistsW(path)
 			return err
 		})
-		if err == nil && !found {
+		switch {
+		case err == nil && !found:
 			k.missing(path, session)
+		case err != nil && k.life.Err() == nil:
+			// Not watched: have the reconciler look again (it finds its
+			// own znode and arms a new watch), so that a delete by someone
+			// else is still seen.
+			k.unarmed(path, session)
 		}
 	}()
 }

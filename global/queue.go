@@ -1,6 +1,7 @@
 package global
 
 import (
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,8 +73,8 @@ func queue(names []string) []string {
 }
 
 // takesPart reports whether a child whose name has the candidate shape
-// takes part in the election: it must be ephemeral, so that a live session
-// stands behind it. The rule rests only on what nobody can change after the
+// takes part in the election: it must be ephemeral (not a container or a
+// TTL znode), so that a live session stands behind it. The rule rests only on what nobody can change after the
 // create (the name, the owner): a rule that read the data would let any
 // client that overwrites a leader's data make the next candidate lead
 // beside it. A persistent znode of the candidate shape (a copy, a
@@ -83,7 +84,15 @@ func queue(names []string) []string {
 // WhereisGlobal reports no global while it heads the queue. (The shape is
 // also a compatibility constraint: versions of zkactor that elect
 // together must agree on it.)
-func takesPart(stat *zk.Stat) bool { return stat != nil && stat.EphemeralOwner != 0 }
+func takesPart(stat *zk.Stat) bool {
+	if stat == nil {
+		return false
+	}
+	// ZooKeeper marks containers with math.MinInt64 as owner and TTL
+	// znodes with 0xff in the owner's top byte: neither is a session.
+	owner := stat.EphemeralOwner
+	return owner != 0 && owner != math.MinInt64 && uint64(owner)>>56 != 0xff
+}
 
 func indexOf(q []string, name string) int {
 	for i, n := range q {

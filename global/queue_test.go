@@ -1,6 +1,7 @@
 package global
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -67,7 +68,13 @@ func TestTakesPartOnlyIfEphemeral(t *testing.T) {
 	if takesPart(nil) || takesPart(&zk.Stat{}) {
 		t.Error("a persistent znode (or none) takes part")
 	}
-	if !takesPart(&zk.Stat{EphemeralOwner: 0x1234}) {
+	if !takesPart(&zk.Stat{EphemeralOwner: 0x1000010bf9b0000}) {
 		t.Error("an ephemeral znode does not take part")
+	}
+	if takesPart(&zk.Stat{EphemeralOwner: math.MinInt64}) {
+		t.Error("a container takes part")
+	}
+	if takesPart(&zk.Stat{EphemeralOwner: -0x00ffffffffffff00}) { // 0xff00...: a TTL znode
+		t.Error("a TTL znode takes part")
 	}
 }

@@ -36,6 +36,7 @@ type staging struct {
 	requeued []staged // handed back by an ending term: delivered first
 	buf      []staged
 	target   actor.Process // set while the real actor runs: forward to it
+	draining actor.Process // the ending term's actor, until reinstall
 	removed  bool          // the candidacy is over: answer as a dead PID
 	rescue   *eventstream.Subscription
 	dropped  int // messages refused since the buffer filled up
@@ -61,27 +62,42 @@ func (st *staging) SendUserMessage(_ *actor.PID, message any) { st.put(staged{fa
 
 func (st *staging) SendSystemMessage(_ *actor.PID, message any) { st.put(staged{true, message}) }
 
-// Stop before the global runs is ignored: the candidate stays a candidate.
-func (st *staging) Stop(*actor.PID) {}
+// Stop reaches a running global (a sender may hold the stand-in for good:
+// protoactor caches it in the PID); before the global runs it is ignored:
+// the candidate stays a candidate.
+func (st *staging) Stop(pid *actor.PID) {
+	st.mu.Lock()
+	t := st.target
+	if t == nil {
+		t = st.draining // the ending actor stopping itself
+	}
+	st.mu.Unlock()
+	if t != nil {
+		t.Stop(pid)
+	}
+}
 
 func (st *staging) put(m staged) {
-	if _, stop := m.message.(*actor.Stop); stop && m.system {
-		// A stop meant for a term that is over (the candidacy's own, or a
-		// future's that found the actor gone) must not stop the next one;
-		// and a stop before the global runs is ignored, as Stop is.
-		return
-	}
 	st.mu.Lock()
 	if t := st.target; t != nil {
 		st.mu.Unlock()
 		deliver(t, st.pid, m)
 		return
 	}
-	if _, poison := m.message.(*actor.PoisonPill); poison {
-		// Likewise a poison pill that finds no running global: one the
-		// candidacy sent to end a term whose actor had already stopped
-		// comes back here as a dead letter, and must not end the next
-		// term (the chaos checker found it ending candidacies for good).
+	if d := st.draining; d != nil && m.system {
+		// System messages while a term ends are the ending actor's own
+		// (its stop, its children's, its watches).
+		st.mu.Unlock()
+		deliver(d, st.pid, m)
+		return
+	}
+	if isStop(m) {
+		// A stop or poison pill that finds no running global: one meant
+		// for a term that is over (the candidacy's own, or a future's, come
+		// back as a dead letter) must not end the next term, and one sent
+		// before the global runs is ignored, as Stop is. (The chaos checker
+		// found a term's last poison pill ending the next term, and with it
+		// the candidacy, for good.)
 		st.mu.Unlock()
 		return
 	}
@@ -115,6 +131,20 @@ func (st *staging) requeue(env *actor.MessageEnvelope) {
 	st.mu.Lock()
 	st.requeued = append(st.requeued, staged{false, env})
 	st.mu.Unlock()
+}
+
+// isStop reports a stop or a poison pill, bare or in an envelope (the
+// rescue of dead letters wraps what it catches).
+func isStop(m staged) bool {
+	msg := m.message
+	if env, ok := msg.(*actor.MessageEnvelope); ok {
+		msg = env.Message
+	}
+	switch msg.(type) {
+	case *actor.Stop, *actor.PoisonPill:
+		return true
+	}
+	return false
 }
 
 func deliver(p actor.Process, pid *actor.PID, m staged) {
@@ -176,17 +206,35 @@ func (st *staging) start(props *actor.Props) (*actor.PID, error) {
 	}
 }
 
-// detach makes the stand-in buffer again, before the term's actor stops:
-// what is sent from now on waits for the next term.
-func (st *staging) detach() {
+// detach makes the stand-in buffer again before the term's actor stops, and
+// puts it back in the registry in the actor's place: from then on, what is
+// sent waits for the next term, while what the actor's mailbox holds goes
+// through the guard back to the stand-in (requeue). It returns the actor's
+// process, to stop it directly, or nil if none ran.
+func (st *staging) detach() actor.Process {
 	st.mu.Lock()
-	st.target = nil
+	t := st.target
+	st.target, st.draining = nil, t
 	st.mu.Unlock()
+	if t != nil {
+		// Remove marks the actor's process dead for PID caches, so that
+		// senders look the PID up again and find the stand-in; the actor
+		// itself goes on draining its mailbox.
+		if p, ok := st.system.ProcessRegistry.Get(st.pid); ok && p == t {
+			st.system.ProcessRegistry.Remove(st.pid)
+		}
+		st.install()
+	}
+	return t
 }
 
-// reinstall puts the stand-in back under the PID once the term's actor has
-// stopped, and then ends the rescue of dead letters.
+// reinstall makes sure the stand-in is under the PID once the term's actor
+// has stopped (its own removal from the registry may have taken the
+// stand-in out), and then ends the rescue of dead letters.
 func (st *staging) reinstall() {
+	st.mu.Lock()
+	st.draining = nil
+	st.mu.Unlock()
 	st.install()
 	if st.rescue != nil {
 		st.system.EventStream.Unsubscribe(st.rescue)
@@ -206,7 +254,7 @@ func (st *staging) remove() {
 	}
 	st.mu.Lock()
 	left := append(st.requeued, st.buf...)
-	st.requeued, st.buf, st.target, st.removed = nil, nil, nil, true
+	st.requeued, st.buf, st.target, st.draining, st.removed = nil, nil, nil, nil, true
 	st.mu.Unlock()
 	if len(left) > 0 {
 		st.log.Warn("the candidacy ended with messages its global never handled: sent to dead letters", "pid", st.pid.String(), "messages", len(left))

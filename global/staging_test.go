@@ -61,3 +61,71 @@ func TestStagingKeepsMessagesButNotStops(t *testing.T) {
 	}
 	st.remove()
 }
+
+// At a term's end the stand-in takes the PID back before the actor stops:
+// what senders send while the actor drains waits for the next term, and a
+// poison pill that comes back as a dead letter (wrapped by the rescue) does
+// not end it.
+func TestStagingAtTheEndOfATerm(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}))
+	defer system.Shutdown()
+	pid := actor.NewPID(system.Address(), "global-test")
+	st := newStaging(system, pid, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !st.install() {
+		t.Fatal("install")
+	}
+	release := make(chan struct{})
+	firstStopped := make(chan struct{})
+	p, err := st.start(actor.PropsFromFunc(func(c actor.Context) {
+		switch c.Message().(type) {
+		case string:
+			<-release // a handler at work when the term ends
+		case *actor.Stopped:
+			close(firstStopped)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	system.Root.Send(p, "slow")
+	proc := st.detach()
+	if proc == nil {
+		t.Fatal("detach found no running actor")
+	}
+	proc.SendUserMessage(p, &actor.PoisonPill{})
+	for i := range 10 { // senders that look the PID up afresh, as remote ones do
+		system.Root.Send(actor.NewPID(pid.Address, pid.Id), i)
+	}
+	close(release)
+	<-firstStopped
+	system.Root.Poison(actor.NewPID(pid.Address, pid.Id)) // a late pill, perhaps a dead letter
+	st.reinstall()
+
+	got := make(chan int, 20)
+	stopping := make(chan struct{})
+	if _, err := st.start(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case int:
+			got <- m
+		case *actor.Stopping:
+			close(stopping)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for want := range 10 {
+		select {
+		case m := <-got:
+			if m != want {
+				t.Fatalf("got %d, want %d", m, want)
+			}
+		case <-stopping:
+			t.Fatal("a leftover poison pill ended the next term")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %d was lost", want)
+		}
+	}
+	st.remove()
+}

@@ -2,6 +2,7 @@ package global
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,12 @@ import (
 
 // term is one tenure of this node as the global.
 type term struct {
-	epoch   int64
-	path    string // the candidate znode, for fencing (Elected.Candidate)
-	session int64  // the session that owns the candidate znode; the lease must be this one's
-	pid     *actor.PID
-	done    chan struct{} // closed when the actor has stopped
+	epoch    int64
+	path     string // the candidate znode, for fencing (Elected.Candidate)
+	session  int64  // the session that owns the candidate znode; the lease must be this one's
+	pid      *actor.PID
+	done     chan struct{} // closed when the actor has stopped
+	doneOnce sync.Once
 
 	// ended is set once, by whoever ends the term first: the guard, endTerm,
 	// or the actor stopping by itself (then selfStopped too). The actor
@@ -58,7 +60,7 @@ func (c *candidacy) lead() bool {
 			ac.Watch(pid)
 		case *actor.Terminated:
 			if m.Who.Equal(pid) {
-				close(t.done)
+				t.doneOnce.Do(func() { close(t.done) }) // a dead-lettered watch may answer twice
 				c.wakeUp()
 				ac.Stop(ac.Self())
 			}
@@ -169,7 +171,9 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 				return
 			case *pb.Elected:
 				if m == elected || proto.Equal(m, elected) {
-					if !t.announced.Swap(true) {
+					// The term's own: handled once, and only while the term
+					// holds (a term over before it began announces nothing).
+					if !t.ended.Load() && c.safe(t) && !t.announced.Swap(true) {
 						next(ctx, env)
 					}
 					return
@@ -181,12 +185,9 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 			}
 			if !c.safe(t) {
 				if t.ended.CompareAndSwap(false, true) {
+					// endTerm stops the actor once the stand-in has its
+					// place, so that nothing sent meanwhile is lost.
 					c.log.Warn("the global stops: its lease ran out", "epoch", t.epoch)
-					c.st.detach()
-					// A poison pill, not a stop: it queues behind what the
-					// mailbox holds, which passes through here back to the
-					// stand-in.
-					ctx.ActorSystem().Root.Poison(ctx.Self())
 					c.wakeUp()
 				}
 				c.st.requeue(env)
@@ -210,9 +211,11 @@ func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
 	if t.ended.CompareAndSwap(false, true) {
 		c.log.Warn("stepping down", "why", why, "epoch", t.epoch)
 	}
-	c.st.detach()
-	if !isClosed(t.done) {
-		_ = c.e.system.Root.PoisonFuture(t.pid).Wait()
+	if proc := c.st.detach(); proc != nil && !isClosed(t.done) {
+		// Straight to the actor's process: the PID now names the stand-in.
+		// The pill queues behind what the mailbox holds, which passes
+		// through the guard back to the stand-in.
+		proc.SendUserMessage(t.pid, &actor.PoisonPill{})
 	}
 	<-t.done
 	self := t.selfStopped.Load()
