@@ -36,9 +36,18 @@
 //	                                               ▼
 //	                                            Expired ──► Connected{NewSession: true}
 //
-// Session.SafeUntil tells how long the session is certainly alive on the
-// servers (the last byte from a server plus 2/3 of the negotiated timeout),
-// measured on the monotonic clock: a leader stops acting past it.
+// Session.SafeUntil (and SafeUntilFor, per session) tells how long the
+// quorum leader certainly counts the session alive, on the monotonic clock:
+// a leader stops acting past it. It is anchored only at proof from the
+// quorum leader (a handshake, or two confirmed no-op writes on one
+// connection, see lease.go and package global's documentation), never at
+// bytes from whichever server the client talks to. Session.HoldLease keeps
+// it fresh with a probe every sixth of the session timeout.
+//
+// Components that give up ephemeral znodes while ZooKeeper is unreachable
+// hand them to Session.DeleteWhenConnected. Kept ephemerals (node and
+// registrations) are watched, and re-created when someone else deletes
+// them.
 //
 // # The life of a registration
 //
