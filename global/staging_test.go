@@ -9,19 +9,26 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
+// installedStaging is a stand-in installed in an actor system of its own,
+// which stops with the test.
+func installedStaging(t *testing.T) (*actor.ActorSystem, *actor.PID, *staging) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	t.Cleanup(system.Shutdown)
+	pid := actor.NewPID(system.Address(), "global-test")
+	st := newStaging(system, pid, quiet)
+	if !st.install() {
+		t.Fatal("install")
+	}
+	return system, pid, st
+}
+
 // What a term's end leaves in the stand-in (a stop or a poison pill meant
 // for the actor that is gone, come back as dead letters) must not end the
 // next term; ordinary messages wait for it. No ZooKeeper needed.
 func TestStagingKeepsMessagesButNotStops(t *testing.T) {
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	defer system.Shutdown()
-	pid := actor.NewPID(system.Address(), "global-test")
-	st := newStaging(system, pid, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if !st.install() {
-		t.Fatal("install")
-	}
+	system, pid, st := installedStaging(t)
 	st.SendUserMessage(pid, "before")
 	st.SendUserMessage(pid, &actor.PoisonPill{})
 	st.SendSystemMessage(pid, &actor.Stop{})
@@ -67,15 +74,7 @@ func TestStagingKeepsMessagesButNotStops(t *testing.T) {
 // poison pill that comes back as a dead letter (wrapped by the rescue) does
 // not end it.
 func TestStagingAtTheEndOfATerm(t *testing.T) {
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	defer system.Shutdown()
-	pid := actor.NewPID(system.Address(), "global-test")
-	st := newStaging(system, pid, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if !st.install() {
-		t.Fatal("install")
-	}
+	system, pid, st := installedStaging(t)
 	release := make(chan struct{})
 	firstStopped := make(chan struct{})
 	p, err := st.start(actor.PropsFromFunc(func(c actor.Context) {
