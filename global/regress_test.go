@@ -773,3 +773,40 @@ func TestElectedFencesZooKeeperWrites(t *testing.T) {
 		t.Fatal("a fenced write after the term succeeded")
 	}
 }
+
+// A Watch that reaches the PID while detach swaps the stand-in back in
+// finds no process, and protoactor answers it with a Terminated although
+// the actor still runs. A term whose end was taken from such a watch never
+// stopped its actor (CI: "2 globals running, want 1"); the guard's Stopped
+// decides now.
+func TestDeadLetteredWatchDoesNotEndTheTerm(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	answered := make(chan struct{}, 1)
+	global.SetTestHookDetached(t, func(pid *actor.PID) {
+		// A watcher that asks now gets the dead letters' Terminated.
+		probe := a.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+			switch c.Message().(type) {
+			case *actor.Started:
+				c.Watch(pid)
+			case *actor.Terminated:
+				answered <- struct{}{}
+			}
+		}))
+		<-answered
+		a.System.Root.Stop(probe)
+	})
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	j.oneRunning(t)
+	if err := a.Elections.Resign(ctx, "boss"); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.running(); len(r) != 0 {
+		t.Fatalf("%d globals still running after Resign returned", len(r))
+	}
+}

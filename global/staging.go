@@ -42,6 +42,10 @@ type staging struct {
 	dropped  int // messages refused since the buffer filled up
 }
 
+// testHookDetached, when set by a test, runs in detach while no process
+// holds the PID.
+var testHookDetached func(pid *actor.PID)
+
 type staged struct {
 	system  bool
 	message any
@@ -183,7 +187,7 @@ func (st *staging) start(props *actor.Props) (*actor.PID, error) {
 	proc, _ := st.system.ProcessRegistry.Get(pid)
 	if _, live := proc.(*actor.ActorProcess); !live {
 		// The actor already stopped (during Started, say): keep buffering;
-		// the term ends as soon as its watcher hears of it. Never forward
+		// the term ends as soon as the loop sees the guard's done. Never forward
 		// to the dead-letter process: the rescue would hand it straight back.
 		return pid, nil
 	}
@@ -222,6 +226,9 @@ func (st *staging) detach() actor.Process {
 		// itself goes on draining its mailbox.
 		if p, ok := st.system.ProcessRegistry.Get(st.pid); ok && p == t {
 			st.system.ProcessRegistry.Remove(st.pid)
+		}
+		if testHookDetached != nil {
+			testHookDetached(st.pid)
 		}
 		st.install()
 	}

@@ -2,7 +2,6 @@ package global
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,12 +15,11 @@ import (
 
 // term is one tenure of this node as the global.
 type term struct {
-	epoch    int64
-	path     string // the candidate znode, for fencing (Elected.Candidate)
-	session  int64  // the session that owns the candidate znode; the lease must be this one's
-	pid      *actor.PID
-	done     chan struct{} // closed when the actor has stopped
-	doneOnce sync.Once
+	epoch   int64
+	path    string // the candidate znode, for fencing (Elected.Candidate)
+	session int64  // the session that owns the candidate znode; the lease must be this one's
+	pid     *actor.PID
+	done    chan struct{} // closed by the guard when the actor has stopped
 
 	// ended is set once, by whoever ends the term first: the guard, endTerm,
 	// or the actor stopping by itself (then selfStopped too). The actor
@@ -54,18 +52,6 @@ func (c *candidacy) lead() bool {
 		return false
 	}
 	t.pid = pid
-	c.e.system.Root.Spawn(actor.PropsFromFunc(func(ac actor.Context) {
-		switch m := ac.Message().(type) {
-		case *actor.Started:
-			ac.Watch(pid)
-		case *actor.Terminated:
-			if m.Who.Equal(pid) {
-				t.doneOnce.Do(func() { close(t.done) }) // a dead-lettered watch may answer twice
-				c.wakeUp()
-				ac.Stop(ac.Self())
-			}
-		}
-	}))
 	c.e.system.Root.Send(pid, &pb.Elected{Name: c.name, Epoch: t.epoch, Candidate: t.path})
 	c.mu.Lock()
 	c.term = t
@@ -166,7 +152,16 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 				}
 				next(ctx, env)
 				return
-			case *actor.Started, *actor.Stopped, *actor.Restarting, *actor.PoisonPill:
+			case *actor.Stopped:
+				// The actor's last message, after it left the registry. Not
+				// a watch from another actor: a Watch sent while detach swaps
+				// the stand-in in finds no process, and protoactor answers
+				// it with a Terminated while the actor still runs.
+				next(ctx, env)
+				close(t.done) // Stopped comes once: a restart does not stop the actor
+				c.wakeUp()
+				return
+			case *actor.Started, *actor.Restarting, *actor.PoisonPill:
 				next(ctx, env)
 				return
 			case *pb.Elected:
