@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,10 @@ type Options struct {
 	NodeID string
 	// Logger defaults to the session's.
 	Logger *slog.Logger
+	// Kinds, when set, are published in this node's record: the protoactor
+	// cluster kinds of a node that is a protoactor-go cluster member
+	// (package provider).
+	Kinds []string
 }
 
 // Registry is a node's view of the cluster: it keeps this node's znode
@@ -98,7 +103,7 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 		layout: Layout{Root: opts.Root},
 		log:    opts.Logger.With("node", opts.NodeID),
 		system: system,
-		node:   &pb.Node{Id: opts.NodeID, Address: system.Address(), StartedAt: timestamppb.Now()},
+		node:   &pb.Node{Id: opts.NodeID, Address: system.Address(), StartedAt: timestamppb.Now(), Kinds: slices.Clone(opts.Kinds)},
 		byPID:  map[pidKey]map[string]*registration{},
 	}
 	r.keeper = newKeeper(s, opts.Root)

@@ -87,3 +87,20 @@ func checkPID(kind string, pid *pb.PID) error {
 	}
 	return nil
 }
+
+// Activation decodes the data of an activation znode
+// (<root>/activations/<kind>/<identity>, package provider). It must carry
+// the kind, the identity and a PID with an address and an id.
+func Activation(data []byte) (*pb.Activation, error) {
+	rec := &pb.Activation{}
+	if err := unmarshal("activation", data, rec); err != nil {
+		return nil, err
+	}
+	if rec.GetKind() == "" || rec.GetIdentity() == "" {
+		return nil, fmt.Errorf("%w: activation record without a kind or identity", ErrUnusable)
+	}
+	if err := checkPID("activation", rec.GetPid()); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}

@@ -182,7 +182,12 @@ type Node struct {
 	// address is the node's protoactor remote address, "host:port".
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// started_at is when the node started.
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// kinds are the protoactor cluster kinds the node hosts when it is a
+	// protoactor-go cluster member (package provider); its id is then the
+	// ActorSystem's id. Empty for a plain zkactor node, and in records
+	// written before the field existed: such a node is not a member.
+	Kinds         []string `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +239,13 @@ func (x *Node) GetAddress() string {
 func (x *Node) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Node) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
 	}
 	return nil
 }
@@ -321,6 +333,91 @@ func (x *Candidate) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
+// Activation is the data of <root>/activations/<kind>/<identity>, the
+// ephemeral znode of a virtual actor's one activation (package provider),
+// created by the member that hosts it. Its creation zxid is the
+// activation's epoch.
+type Activation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is the protoactor cluster kind.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// identity is the virtual actor's identity within its kind.
+	Identity string `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	// pid is the activation's actor.
+	Pid *PID `protobuf:"bytes,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// member_id is the id of the hosting member (its node znode's name, the ActorSystem's id).
+	MemberId string `protobuf:"bytes,4,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// activated_at is when the znode was created.
+	ActivatedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Activation) Reset() {
+	*x = Activation{}
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Activation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Activation) ProtoMessage() {}
+
+func (x *Activation) ProtoReflect() protoreflect.Message {
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Activation.ProtoReflect.Descriptor instead.
+func (*Activation) Descriptor() ([]byte, []int) {
+	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Activation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Activation) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *Activation) GetPid() *PID {
+	if x != nil {
+		return x.Pid
+	}
+	return nil
+}
+
+func (x *Activation) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *Activation) GetActivatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return nil
+}
+
 // Elected is sent to a global actor when its term starts, before any other
 // message it receives as the global: the term's fencing epoch.
 type Elected struct {
@@ -340,7 +437,7 @@ type Elected struct {
 
 func (x *Elected) Reset() {
 	*x = Elected{}
-	mi := &file_zkactor_v1_zkactor_proto_msgTypes[4]
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +449,7 @@ func (x *Elected) String() string {
 func (*Elected) ProtoMessage() {}
 
 func (x *Elected) ProtoReflect() protoreflect.Message {
-	mi := &file_zkactor_v1_zkactor_proto_msgTypes[4]
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +462,7 @@ func (x *Elected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Elected.ProtoReflect.Descriptor instead.
 func (*Elected) Descriptor() ([]byte, []int) {
-	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{4}
+	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Elected) GetName() string {
@@ -407,18 +504,26 @@ const file_zkactor_v1_zkactor_proto_rawDesc = "" +
 	"\rregistered_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x129\n" +
 	"\n" +
-	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xb0\x01\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x14\n" +
+	"\x05kinds\x18\x04 \x03(\tR\x05kinds\"\xb0\x01\n" +
 	"\tCandidate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\x03pid\x18\x02 \x01(\v2\x0f.zkactor.v1.PIDR\x03pid\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12!\n" +
 	"\fnode_address\x18\x04 \x01(\tR\vnodeAddress\x120\n" +
-	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"Q\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xbb\x01\n" +
+	"\n" +
+	"Activation\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\x12!\n" +
+	"\x03pid\x18\x03 \x01(\v2\x0f.zkactor.v1.PIDR\x03pid\x12\x1b\n" +
+	"\tmember_id\x18\x04 \x01(\tR\bmemberId\x12=\n" +
+	"\factivated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\"Q\n" +
 	"\aElected\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x1c\n" +
@@ -436,28 +541,31 @@ func file_zkactor_v1_zkactor_proto_rawDescGZIP() []byte {
 	return file_zkactor_v1_zkactor_proto_rawDescData
 }
 
-var file_zkactor_v1_zkactor_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_zkactor_v1_zkactor_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_zkactor_v1_zkactor_proto_goTypes = []any{
 	(*PID)(nil),                   // 0: zkactor.v1.PID
 	(*Registration)(nil),          // 1: zkactor.v1.Registration
 	(*Node)(nil),                  // 2: zkactor.v1.Node
 	(*Candidate)(nil),             // 3: zkactor.v1.Candidate
-	(*Elected)(nil),               // 4: zkactor.v1.Elected
-	nil,                           // 5: zkactor.v1.Registration.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Activation)(nil),            // 4: zkactor.v1.Activation
+	(*Elected)(nil),               // 5: zkactor.v1.Elected
+	nil,                           // 6: zkactor.v1.Registration.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_zkactor_v1_zkactor_proto_depIdxs = []int32{
 	0, // 0: zkactor.v1.Registration.pid:type_name -> zkactor.v1.PID
-	5, // 1: zkactor.v1.Registration.metadata:type_name -> zkactor.v1.Registration.MetadataEntry
-	6, // 2: zkactor.v1.Registration.registered_at:type_name -> google.protobuf.Timestamp
-	6, // 3: zkactor.v1.Node.started_at:type_name -> google.protobuf.Timestamp
+	6, // 1: zkactor.v1.Registration.metadata:type_name -> zkactor.v1.Registration.MetadataEntry
+	7, // 2: zkactor.v1.Registration.registered_at:type_name -> google.protobuf.Timestamp
+	7, // 3: zkactor.v1.Node.started_at:type_name -> google.protobuf.Timestamp
 	0, // 4: zkactor.v1.Candidate.pid:type_name -> zkactor.v1.PID
-	6, // 5: zkactor.v1.Candidate.since:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7, // 5: zkactor.v1.Candidate.since:type_name -> google.protobuf.Timestamp
+	0, // 6: zkactor.v1.Activation.pid:type_name -> zkactor.v1.PID
+	7, // 7: zkactor.v1.Activation.activated_at:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_zkactor_v1_zkactor_proto_init() }
@@ -471,7 +579,7 @@ func file_zkactor_v1_zkactor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zkactor_v1_zkactor_proto_rawDesc), len(file_zkactor_v1_zkactor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
