@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/internal/zkutil"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -159,4 +162,88 @@ func register(b *testing.B, n *node, name string, pid *actor.PID) {
 	if err := n.Registry.Register(context.Background(), name, pid, nil); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkRegisterThroughput compares Register with the ZooKeeper floor,
+// in one run on one server: a bare go-zookeeper connection making the same
+// znodes (for a new name, the container parent and then the ephemeral
+// child; under one name, the child alone). Both at 1 and at 64 concurrent
+// callers; regs/s is the figure to compare.
+//
+//	go test -run '^$' -bench RegisterThroughput -benchtime 2000x ./cluster/
+func BenchmarkRegisterThroughput(b *testing.B) {
+	for _, callers := range []int{1, 64} {
+		for _, shape := range []string{"new-name", "one-name"} {
+			b.Run(fmt.Sprintf("raw/%s/callers=%d", shape, callers), func(b *testing.B) {
+				zkc := zktest.Shared(b)
+				root := zktest.Root(b)
+				c := zkc.Connect(b)
+				acl := zk.WorldACL(zk.PermAll)
+				if _, err := zkutil.CreateWithParents(c, root, root+"/services/one", nil, 0, acl); err != nil {
+					b.Fatal(err)
+				}
+				throughput(b, callers, func(i int) error {
+					dir := root + "/services/one"
+					if shape == "new-name" {
+						dir = fmt.Sprintf("%s/services/n%d", root, i)
+						if _, err := c.CreateContainer(dir, nil, zk.FlagContainer, acl); err != nil {
+							return err
+						}
+					}
+					_, err := c.Create(fmt.Sprintf("%s/r%d", dir, i), []byte("registration"), zk.FlagEphemeral, acl)
+					return err
+				})
+			})
+			b.Run(fmt.Sprintf("zkactor/%s/callers=%d", shape, callers), func(b *testing.B) {
+				n, _ := benchCluster(b)
+				ctx := ctxT(b)
+				pids := make([]*actor.PID, b.N)
+				for i := range pids {
+					if shape == "one-name" || i == 0 {
+						pids[i] = n.Spawn(b) // a live actor: the registry drops those that stop
+					} else {
+						pids[i] = pids[0]
+					}
+				}
+				throughput(b, callers, func(i int) error {
+					name := "one"
+					if shape == "new-name" {
+						name = fmt.Sprintf("n%d", i)
+					}
+					return n.Registry.Register(ctx, name, pids[i], nil)
+				})
+			})
+		}
+	}
+}
+
+// throughput runs op(0..b.N-1) from callers goroutines and reports ops/s.
+func throughput(b *testing.B, callers int, op func(i int) error) {
+	b.Helper()
+	var next atomic.Int64
+	errs := make(chan error, callers)
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= b.N {
+					errs <- nil
+					return
+				}
+				if err := op(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "regs/s")
 }

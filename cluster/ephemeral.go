@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type keeper struct {
 	wanted  map[string][]byte
 	created map[string]int64 // path → session that confirmed it
 	doomed  map[string]struct{}
+	dirs    map[string]struct{} // parents a create of ours succeeded under: a hint, see ensure
 	locks   map[string]*pathLock
 	closed  bool            // no more watches are armed
 	life    context.Context // ends with close: arming gives up
@@ -62,6 +64,7 @@ func newKeeper(s *Session, root string) *keeper {
 		wanted:  map[string][]byte{},
 		created: map[string]int64{},
 		doomed:  map[string]struct{}{},
+		dirs:    map[string]struct{}{},
 		locks:   map[string]*pathLock{},
 		kick:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -316,9 +319,20 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 	// The path is fixed, so a retry after a lost connection is safe: it
 	// finds its own znode (ErrNodeExists, owned by this session).
 	op := Op{Name: "create", Path: path, Idempotent: true, Late: late}
+	dir := path[:strings.LastIndexByte(path, '/')]
+	k.mu.Lock()
+	_, known := k.dirs[dir]
+	k.mu.Unlock()
 	err := k.s.Do(ctx, op, func(c *zk.Conn) error {
 		session = c.SessionID()
-		_, err := createEphemeral(c, k.root, path, data, k.s.ACL())
+		// The first znode under a parent (a name's first registration
+		// here) makes the parent first: two requests, not three. (A parent
+		// reaped since is found missing and made again.)
+		create := zkutil.CreateWithParents
+		if !known {
+			create = zkutil.CreateParentFirst
+		}
+		_, err := create(c, k.root, path, data, zk.FlagEphemeral, k.s.ACL())
 		if transient(err) {
 			// The create may or may not have been applied. The path is
 			// fixed, so asking settles it (ErrNodeExists below).
@@ -340,13 +354,17 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 			if err := c.Delete(path, stat.Version); err != nil {
 				return err
 			}
-			_, err = createEphemeral(c, k.root, path, data, k.s.ACL())
+			_, err = zkutil.CreateWithParents(c, k.root, path, data, zk.FlagEphemeral, k.s.ACL())
 			return err
 		}
 		return nil
 	})
 	if err == nil {
 		k.mu.Lock()
+		if len(k.dirs) >= maxKnownDirs {
+			clear(k.dirs)
+		}
+		k.dirs[dir] = struct{}{}
 		k.created[path] = session
 		k.mu.Unlock()
 		k.arm(path, session)
@@ -473,10 +491,5 @@ func (k *keeper) reconcile() bool {
 	return ok
 }
 
-// createEphemeral creates path as an ephemeral znode, creating missing
-// parents as zkutil.CreateWithParents does: the immediate parent as a
-// container (ZooKeeper deletes it once its last child is gone, so services
-// and elections leave nothing behind), the ones above it persistent.
-func createEphemeral(c *zk.Conn, root, path string, data []byte, acl []zk.ACL) (string, error) {
-	return zkutil.CreateWithParents(c, root, path, data, zk.FlagEphemeral, acl)
-}
+// maxKnownDirs bounds the keeper's hint of parents that exist.
+const maxKnownDirs = 4096

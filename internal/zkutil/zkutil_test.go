@@ -57,3 +57,26 @@ func TestCreateWithParents(t *testing.T) {
 		t.Fatalf("persistent parent %s/jobs gone: %v, %v", root, ok, err)
 	}
 }
+
+// CreateParentFirst makes the whole chain under a fresh root, and works as
+// well when the parent exists already.
+func TestCreateParentFirst(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	acl := zk.WorldACL(zk.PermAll)
+	for _, leaf := range []string{root + "/services/a/r1", root + "/services/a/r2", root + "/services/b/r1"} {
+		got, err := zkutil.CreateParentFirst(c, root, leaf, []byte("x"), zk.FlagEphemeral, acl)
+		if err != nil || got != leaf {
+			t.Fatalf("CreateParentFirst(%s) = %q, %v", leaf, got, err)
+		}
+		data, stat, err := c.Get(leaf)
+		if err != nil || string(data) != "x" || stat.EphemeralOwner != c.SessionID() {
+			t.Fatalf("get %s: %q %+v %v", leaf, data, stat, err)
+		}
+	}
+	// A leaf whose parent is "/": nothing to make.
+	if _, err := zkutil.CreateParentFirst(c, root, root+"-top", nil, zk.FlagEphemeral, acl); err != nil {
+		t.Fatal(err)
+	}
+}
