@@ -157,7 +157,7 @@ func benchCluster(b *testing.B) (*node, *node) {
 	return newNode(b, nodeOpts{servers: zkc.Addrs(), root: root}), newNode(b, nodeOpts{servers: zkc.Addrs(), root: root})
 }
 
-func register(b *testing.B, n *node, name string, pid *actor.PID) {
+func register(b testing.TB, n *node, name string, pid *actor.PID) {
 	b.Helper()
 	if err := n.Registry.Register(context.Background(), name, pid, nil); err != nil {
 		b.Fatal(err)

@@ -76,7 +76,7 @@ func newKeeper(s *Session, root string) *keeper {
 			k.wake()
 		}
 	})
-	k.stopWatch = s.onNodeEvents(func(ev zk.Event) {
+	k.stopWatch = s.OnWatchEvent(func(ev zk.Event) {
 		if ev.Type == zk.EventNodeDeleted {
 			k.missing(ev.Path, 0)
 		}

@@ -15,6 +15,7 @@ import (
 
 // peersEntry is what the cache holds for <root>/nodes.
 type peersEntry struct {
+	dir   *dirState
 	nodes []*pb.Node
 	addrs []string
 }
@@ -47,9 +48,9 @@ func (r *Registry) peers(ctx context.Context) (*peersEntry, error) {
 	return e, nil
 }
 
-func (r *Registry) buildPeers(dir string, children []child) *peersEntry {
-	e := &peersEntry{}
-	for _, c := range children {
+func (r *Registry) buildPeers(dir string, st *dirState) *peersEntry {
+	e := &peersEntry{dir: st}
+	for _, c := range st.children {
 		n, err := records.Node(c.data)
 		if err != nil {
 			r.log.Warn("skipping a node znode zkactor cannot read (foreign or corrupt data)",

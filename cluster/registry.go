@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -39,6 +41,9 @@ type Options struct {
 	// cluster kinds of a node that is a protoactor-go cluster member
 	// (package provider).
 	Kinds []string
+	// CacheIdleAfter is how long the lookup cache keeps a service no lookup
+	// used; 0 means two minutes.
+	CacheIdleAfter time.Duration
 }
 
 // Registry is a node's view of the cluster: it keeps this node's znode
@@ -53,11 +58,12 @@ type Registry struct {
 	system *actor.ActorSystem
 	node   *pb.Node
 
-	keeper   *keeper
-	services *watchcache.Cache[serviceEntry] // by service name
-	nodes    *watchcache.Cache[peersEntry]   // one key, "nodes"
-	watcher  *actor.PID
-	stopSess func()
+	keeper     *keeper
+	services   *watchcache.Cache[serviceEntry] // by service name
+	nodes      *watchcache.Cache[peersEntry]   // one key, "nodes"
+	watcher    *actor.PID
+	stopSess   func()
+	stopEvents func()
 
 	mu     sync.Mutex
 	byPID  map[pidKey]map[string]*registration // PID → name → registration
@@ -77,6 +83,7 @@ type registration struct {
 
 // serviceEntry is what the cache holds for one service name.
 type serviceEntry struct {
+	dir  *dirState // what it was built from: the next load's base
 	regs []*pb.Registration
 	pids []*actor.PID
 }
@@ -107,8 +114,23 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 		byPID:  map[pidKey]map[string]*registration{},
 	}
 	r.keeper = newKeeper(s, opts.Root)
-	r.services = watchcache.New(dirLoader(s, r.layout.ServicePath, r.buildService))
-	r.nodes = watchcache.New(dirLoader(s, func(string) string { return r.layout.NodesPath() }, r.buildPeers))
+	r.services = watchcache.New(dirLoader(s, r.layout.ServicePath, r.buildService, func(e *serviceEntry) *dirState { return e.dir }),
+		watchcache.Options[serviceEntry]{
+			PathKey: func(path string) (string, bool) {
+				name, ok := strings.CutPrefix(path, r.layout.ServicesPath()+"/")
+				return name, ok && !strings.Contains(name, "/")
+			},
+			Absent:    func(e *serviceEntry) bool { return len(e.dir.children) == 0 },
+			IdleAfter: opts.CacheIdleAfter,
+		})
+	r.nodes = watchcache.New(dirLoader(s, func(string) string { return r.layout.NodesPath() }, r.buildPeers, func(e *peersEntry) *dirState { return e.dir }),
+		watchcache.Options[peersEntry]{
+			PathKey: func(path string) (string, bool) { return "nodes", path == r.layout.NodesPath() },
+		})
+	r.stopEvents = s.OnWatchEvent(func(ev zk.Event) {
+		r.services.Event(ev)
+		r.nodes.Event(ev)
+	})
 	// Watches end with an expired session; the cache sweeps itself through
 	// them, and this catches anything read while the expiry was under way.
 	r.stopSess = s.Notify(func(ev Event) {
@@ -305,9 +327,9 @@ func (r *Registry) service(ctx context.Context, name string) (*serviceEntry, err
 	return e, nil
 }
 
-func (r *Registry) buildService(dir string, children []child) *serviceEntry {
-	e := &serviceEntry{}
-	for _, c := range children {
+func (r *Registry) buildService(dir string, st *dirState) *serviceEntry {
+	e := &serviceEntry{dir: st}
+	for _, c := range st.children {
 		rec, err := records.Registration(c.data)
 		if err != nil {
 			r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
@@ -410,6 +432,7 @@ func countErrs(errs []error) int {
 
 func (r *Registry) shutdown() {
 	r.stopSess()
+	r.stopEvents()
 	_ = r.system.Root.StopFuture(r.watcher).Wait()
 	r.keeper.close()
 	r.services.Close()

@@ -315,10 +315,12 @@ type queuedEvent struct {
 	dialedAt time.Duration
 }
 
-// onNodeEvents calls fn with every watch event (a znode created, deleted or
-// changed, a watch ended), on go-zookeeper's own goroutine: fn must not
-// block. One callback serves every watch, however many there are.
-func (s *Session) onNodeEvents(fn func(zk.Event)) (stop func()) {
+// OnWatchEvent calls fn with every watch event of the session (a znode
+// created, deleted or changed, a watch ended), whoever set the watch, on
+// go-zookeeper's own goroutine: fn must not block. One callback serves
+// every watch, however many there are, so that caches need no goroutine
+// per watch. stop ends the calls.
+func (s *Session) OnWatchEvent(fn func(zk.Event)) (stop func()) {
 	s.mu.Lock()
 	id := s.nextID
 	s.nextID++

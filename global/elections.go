@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-
-	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/watchcache"
@@ -36,11 +35,12 @@ type Elections struct {
 	leaders *watchcache.Cache[Leader] // WhereisGlobal's: name → the head of its queue
 	sweeper *sweeper
 
-	quit     chan struct{}
-	life     context.Context // ends with quit
-	endLife  context.CancelFunc
-	wg       sync.WaitGroup
-	stopSess func()
+	quit       chan struct{}
+	life       context.Context // ends with quit
+	endLife    context.CancelFunc
+	wg         sync.WaitGroup
+	stopSess   func()
+	stopEvents func()
 
 	mu          sync.Mutex
 	candidacies map[string]*candidacy
@@ -63,9 +63,17 @@ func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Electi
 		candidacies: map[string]*candidacy{},
 	}
 	e.life, e.endLife = context.WithCancel(context.Background())
-	e.leaders = watchcache.New(func(ctx context.Context, name string) (*Leader, <-chan zk.Event, error) {
-		return e.readLeader(ctx, name)
+	e.leaders = watchcache.New(func(ctx context.Context, name string, _ *Leader) (*Leader, error) {
+		l, _, err := e.readLeader(ctx, name) // the session's events sweep it, not the channel
+		return l, err
+	}, watchcache.Options[Leader]{
+		PathKey: func(path string) (string, bool) {
+			name, ok := strings.CutPrefix(path, e.layout.GlobalsPath()+"/")
+			return name, ok && !strings.Contains(name, "/")
+		},
+		Absent: func(l *Leader) bool { return l.PID == nil },
 	})
+	e.stopEvents = e.s.OnWatchEvent(e.leaders.Event)
 	e.sweeper = newSweeper(e)
 	e.stopSess = e.s.Notify(func(ev cluster.Event) {
 		if ev.Kind == cluster.Expired || ev.NewSession {
@@ -314,6 +322,7 @@ func (e *Elections) Close(ctx context.Context) error {
 		}
 	}
 	e.stopSess()
+	e.stopEvents()
 	close(e.quit)
 	e.endLife()
 	done := make(chan struct{})

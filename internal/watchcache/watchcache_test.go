@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -16,33 +18,44 @@ import (
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
-// These tests need no ZooKeeper: the loader is a fake that hands out watch
-// channels the test fires by closing them.
+// These tests need no ZooKeeper: the loader is a fake, and a watch firing
+// is an event passed to Cache.Event, as the owner passes its session's.
 
 func TestMain(m *testing.M) { zktest.Main(m) }
 
-// fakeStore is a loader: each load returns the key's current value and a
-// fresh watch channel, and counts the loads.
+// fakeStore is a loader: each load returns the key's current value and
+// counts the loads; it records the base it was given.
 type fakeStore struct {
 	mu      sync.Mutex
 	values  map[string]string
-	watches map[string][]chan zk.Event
+	prevs   []string      // the base of each load, "" for none
 	loads   atomic.Int64
 	gate    chan struct{} // when set, every load waits for it
 	started chan string   // when set, every load reports its key first
 	fail    error
+	cache   *watchcache.Cache[string]
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{values: map[string]string{}, watches: map[string][]chan zk.Event{}}
+	return &fakeStore{values: map[string]string{}}
 }
 
-func (f *fakeStore) load(ctx context.Context, key string) (*string, <-chan zk.Event, error) {
+// newCache returns a cache of f's values; the path of key k is "/k".
+func (f *fakeStore) newCache(opts watchcache.Options[string]) *watchcache.Cache[string] {
+	opts.PathKey = func(path string) (string, bool) { return strings.CutPrefix(path, "/") }
+	f.cache = watchcache.New(f.load, opts)
+	return f.cache
+}
+
+func (f *fakeStore) load(ctx context.Context, key string, prev *string) (*string, error) {
 	f.loads.Add(1)
 	f.mu.Lock()
 	v, gate, started, fail := f.values[key], f.gate, f.started, f.fail
-	w := make(chan zk.Event, 1)
-	f.watches[key] = append(f.watches[key], w)
+	base := ""
+	if prev != nil {
+		base = *prev
+	}
+	f.prevs = append(f.prevs, base)
 	f.mu.Unlock()
 	if started != nil {
 		started <- key
@@ -51,27 +64,21 @@ func (f *fakeStore) load(ctx context.Context, key string) (*string, <-chan zk.Ev
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("load %s: %w", key, context.Cause(ctx))
+			return nil, fmt.Errorf("load %s: %w", key, context.Cause(ctx))
 		}
 	}
 	if fail != nil {
-		return nil, nil, fail
+		return nil, fail
 	}
-	return &v, w, nil
+	return &v, nil
 }
 
-// set changes key's value and fires the watches of earlier loads, as a
-// ZooKeeper write would.
+// set changes key's value and fires its watch, as a ZooKeeper write would.
 func (f *fakeStore) set(key, v string) {
 	f.mu.Lock()
 	f.values[key] = v
-	ws := f.watches[key]
-	f.watches[key] = nil
 	f.mu.Unlock()
-	for _, w := range ws {
-		w <- zk.Event{Type: zk.EventNodeChildrenChanged}
-		close(w)
-	}
+	f.cache.Event(zk.Event{Type: zk.EventNodeChildrenChanged, Path: "/" + key})
 }
 
 func get(t *testing.T, c *watchcache.Cache[string], key string) string {
@@ -86,7 +93,7 @@ func get(t *testing.T, c *watchcache.Cache[string], key string) string {
 func TestHitCostsNoLoad(t *testing.T) {
 	f := newFakeStore()
 	f.values["a"] = "1"
-	c := watchcache.New(f.load)
+	c := f.newCache(watchcache.Options[string]{})
 	defer c.Close()
 	for range 1000 {
 		if v := get(t, c, "a"); v != "1" {
@@ -107,18 +114,28 @@ func TestHitCostsNoLoad(t *testing.T) {
 func TestWatchSweeps(t *testing.T) {
 	f := newFakeStore()
 	f.values["a"] = "1"
-	c := watchcache.New(f.load)
+	c := f.newCache(watchcache.Options[string]{})
 	defer c.Close()
 	get(t, c, "a")
 	f.set("a", "2")
-	zktest.Eventually(t, 5*time.Second, func() error {
-		if _, ok := c.Peek("a"); ok {
-			return errors.New("entry not swept after its watch fired")
-		}
-		return nil
-	})
+	if _, ok := c.Peek("a"); ok {
+		t.Fatal("entry not swept when its watch fired")
+	}
 	if v := get(t, c, "a"); v != "2" {
 		t.Fatalf("Get after a change = %q, want 2", v)
+	}
+	// The load after the sweep had the swept value as its base.
+	f.mu.Lock()
+	prevs := f.prevs
+	f.mu.Unlock()
+	if !slices.Equal(prevs, []string{"", "1"}) {
+		t.Fatalf("bases of the loads = %q, want [\"\" \"1\"]", prevs)
+	}
+	// Events of paths that are no key's change nothing.
+	c.Event(zk.Event{Type: zk.EventNodeDeleted})
+	c.Event(zk.Event{Type: zk.EventNodeDeleted, Path: "elsewhere"})
+	if _, ok := c.Peek("a"); !ok {
+		t.Fatal("an event without a path swept the entry")
 	}
 }
 
@@ -127,7 +144,7 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 	f.values["a"] = "1"
 	f.gate = make(chan struct{})
 	f.started = make(chan string, 100)
-	c := watchcache.New(f.load)
+	c := f.newCache(watchcache.Options[string]{})
 	defer c.Close()
 
 	const n = 20
@@ -171,7 +188,7 @@ func TestWaiterOutlivesTheLoadersDeadline(t *testing.T) {
 	f.values["a"] = "1"
 	f.gate = make(chan struct{})
 	f.started = make(chan string, 10)
-	c := watchcache.New(f.load)
+	c := f.newCache(watchcache.Options[string]{})
 	defer c.Close()
 
 	short, cancel := context.WithCancel(context.Background())
@@ -194,7 +211,7 @@ func TestWaiterOutlivesTheLoadersDeadline(t *testing.T) {
 func TestErrorsAreNotCached(t *testing.T) {
 	f := newFakeStore()
 	f.fail = errors.New("boom")
-	c := watchcache.New(f.load)
+	c := f.newCache(watchcache.Options[string]{})
 	defer c.Close()
 	if _, err := c.Get(context.Background(), "a"); err == nil || err.Error() != "boom" {
 		t.Fatalf("Get = %v, want boom", err)
@@ -215,7 +232,7 @@ func TestEvictDuringLoadWins(t *testing.T) {
 	f.values["a"] = "old"
 	f.gate = make(chan struct{})
 	f.started = make(chan string, 10)
-	c := watchcache.New(f.load)
+	c := f.newCache(watchcache.Options[string]{})
 	defer c.Close()
 
 	stale := make(chan string, 1)
@@ -241,23 +258,81 @@ func TestEvictDuringLoadWins(t *testing.T) {
 	}
 }
 
-func TestNewerEntrySurvivesOlderWatch(t *testing.T) {
+// An event that arrives while a load is in flight (the watch that load set
+// has fired already) keeps that load from installing its value.
+func TestEventDuringLoadWins(t *testing.T) {
+	f := newFakeStore()
+	f.values["a"] = "old"
+	f.gate = make(chan struct{})
+	f.started = make(chan string, 10)
+	c := f.newCache(watchcache.Options[string]{})
+	defer c.Close()
+	done := make(chan struct{})
+	go func() { c.Get(context.Background(), "a"); close(done) }()
+	<-f.started
+	f.set("a", "new")
+	close(f.gate)
+	<-done
+	if _, ok := c.Peek("a"); ok {
+		t.Fatal("a load whose watch fired before it finished was cached")
+	}
+	if v := get(t, c, "a"); v != "new" {
+		t.Fatalf("Get = %q, want new", v)
+	}
+}
+
+// At most MaxAbsent entries hold an absent value; the rest are served, not
+// kept. Present values are not bounded that way.
+func TestAbsentEntriesAreBounded(t *testing.T) {
+	f := newFakeStore()
+	c := f.newCache(watchcache.Options[string]{MaxAbsent: 10, Absent: func(v *string) bool { return *v == "" }})
+	defer c.Close()
+	for i := range 100 {
+		get(t, c, fmt.Sprint("absent-", i))
+	}
+	f.mu.Lock()
+	for i := range 100 {
+		f.values[fmt.Sprint("present-", i)] = "x"
+	}
+	f.mu.Unlock()
+	for i := range 100 {
+		get(t, c, fmt.Sprint("present-", i))
+	}
+	st := c.Stats()
+	if st.Absent != 10 || st.Entries != 110 {
+		t.Fatalf("stats %+v, want 10 absent of 110 entries", st)
+	}
+	// A swept absent entry frees its place.
+	f.set("absent-0", "")
+	get(t, c, "absent-99")
+	if st := c.Stats(); st.Absent != 10 {
+		t.Fatalf("absent = %d after a sweep and a new miss, want 10", st.Absent)
+	}
+}
+
+// Entries and bases no lookup uses are dropped after IdleAfter; used ones
+// stay.
+func TestIdleEntriesAreDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeStore()
-		f.values["a"] = "1"
-		c := watchcache.New(f.load)
+		f.values["hot"], f.values["cold"], f.values["swept"] = "1", "2", "3"
+		c := f.newCache(watchcache.Options[string]{IdleAfter: time.Minute})
 		defer c.Close()
-		get(t, c, "a")
-		f.mu.Lock()
-		oldWatch := f.watches["a"][0]
-		f.watches["a"] = nil
-		f.mu.Unlock()
-		c.Evict("a")
-		get(t, c, "a") // a newer entry, with its own watch
-		close(oldWatch)
-		synctest.Wait() // the old entry's goroutine has run its CompareAndDelete
-		if _, ok := c.Peek("a"); !ok {
-			t.Fatal("an older entry's watch swept the newer entry")
+		get(t, c, "hot")
+		get(t, c, "cold")
+		get(t, c, "swept")
+		f.set("swept", "4") // now a base only
+		for range 4 {
+			time.Sleep(30 * time.Second) // fake time: the janitor's passes
+			synctest.Wait()
+			get(t, c, "hot")
+		}
+		if _, ok := c.Peek("cold"); ok {
+			t.Fatal("an idle entry was kept")
+		}
+		st := c.Stats()
+		if st.Entries != 1 || st.Swept != 0 || st.Dropped != 2 {
+			t.Fatalf("stats %+v, want only hot, and 2 dropped", st)
 		}
 	})
 }
@@ -266,7 +341,7 @@ func TestNewerEntrySurvivesOlderWatch(t *testing.T) {
 func TestCloseRacesGet(t *testing.T) {
 	for range 200 {
 		f := newFakeStore()
-		c := watchcache.New(f.load)
+		c := f.newCache(watchcache.Options[string]{})
 		var wg sync.WaitGroup
 		for i := range 8 {
 			wg.Add(1)
