@@ -165,7 +165,7 @@ func (inv *liveGlobal) Check(tr *Trial) []Violation {
 		var whys []string
 		tr.r.withState(func(s *state) {
 			for _, name := range names {
-				some, certain := s.candidates(name)
+				some, certain := s.candidates(name, at)
 				if !certain {
 					continue
 				}
@@ -396,7 +396,7 @@ func (inv *jobs) Check(tr *Trial) []Violation {
 					undone = append(undone, id)
 				}
 			}
-			boss, _ = s.candidates(bossName)
+			boss, _ = s.candidates(bossName, Now())
 		})
 		return len(undone) == 0, ""
 	})

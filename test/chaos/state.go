@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"time"
+
 	"fmt"
 	"slices"
 	"strings"
@@ -26,6 +28,7 @@ type state struct {
 	nodeState map[string]string            // label -> "running", "paused", "dead"
 	regs      map[regKey]status            // by (node, service, pid)
 	cands     map[candKey]status           // by (node, name)
+	candSince map[candKey]int64            // when each candidacy was acknowledged
 	pending   map[string]int               // operations in flight by "<label> <key>"
 	jobsAcked map[string]int64             // job id -> when acknowledged
 	jobsDone  map[string]int64             // job id -> first jobdo
@@ -43,6 +46,7 @@ func newState() *state {
 		nodeState: map[string]string{},
 		regs:      map[regKey]status{},
 		cands:     map[candKey]status{},
+		candSince: map[candKey]int64{},
 		pending:   map[string]int{},
 		jobsAcked: map[string]int64{},
 		jobsDone:  map[string]int64{},
@@ -101,6 +105,7 @@ func (s *state) apply(e Event) {
 			st = unknown
 		}
 		s.cands[candKey{e.Src, e.Arg(0)}] = st
+		s.candSince[candKey{e.Src, e.Arg(0)}] = e.T
 	case "resign":
 		st := absent
 		if e.Arg(1) != "ok" {
@@ -163,8 +168,9 @@ func (s *state) registered(service string) (must, may map[string]bool) {
 }
 
 // candidates tells whether some running node is certainly a candidate for
-// name, and whether the answer is certain (no candidacy in doubt).
-func (s *state) candidates(name string) (some, certain bool) {
+// name at the instant at, and whether the answer is certain (no
+// candidacy in doubt, none too young to have led by then).
+func (s *state) candidates(name string, at int64) (some, certain bool) {
 	certain = true
 	for k, st := range s.cands {
 		if k.name != name || s.nodeState[k.src] != "running" {
@@ -173,12 +179,20 @@ func (s *state) candidates(name string) (some, certain bool) {
 		switch {
 		case s.pending[k.src+" "+name] > 0 || st == unknown:
 			certain = false
+		case st == present && s.candSince[k] > at-int64(candidateGrace):
+			// Acknowledged just before (or after) the instant judged: its
+			// term may not have begun by then.
+			certain = false
 		case st == present:
 			some = true
 		}
 	}
 	return some, certain || some
 }
+
+// candidateGrace is how long after its acknowledgement a candidacy is
+// expected to have led, when no other candidate leads.
+const candidateGrace = time.Second
 
 // stoppedActor reports whether a service actor was stopped.
 func (s *state) stoppedActor(label, pid string) bool { return s.stopped[label+" "+pid] }
