@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/zkactor/zkactor/internal/metrics"
 	"github.com/zkactor/zkactor/internal/records"
 	"github.com/zkactor/zkactor/internal/watchcache"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
@@ -228,6 +229,7 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 	r.mu.Unlock()
 
 	err := r.keeper.keepLocked(ctx, path, reg.data)
+	metrics.Registration(err)
 
 	r.mu.Lock()
 	current := r.byPID[key][name] == reg
@@ -267,6 +269,7 @@ func (r *Registry) Unregister(ctx context.Context, name string, pid *actor.PID) 
 		return nil
 	}
 	err := r.keeper.dropLocked(ctx, path)
+	metrics.Unregistration(err)
 	r.services.Evict(name)
 	if err != nil {
 		return fmt.Errorf("zkactor: unregister %q: %w", name, err)
@@ -329,12 +332,17 @@ func (r *Registry) service(ctx context.Context, name string) (*serviceEntry, err
 
 func (r *Registry) buildService(dir string, st *dirState) *serviceEntry {
 	e := &serviceEntry{dir: st}
-	for _, c := range st.children {
-		rec, err := records.Registration(c.data)
-		if err != nil {
-			r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
-				"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
-			continue
+	for i := range st.children {
+		c := &st.children[i]
+		rec, _ := c.rec.(*pb.Registration) // decoded by an earlier load
+		if rec == nil {
+			var err error
+			if rec, err = records.Registration(c.data); err != nil {
+				r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
+					"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
+				continue
+			}
+			c.rec = rec
 		}
 		e.regs = append(e.regs, rec)
 		e.pids = append(e.pids, actor.NewPID(rec.Pid.Address, rec.Pid.Id))

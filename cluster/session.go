@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/internal/metrics"
 )
 
 // Defaults for Config.
@@ -126,6 +128,7 @@ type Session struct {
 
 	mu        sync.Mutex
 	connected bool
+	counted   bool          // connected as zkactor_session_connected counts it: see countConnected
 	ready     chan struct{} // closed while connected with a session
 	sessionID int64
 	listeners map[int]func(Event)
@@ -216,6 +219,9 @@ func (s *Session) Close() {
 		for range s.zkev { // closed when go-zookeeper's goroutines are done
 		}
 		s.wg.Wait()
+		s.mu.Lock()
+		s.countConnected(false)
+		s.mu.Unlock()
 	})
 }
 
@@ -275,6 +281,7 @@ func (s *Session) watchPauses() {
 		gap := now - time.Duration(s.lastTick.Swap(int64(now)))
 		if gap > s.Timeout()/3 {
 			s.log.Warn("this process was paused; ZooKeeper may have expired its session", "pause", gap.Round(time.Millisecond))
+			metrics.SessionPaused()
 			s.emit(Event{Kind: Paused, SessionID: s.ID()})
 		}
 	}
@@ -429,13 +436,31 @@ func (s *Session) handle(qe queuedEvent) {
 	case zk.StateAuthFailed:
 		s.log.Error("zookeeper authentication failed", "server", ev.Server)
 	}
+	s.countConnected(s.connected)
 	s.mu.Unlock()
 	if out == nil {
 		return
 	}
+	switch out.Kind {
+	case Disconnected:
+		metrics.SessionDisconnected()
+	case Expired:
+		metrics.SessionExpired()
+	}
 	s.log.Info("zookeeper session "+out.Kind.String(), "session", fmt.Sprintf("%#x", out.SessionID),
 		"new", out.NewSession, "server", ev.Server, "timeout", s.Timeout())
 	s.emit(*out)
+}
+
+// countConnected keeps zkactor_session_connected in step with the
+// session's state, counting a closed session as disconnected for good.
+// s.mu is held.
+func (s *Session) countConnected(up bool) {
+	if up && isClosed(s.closed) || up == s.counted {
+		return
+	}
+	s.counted = up
+	metrics.SessionConnected(up)
 }
 
 // waitReady waits until the client has a session, ctx ends or the session
@@ -493,7 +518,9 @@ func (s *Session) Do(ctx context.Context, op Op, fn func(*zk.Conn) error) error 
 		if err := s.waitReady(ctx); err != nil {
 			return fmt.Errorf("%s %s: %w", op.Name, op.Path, err)
 		}
+		begin := time.Now()
 		err := s.run(ctx, fn, op.Late)
+		metrics.Request(op.Name, time.Since(begin), err)
 		if err == nil {
 			return nil
 		}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/metrics"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -85,6 +86,7 @@ func (e *Elections) newCandidacy(name string, props *actor.Props) (*candidacy, e
 		return nil, fmt.Errorf("process id %s is taken", id)
 	}
 	c.releaseLease = e.s.HoldLease()
+	metrics.CandidacyStarted()
 	return c, nil
 }
 
@@ -187,6 +189,7 @@ func (c *candidacy) run() {
 				continue
 			}
 			c.path, c.session, c.own = path, session, nil
+			metrics.ElectionEntered()
 			c.e.leaders.Evict(c.name)
 			c.signalEntered(nil)
 		}
@@ -497,9 +500,10 @@ func (c *candidacy) finish() {
 	defer c.e.wg.Done()
 	c.e.retire(c)
 	if t := c.currentTerm(); t != nil {
-		c.endTerm(t, "the candidacy ended")
+		c.endTerm(t, metrics.TermEndResigned, "the candidacy ended")
 	}
 	c.releaseLease()
+	metrics.CandidacyEnded()
 	c.mu.Lock()
 	strays := c.strays
 	c.over = true

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/metrics"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
@@ -58,6 +59,7 @@ func (c *candidacy) lead() bool {
 	c.mu.Unlock()
 	c.e.leaders.Evict(c.name)
 	c.log.Info("elected", "pid", pid.String(), "epoch", t.epoch)
+	metrics.TermStarted(c.name, t.epoch)
 	return true
 }
 
@@ -78,10 +80,10 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 	for {
 		if t.ended.Load() {
 			// By the guard, or by the actor itself.
-			return !c.endTerm(t, "the guard stopped the global: the lease ran out")
+			return !c.endTerm(t, metrics.TermEndLease, "the guard stopped the global: the lease ran out")
 		}
 		if !c.safe(t) {
-			return !c.endTerm(t, "the lease ran out: ZooKeeper may have expired the session")
+			return !c.endTerm(t, metrics.TermEndLease, "the lease ran out: ZooKeeper may have expired the session")
 		}
 		if c.own == nil {
 			// The watch fired without a delete (the data changed, say):
@@ -100,7 +102,7 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 			c.own = nil
 			if ev.Type == zk.EventNodeDeleted {
 				c.path = ""
-				return !c.endTerm(t, "the candidate znode was deleted by someone else")
+				return !c.endTerm(t, metrics.TermEndZnodeGone, "the candidate znode was deleted by someone else")
 			}
 		case <-c.wake:
 		case <-timer.C:
@@ -128,7 +130,7 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 		return c.sleep(ctx, backoff) || ctx.Err() == context.DeadlineExceeded
 	case !found || stat.EphemeralOwner != t.session:
 		c.path = ""
-		return !c.endTerm(t, "the candidate znode is gone")
+		return !c.endTerm(t, metrics.TermEndZnodeGone, "the candidate znode is gone")
 	default:
 		c.own = watch
 	}
@@ -183,6 +185,7 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 					// endTerm stops the actor once the stand-in has its
 					// place, so that nothing sent meanwhile is lost.
 					c.log.Warn("the global stops: its lease ran out", "epoch", t.epoch)
+					metrics.GuardStop()
 					c.wakeUp()
 				}
 				c.st.requeue(env)
@@ -201,8 +204,9 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 // next term), it is stopped once its mailbox has passed through, and the
 // cache entry goes. It reports whether the actor stopped by itself, which
 // ends the candidacy; RegisterCandidate no longer reuses the candidacy from
-// that moment.
-func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
+// that moment. reason is why for the metrics, unless the actor stopped by
+// itself.
+func (c *candidacy) endTerm(t *term, reason metrics.TermEnd, why string) (selfStopped bool) {
 	if t.ended.CompareAndSwap(false, true) {
 		c.log.Warn("stepping down", "why", why, "epoch", t.epoch)
 	}
@@ -214,6 +218,10 @@ func (c *candidacy) endTerm(t *term, why string) (selfStopped bool) {
 	}
 	<-t.done
 	self := t.selfStopped.Load()
+	if self {
+		reason = metrics.TermEndStopped
+	}
+	metrics.TermEnded(c.name, t.epoch, reason)
 	c.mu.Lock()
 	c.term = nil
 	c.closing = c.closing || self

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 
+	"github.com/zkactor/zkactor/internal/metrics"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -194,6 +195,7 @@ func (b *bossActor) list(c actor.Context) {
 			}
 		}
 		clear(b.doneEarly)
+		metrics.Jobs(metrics.JobTakenOver, added)
 		sortWaiting(b.queue)
 		if added > 0 {
 			b.log.Info("took over unfinished jobs", "count", added)
@@ -205,28 +207,28 @@ func (b *bossActor) list(c actor.Context) {
 
 func (b *bossActor) onSubmit(c actor.Context, m *bossv1.Submit) {
 	if err := checkJob(m.Token, m.Text); err != nil {
-		c.Respond(&bossv1.Rejected{Reason: err.Error()})
+		answer(c, &bossv1.Rejected{Reason: err.Error()})
 		return
 	}
 	if b.deposed {
 		// A newer boss runs: it alone reads the jobs recorded from now on.
-		c.Respond(&bossv1.Rejected{Reason: "this boss has been superseded by a newer one", Retry: true})
+		answer(c, &bossv1.Rejected{Reason: "this boss has been superseded by a newer one", Retry: true})
 		return
 	}
 	if job := b.find(jobID(m.Token)); job != nil && job.Text == m.Text {
-		c.Respond(&bossv1.Accepted{JobId: job.Id}) // submitted again: it is recorded
+		answer(c, &bossv1.Accepted{JobId: job.Id}) // submitted again: it is recorded
 		return
 	}
 	b.async(c, func(ctx context.Context) (any, error) {
 		return b.jobs.Add(ctx, m.Token, m.Text)
 	}, func(res any, err error) {
 		if errors.Is(err, errTokenUsed) {
-			c.Respond(&bossv1.Rejected{Reason: "the token " + m.Token + " already names a different job"})
+			answer(c, &bossv1.Rejected{Reason: "the token " + m.Token + " already names a different job"})
 			return
 		}
 		if err != nil {
 			b.log.Error("cannot record job", "token", m.Token, "err", err)
-			c.Respond(&bossv1.Rejected{
+			answer(c, &bossv1.Rejected{
 				Reason: "the boss cannot record the job in ZooKeeper: " + err.Error() + "; it may or may not be recorded: submitting it again with the same token records it at most once",
 				Retry:  true,
 			})
@@ -234,12 +236,23 @@ func (b *bossActor) onSubmit(c actor.Context, m *bossv1.Submit) {
 		}
 		job := res.(*bossv1.Job)
 		// Only now, with the job in ZooKeeper, may the requestor go away.
-		c.Respond(&bossv1.Accepted{JobId: job.Id})
+		answer(c, &bossv1.Accepted{JobId: job.Id})
 		if !b.known(job.Id) {
 			b.queue = append(b.queue, &waiting{job: job})
 		}
 		b.dispatch(c)
 	})
+}
+
+// answer responds to a Submit, and counts the job as accepted or rejected.
+func answer(c actor.Context, m any) {
+	switch m.(type) {
+	case *bossv1.Accepted:
+		metrics.Jobs(metrics.JobAccepted, 1)
+	case *bossv1.Rejected:
+		metrics.Jobs(metrics.JobRejected, 1)
+	}
+	c.Respond(m)
 }
 
 func (b *bossActor) onDone(c actor.Context, m *bossv1.Done) {
@@ -271,6 +284,7 @@ func (b *bossActor) onDone(c actor.Context, m *bossv1.Done) {
 		b.log.Debug("done again", "job", m.JobId, "worker", m.Worker)
 		return
 	}
+	metrics.Jobs(metrics.JobDone, 1)
 	b.out.say("Job done: %s (%s) by %s", job.Text, job.Id, m.Worker)
 }
 
@@ -288,6 +302,7 @@ func (b *bossActor) onRefused(m *bossv1.Refused) {
 		b.out.say("Worker %s has served a newer boss: I delegate no more.", m.Worker)
 	}
 	delete(b.running, m.JobId)
+	metrics.Jobs(metrics.JobRefused, 1)
 }
 
 // async runs op, which may wait on ZooKeeper, on a goroutine of its own,
@@ -333,8 +348,9 @@ func (b *bossActor) find(id string) *bossv1.Job {
 	return nil
 }
 
-// requeue puts jobs back in the queue, oldest first.
+// requeue puts jobs back in the queue, oldest first, to be delegated again.
 func (b *bossActor) requeue(jobs []*bossv1.Job) {
+	metrics.Jobs(metrics.JobRedelegated, len(jobs))
 	for _, job := range jobs {
 		b.queue = append(b.queue, &waiting{job: job})
 	}
@@ -459,6 +475,7 @@ func (b *bossActor) dispatch(c actor.Context) {
 		b.out.say("Delegating task: %s to %s", w.job.Text, key)
 		c.Send(worker, &bossv1.Work{Job: w.job, Boss: self, Epoch: b.epoch})
 	}
+	metrics.Jobs(metrics.JobDelegated, len(b.queue))
 	b.queue = nil
 }
 

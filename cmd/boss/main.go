@@ -52,6 +52,7 @@ type options struct {
 	assignTimeout  time.Duration
 	token          string
 	verbose        bool
+	metrics        string
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -65,6 +66,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.assignTimeout, "assign-timeout", 2*time.Minute, "how long a worker may hold a task before the boss delegates it again (to the next worker): jobs run at least once")
 	fs.StringVar(&o.token, "token", "", "job `token` (requestor): the job's identity, 1-64 letters, digits, '-' or '_'; submitting again with the same token records the job at most once (default: random)")
 	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr (default: warnings and errors only)")
+	fs.StringVar(&o.metrics, "metrics", "", "serve the zkactor_ metrics for Prometheus at http://`host:port`/metrics (default: no metrics)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage:
   boss [flags]                 start a persistent node: it stands for the global "boss"
@@ -119,6 +121,15 @@ Flags (before the job words):
 		}
 	}
 	where := fmt.Sprintf("ZooKeeper %s, root %s", strings.Join(servers, ","), o.root)
+	if o.metrics != "" {
+		addr, stop, err := serveMetrics(o.metrics, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "boss: -metrics %q: %v\n", o.metrics, err)
+			return 2
+		}
+		defer stop()
+		log.Info("serving metrics", "url", "http://"+addr+"/metrics")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
