@@ -66,6 +66,11 @@ func zkPathRune(r rune) bool {
 	return true
 }
 
+// ValidateRoot reports whether root can be a cluster's znode root, such as
+// "/zkactor" or "/apps/zkactor": an absolute path of valid names outside
+// ZooKeeper's own /zookeeper. The error wraps ErrBadName.
+func ValidateRoot(root string) error { return validateRoot(root) }
+
 // validateRoot checks a znode root such as "/zkactor" or "/apps/zkactor".
 func validateRoot(root string) error {
 	if !strings.HasPrefix(root, "/") || root == "/" || strings.HasSuffix(root, "/") || path.Clean(root) != root {

@@ -418,6 +418,136 @@ func (x *Activation) GetActivatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ActivateRequest asks a member's activator (package provider) for the
+// activation of a virtual actor: it activates it there unless one exists.
+type ActivateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is the protoactor cluster kind.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// identity is the virtual actor's identity within its kind.
+	Identity      string `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateRequest) Reset() {
+	*x = ActivateRequest{}
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateRequest) ProtoMessage() {}
+
+func (x *ActivateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateRequest.ProtoReflect.Descriptor instead.
+func (*ActivateRequest) Descriptor() ([]byte, []int) {
+	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ActivateRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ActivateRequest) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+// ActivateResponse answers an ActivateRequest: the activation, wherever it
+// runs, or why there is none.
+type ActivateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pid is the activation's actor; unset when error is set.
+	Pid *PID `protobuf:"bytes,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	// epoch is the creation zxid of the activation's znode.
+	Epoch int64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// member_id is the id of the member that hosts it.
+	MemberId string `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// error says why there is no activation.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateResponse) Reset() {
+	*x = ActivateResponse{}
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateResponse) ProtoMessage() {}
+
+func (x *ActivateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateResponse.ProtoReflect.Descriptor instead.
+func (*ActivateResponse) Descriptor() ([]byte, []int) {
+	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ActivateResponse) GetPid() *PID {
+	if x != nil {
+		return x.Pid
+	}
+	return nil
+}
+
+func (x *ActivateResponse) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ActivateResponse) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *ActivateResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Elected is sent to a global actor when its term starts, before any other
 // message it receives as the global: the term's fencing epoch.
 type Elected struct {
@@ -437,7 +567,7 @@ type Elected struct {
 
 func (x *Elected) Reset() {
 	*x = Elected{}
-	mi := &file_zkactor_v1_zkactor_proto_msgTypes[5]
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +579,7 @@ func (x *Elected) String() string {
 func (*Elected) ProtoMessage() {}
 
 func (x *Elected) ProtoReflect() protoreflect.Message {
-	mi := &file_zkactor_v1_zkactor_proto_msgTypes[5]
+	mi := &file_zkactor_v1_zkactor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +592,7 @@ func (x *Elected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Elected.ProtoReflect.Descriptor instead.
 func (*Elected) Descriptor() ([]byte, []int) {
-	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{5}
+	return file_zkactor_v1_zkactor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Elected) GetName() string {
@@ -523,7 +653,15 @@ const file_zkactor_v1_zkactor_proto_rawDesc = "" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12!\n" +
 	"\x03pid\x18\x03 \x01(\v2\x0f.zkactor.v1.PIDR\x03pid\x12\x1b\n" +
 	"\tmember_id\x18\x04 \x01(\tR\bmemberId\x12=\n" +
-	"\factivated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\"Q\n" +
+	"\factivated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\"A\n" +
+	"\x0fActivateRequest\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\"~\n" +
+	"\x10ActivateResponse\x12!\n" +
+	"\x03pid\x18\x01 \x01(\v2\x0f.zkactor.v1.PIDR\x03pid\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"Q\n" +
 	"\aElected\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x1c\n" +
@@ -541,31 +679,34 @@ func file_zkactor_v1_zkactor_proto_rawDescGZIP() []byte {
 	return file_zkactor_v1_zkactor_proto_rawDescData
 }
 
-var file_zkactor_v1_zkactor_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_zkactor_v1_zkactor_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_zkactor_v1_zkactor_proto_goTypes = []any{
 	(*PID)(nil),                   // 0: zkactor.v1.PID
 	(*Registration)(nil),          // 1: zkactor.v1.Registration
 	(*Node)(nil),                  // 2: zkactor.v1.Node
 	(*Candidate)(nil),             // 3: zkactor.v1.Candidate
 	(*Activation)(nil),            // 4: zkactor.v1.Activation
-	(*Elected)(nil),               // 5: zkactor.v1.Elected
-	nil,                           // 6: zkactor.v1.Registration.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*ActivateRequest)(nil),       // 5: zkactor.v1.ActivateRequest
+	(*ActivateResponse)(nil),      // 6: zkactor.v1.ActivateResponse
+	(*Elected)(nil),               // 7: zkactor.v1.Elected
+	nil,                           // 8: zkactor.v1.Registration.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_zkactor_v1_zkactor_proto_depIdxs = []int32{
 	0, // 0: zkactor.v1.Registration.pid:type_name -> zkactor.v1.PID
-	6, // 1: zkactor.v1.Registration.metadata:type_name -> zkactor.v1.Registration.MetadataEntry
-	7, // 2: zkactor.v1.Registration.registered_at:type_name -> google.protobuf.Timestamp
-	7, // 3: zkactor.v1.Node.started_at:type_name -> google.protobuf.Timestamp
+	8, // 1: zkactor.v1.Registration.metadata:type_name -> zkactor.v1.Registration.MetadataEntry
+	9, // 2: zkactor.v1.Registration.registered_at:type_name -> google.protobuf.Timestamp
+	9, // 3: zkactor.v1.Node.started_at:type_name -> google.protobuf.Timestamp
 	0, // 4: zkactor.v1.Candidate.pid:type_name -> zkactor.v1.PID
-	7, // 5: zkactor.v1.Candidate.since:type_name -> google.protobuf.Timestamp
+	9, // 5: zkactor.v1.Candidate.since:type_name -> google.protobuf.Timestamp
 	0, // 6: zkactor.v1.Activation.pid:type_name -> zkactor.v1.PID
-	7, // 7: zkactor.v1.Activation.activated_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	9, // 7: zkactor.v1.Activation.activated_at:type_name -> google.protobuf.Timestamp
+	0, // 8: zkactor.v1.ActivateResponse.pid:type_name -> zkactor.v1.PID
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_zkactor_v1_zkactor_proto_init() }
@@ -579,7 +720,7 @@ func file_zkactor_v1_zkactor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zkactor_v1_zkactor_proto_rawDesc), len(file_zkactor_v1_zkactor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,249 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/global"
+)
+
+// Provider is protoactor-go's cluster.ClusterProvider on zkactor's
+// membership. One Provider serves one incarnation of one member (or
+// client): it owns a ZooKeeper session from New to Shutdown, and dies with
+// it (see the package documentation). Pass it and its IdentityLookup to
+// protoactor's cluster.Configure.
+type Provider struct {
+	cfg    Config
+	log    *slog.Logger
+	layout cluster.Layout
+	s      *cluster.Session
+	lookup *IdentityLookup
+
+	mu         sync.Mutex
+	started    bool
+	member     bool
+	c          *pcluster.Cluster
+	reg        *cluster.Registry
+	elections  *global.Elections
+	watcher    *memberWatcher
+	stopNotify func()
+	selfSeen   bool
+	closing    bool
+	dead       chan struct{}
+	deathErr   error
+	wg         sync.WaitGroup // the death's cleanup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New opens the provider's ZooKeeper session, within ctx.
+func New(ctx context.Context, cfg Config) (*Provider, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := cluster.ValidateRoot(cfg.Root); err != nil {
+		return nil, fmt.Errorf("zkactor provider: %w", err)
+	}
+	s, err := cluster.Dial(ctx, cluster.Config{
+		Servers:        cfg.Servers,
+		SessionTimeout: cfg.SessionTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+		Auth:           cfg.Auth,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zkactor provider: %w", err)
+	}
+	p := &Provider{
+		cfg:    cfg,
+		log:    cfg.Logger.With("lib", "zkactor-provider"),
+		layout: cluster.Layout{Root: cfg.Root},
+		s:      s,
+		dead:   make(chan struct{}),
+	}
+	p.lookup = newLookup(p)
+	return p, nil
+}
+
+// IdentityLookup is the provider's identity lookup: activations recorded
+// in ZooKeeper, one per identity cluster-wide. It shares the provider's
+// session; use it with this provider only.
+func (p *Provider) IdentityLookup() *IdentityLookup { return p.lookup }
+
+// Session is the provider's ZooKeeper session.
+func (p *Provider) Session() *cluster.Session { return p.s }
+
+// Layout names the cluster's znodes.
+func (p *Provider) Layout() cluster.Layout { return p.layout }
+
+// StartMember joins the cluster: it creates this member's znode
+// <root>/nodes/<ActorSystem id> with its address and kinds, and feeds
+// protoactor's member list from the watched <root>/nodes, this member
+// included. protoactor calls it after it started the remote.
+func (p *Provider) StartMember(c *pcluster.Cluster) error {
+	if err := p.begin(c, true); err != nil {
+		return err
+	}
+	kinds := c.GetClusterKinds()
+	slices.Sort(kinds)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+	defer cancel()
+	reg, err := cluster.New(ctx, c.ActorSystem, p.s, cluster.Options{
+		Root: p.cfg.Root, NodeID: c.ActorSystem.ID, Logger: p.cfg.Logger, Kinds: kinds,
+	})
+	if err != nil {
+		return fmt.Errorf("zkactor provider: start member %s: %w", c.ActorSystem.ID, err)
+	}
+	p.mu.Lock()
+	p.reg = reg
+	p.mu.Unlock()
+	p.log.Info("joined the cluster as a member", "member", c.ActorSystem.ID, "address", c.ActorSystem.Address(), "kinds", kinds)
+	p.watch()
+	return nil
+}
+
+// StartClient watches the members without joining: protoactor's member
+// list is fed as for a member, and nothing of this process is published.
+func (p *Provider) StartClient(c *pcluster.Cluster) error {
+	if err := p.begin(c, false); err != nil {
+		return err
+	}
+	p.watch()
+	return nil
+}
+
+func (p *Provider) begin(c *pcluster.Cluster, member bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closing:
+		return ErrShutdown
+	case p.started:
+		return ErrStarted
+	}
+	p.started, p.member, p.c = true, member, c
+	return nil
+}
+
+func (p *Provider) watch() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.member {
+		p.stopNotify = p.s.Notify(func(ev cluster.Event) {
+			if ev.Kind == cluster.Expired {
+				p.die("its ZooKeeper session expired")
+			}
+		})
+	}
+	p.watcher = newMemberWatcher(p.s, p.layout.NodesPath(), p.log, p.onMembers)
+	p.watcher.start()
+}
+
+// onMembers is the watcher's report: the full member list.
+func (p *Provider) onMembers(members []*pcluster.Member, present map[string]bool) {
+	p.mu.Lock()
+	c, self := p.c, p.c.ActorSystem.ID
+	gone := false
+	if p.member {
+		if present[self] {
+			p.selfSeen = true
+		} else if p.selfSeen && !p.closing {
+			gone = true
+		}
+	}
+	stop := p.closing || p.deathErr != nil
+	p.mu.Unlock()
+	if gone {
+		p.die("its member znode was deleted by someone else")
+		return
+	}
+	if stop {
+		return
+	}
+	c.MemberList.UpdateClusterTopology(members)
+}
+
+// die ends this incarnation: its session ended, so ZooKeeper may already
+// have handed its activations to other members, and protoactor's other
+// members have blocked its id for good. It never blocks (it runs on the
+// session's event goroutine).
+func (p *Provider) die(why string) {
+	p.mu.Lock()
+	if p.deathErr != nil || p.closing {
+		p.mu.Unlock()
+		return
+	}
+	p.deathErr = fmt.Errorf("%w: %s", ErrDead, why)
+	close(p.dead)
+	p.wg.Add(1)
+	p.mu.Unlock()
+	p.log.Warn("the member is dead: "+why+"; it must come back as a new member (a new actor system)", "member", p.c.ActorSystem.ID)
+	p.lookup.stopActivations("the member is dead")
+	go func() {
+		defer p.wg.Done()
+		// Close the session before anything re-creates this member's
+		// znode on a new one: the id is blocked everywhere now.
+		p.s.Close()
+	}()
+}
+
+// Dead is closed when the member dies: its session expired, or its znode
+// was deleted by someone else. It is never closed by Shutdown. Supervise
+// waits on it to start the next incarnation.
+func (p *Provider) Dead() <-chan struct{} { return p.dead }
+
+// Err is nil while the member lives, and wraps ErrDead once it has died.
+func (p *Provider) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.deathErr
+}
+
+// Shutdown leaves the cluster: this member's activations stop first, then
+// its singleton candidacies resign, and the session closes, which removes
+// its member znode and every activation znode at once. Both modes do the
+// same and neither sleeps; graceful only matters to protoactor, which
+// calls Shutdown only then. It is idempotent.
+func (p *Provider) Shutdown(graceful bool) error {
+	p.shutdownOnce.Do(func() {
+		p.mu.Lock()
+		p.closing = true
+		reg, elections, watcher, stopNotify := p.reg, p.elections, p.watcher, p.stopNotify
+		p.mu.Unlock()
+		var errs []error
+		// Activations end before their znodes can go.
+		p.lookup.Shutdown()
+		if elections != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+			errs = append(errs, elections.Close(ctx))
+			cancel()
+		}
+		if watcher != nil {
+			watcher.stop()
+		}
+		if stopNotify != nil {
+			stopNotify()
+		}
+		p.wg.Wait()
+		p.s.Close()
+		if reg != nil {
+			// Its deletes find the session closed: what it had went with it.
+			if err := reg.Close(context.Background()); err != nil && !errors.Is(err, cluster.ErrNotConnected) && !errors.Is(err, cluster.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			p.shutdownErr = fmt.Errorf("zkactor provider: shutdown: %w", err)
+		}
+		p.log.Debug("left the cluster", "graceful", graceful)
+	})
+	return p.shutdownErr
+}
