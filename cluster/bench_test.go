@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -246,4 +247,138 @@ func throughput(b *testing.B, callers int, op func(i int) error) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "regs/s")
+}
+
+// BenchmarkServiceChurn: node A's service has N members; per iteration one
+// joins or one leaves (alternately), and node B's lookup after the change
+// is timed: the watch has swept B's entry, so the lookup reads the change.
+// reads/change is B's ZooKeeper requests for it (the goal: ≤ 2 at any N).
+//
+//	go test -run '^$' -bench ServiceChurn -benchtime 200x ./cluster/
+func BenchmarkServiceChurn(b *testing.B) {
+	for _, members := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			a, bb := benchCluster(b)
+			ctx := ctxT(b)
+			var pids []*actor.PID
+			for range members {
+				pid := a.Spawn(b)
+				register(b, a, "churn", pid)
+				pids = append(pids, pid)
+			}
+			capable(b, bb, "churn", pids...)
+			var samples []time.Duration
+			var reads int64
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				if i%2 == 0 {
+					pid := a.Spawn(b)
+					register(b, a, "churn", pid)
+					pids = append(pids, pid)
+				} else {
+					if err := a.Registry.Unregister(ctx, "churn", pids[0]); err != nil {
+						b.Fatal(err)
+					}
+					pids = pids[1:]
+				}
+				for deadline := time.Now().Add(10 * time.Second); cluster.Cached(bb.Registry, "churn"); {
+					if time.Now().After(deadline) {
+						b.Fatal("B's entry not swept 10s after the change")
+					}
+					runtime.Gosched()
+				}
+				before := bb.Session.Requests()
+				b.StartTimer()
+				start := time.Now()
+				got, err := bb.Registry.GetCapable(ctx, "churn")
+				samples = append(samples, time.Since(start))
+				b.StopTimer()
+				reads += bb.Session.Requests() - before
+				if err != nil || len(got) != len(pids) {
+					b.Fatalf("B sees %d members, want %d (%v)", len(got), len(pids), err)
+				}
+			}
+			slices.Sort(samples)
+			b.ReportMetric(float64(samples[len(samples)/2]), "p50-ns")
+			b.ReportMetric(float64(samples[len(samples)*99/100]), "p99-ns")
+			b.ReportMetric(float64(reads)/float64(len(samples)), "reads/change")
+		})
+	}
+}
+
+// BenchmarkCacheScale looks up 100,000 distinct names, half of them
+// registered (by one PID) and half absent, and reports what the cache
+// holds then: entries, goroutines and heap. Not a speed figure; run once:
+//
+//	go test -run '^$' -bench CacheScale -benchtime 1x ./cluster/
+func BenchmarkCacheScale(b *testing.B) {
+	const names = 100_000
+	a, bb := benchCluster(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pid := a.Spawn(b)
+
+	var next atomic.Int64
+	errs := make(chan error, 64)
+	for range 64 {
+		go func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= names/2 {
+					errs <- nil
+					return
+				}
+				if err := a.Registry.Register(context.Background(), fmt.Sprint("s", i), pid, nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	g0 := runtime.NumGoroutine()
+	start := time.Now()
+	next.Store(0)
+	for range 64 {
+		go func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= names {
+					errs <- nil
+					return
+				}
+				name := fmt.Sprint("s", i/2) // even i: registered
+				if i%2 == 1 {
+					name = fmt.Sprint("absent", i)
+				}
+				if _, err := bb.Registry.GetCapable(ctx, name); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	runtime.GC()
+	var m1 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	st := cluster.CacheStats(bb.Registry)
+	b.ReportMetric(float64(names)/elapsed.Seconds(), "lookups/s")
+	b.ReportMetric(float64(st.Entries), "entries")
+	b.ReportMetric(float64(st.Absent), "absent-entries")
+	b.ReportMetric(float64(runtime.NumGoroutine()-g0), "goroutines-added")
+	b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/(1<<20), "heap-MiB-added")
 }

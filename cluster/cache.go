@@ -22,6 +22,7 @@ import (
 type child struct {
 	name string
 	data []byte
+	rec  any // decoded from data by the entry's builder, kept for the next load
 }
 
 // dirState is what a directory load read: the directory's creation zxid

@@ -332,12 +332,17 @@ func (r *Registry) service(ctx context.Context, name string) (*serviceEntry, err
 
 func (r *Registry) buildService(dir string, st *dirState) *serviceEntry {
 	e := &serviceEntry{dir: st}
-	for _, c := range st.children {
-		rec, err := records.Registration(c.data)
-		if err != nil {
-			r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
-				"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
-			continue
+	for i := range st.children {
+		c := &st.children[i]
+		rec, _ := c.rec.(*pb.Registration) // decoded by an earlier load
+		if rec == nil {
+			var err error
+			if rec, err = records.Registration(c.data); err != nil {
+				r.log.Warn("skipping a registration zkactor cannot read (foreign or corrupt data)",
+					"path", dir+"/"+c.name, "bytes", len(c.data), "err", err)
+				continue
+			}
+			c.rec = rec
 		}
 		e.regs = append(e.regs, rec)
 		e.pids = append(e.pids, actor.NewPID(rec.Pid.Address, rec.Pid.Id))
