@@ -197,7 +197,8 @@ func BenchmarkRegisterThroughput(b *testing.B) {
 			})
 			b.Run(fmt.Sprintf("zkactor/%s/callers=%d", shape, callers), func(b *testing.B) {
 				n, _ := benchCluster(b)
-				ctx := ctxT(b)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
 				pids := make([]*actor.PID, b.N)
 				for i := range pids {
 					if shape == "one-name" || i == 0 {

@@ -25,9 +25,12 @@ import (
 //     unknown when its caller gave up); it is deleted when connected.
 //
 // A background goroutine reconciles ZooKeeper with these sets after every
-// (re)connection: on a new session it re-creates every wanted znode. Each
-// wanted znode is watched once created, so that one deleted by someone
-// else (an operator, a cleanup script) is re-created too.
+// (re)connection: on a new session it re-creates every wanted znode. The
+// parent directory of the wanted znodes is watched (one children watch per
+// directory, which the server shares with the lookup cache's), and every
+// change to it is checked, at most once per verifyDelay, with one listing
+// of names: one of ours deleted by someone else (an operator, a cleanup
+// script) is re-created too.
 // Operations on one path are serialised by a per-path lock, so a create and
 // a delete of the same path never cross on the wire.
 type keeper struct {
@@ -44,6 +47,9 @@ type keeper struct {
 	life    context.Context // ends with close: arming gives up
 	endLife context.CancelFunc
 
+	watched map[string]bool // watched parents → a check is scheduled
+	timers  map[string]*time.Timer
+
 	kick      chan struct{}
 	stop      func() // stops session notifications
 	stopWatch func() // stops watch events
@@ -59,6 +65,8 @@ type pathLock struct {
 
 func newKeeper(s *Session, root string) *keeper {
 	k := &keeper{
+		watched: map[string]bool{},
+		timers:  map[string]*time.Timer{},
 		s:       s,
 		root:    root,
 		wanted:  map[string][]byte{},
@@ -72,6 +80,17 @@ func newKeeper(s *Session, root string) *keeper {
 	}
 	k.life, k.endLife = context.WithCancel(s.life)
 	k.stop = s.Notify(func(ev Event) {
+		if ev.Kind == Expired || ev.NewSession {
+			// The watches went with the old session: the re-creates
+			// watch the directories again.
+			k.mu.Lock()
+			for dir, scheduled := range k.watched {
+				if !scheduled {
+					delete(k.watched, dir)
+				}
+			}
+			k.mu.Unlock()
+		}
 		if ev.Kind == Connected {
 			k.wake()
 		}
@@ -80,6 +99,7 @@ func newKeeper(s *Session, root string) *keeper {
 		if ev.Type == zk.EventNodeDeleted {
 			k.missing(ev.Path, 0)
 		}
+		k.dirEvent(ev)
 	})
 	go k.loop()
 	return k
@@ -101,52 +121,98 @@ func (k *keeper) missing(path string, session int64) {
 	}
 }
 
-// unarmed notes that path, created by session, could not be watched: the
-// reconciler ensures it again, which arms a new watch.
-func (k *keeper) unarmed(path string, session int64) {
+// verifyDelay batches the checks of a watched directory: changes within it
+// cost one check (and one listing).
+const verifyDelay = 50 * time.Millisecond
+
+// watchDir makes sure dir, the parent of a znode just created, is watched:
+// the first time, a check lists it (which sets the watch).
+func (k *keeper) watchDir(dir string) {
 	k.mu.Lock()
-	_, wanted := k.wanted[path]
-	redo := wanted && k.created[path] == session
-	if redo {
-		k.created[path] = 0
-	}
+	_, known := k.watched[dir]
 	k.mu.Unlock()
-	if redo {
-		k.wake()
+	if !known {
+		k.schedule(dir, 0)
 	}
 }
 
-// arm watches path, just created by session, in the background: a delete by
-// someone else then comes back through the watch events (newKeeper).
-func (k *keeper) arm(path string, session int64) {
+// dirEvent takes a watch event: a change of a watched directory schedules
+// its check.
+func (k *keeper) dirEvent(ev zk.Event) {
 	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
+	_, watched := k.watched[ev.Path]
+	k.mu.Unlock()
+	if watched {
+		k.schedule(ev.Path, verifyDelay)
+	}
+}
+
+// schedule checks dir after d, unless a check is scheduled already.
+func (k *keeper) schedule(dir string, d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed || k.watched[dir] {
 		return
 	}
+	k.watched[dir] = true
 	k.arming.Add(1)
-	k.mu.Unlock()
-	go func() {
+	k.timers[dir] = time.AfterFunc(d, func() {
 		defer k.arming.Done()
-		ctx, cancel := context.WithTimeout(k.life, k.s.cfg.RequestTimeout)
-		defer cancel()
-		var found bool
-		err := k.s.Do(ctx, Op{Name: "exists", Path: path, Idempotent: true}, func(c *zk.Conn) error {
-			var err error
-			found, _, _, err = c.ExistsW(path)
-			return err
-		})
-		switch {
-		case err == nil && !found:
-			k.missing(path, session)
-		case err != nil && k.life.Err() == nil:
-			// Not watched: have the reconciler look again (it finds its
-			// own znode and arms a new watch), so that a delete by someone
-			// else is still seen.
-			k.unarmed(path, session)
-		}
-	}()
+		k.verify(dir)
+	})
 }
+
+// verify lists dir (re-arming its watch) and notes the znodes of ours that
+// are missing from it, for the reconciler to re-create. A directory with
+// nothing of ours left is no longer watched.
+func (k *keeper) verify(dir string) {
+	k.mu.Lock()
+	k.watched[dir] = false
+	delete(k.timers, dir)
+	k.mu.Unlock()
+	session := k.s.ID()
+	ctx, cancel := context.WithTimeout(k.life, k.s.cfg.RequestTimeout)
+	defer cancel()
+	var names []string
+	err := k.s.Do(ctx, Op{Name: "get children", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
+		var err error
+		names, _, _, err = c.ChildrenW(dir)
+		return err
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		names, err = nil, nil
+	}
+	present := make(map[string]bool, len(names))
+	for _, n := range names {
+		present[dir+"/"+n] = true
+	}
+	k.mu.Lock()
+	ours := 0
+	var gone []string
+	for p := range k.wanted {
+		if parentDir(p) != dir {
+			continue
+		}
+		ours++
+		if err == nil && k.created[p] == session && !present[p] {
+			gone = append(gone, p)
+		}
+	}
+	if ours == 0 {
+		delete(k.watched, dir)
+	}
+	k.mu.Unlock()
+	for _, p := range gone {
+		k.missing(p, session)
+	}
+	if err != nil && ours > 0 && k.life.Err() == nil {
+		// Not watched: look again after a while, so that a delete by
+		// someone else is still seen.
+		k.schedule(dir, minReconcileBackoff)
+	}
+}
+
+func parentDir(path string) string { return path[:strings.LastIndexByte(path, '/')] }
 
 // close stops the reconciler. The znodes go with the session, or with drop.
 func (k *keeper) close() {
@@ -156,6 +222,11 @@ func (k *keeper) close() {
 	<-k.done
 	k.mu.Lock()
 	k.closed = true
+	for _, t := range k.timers {
+		if t.Stop() {
+			k.arming.Done() // never ran
+		}
+	}
 	k.mu.Unlock()
 	k.endLife()
 	k.arming.Wait()
@@ -367,7 +438,7 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 		k.dirs[dir] = struct{}{}
 		k.created[path] = session
 		k.mu.Unlock()
-		k.arm(path, session)
+		k.watchDir(dir)
 	}
 	return err
 }

@@ -114,7 +114,6 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 		node:   &pb.Node{Id: opts.NodeID, Address: system.Address(), StartedAt: timestamppb.Now(), Kinds: slices.Clone(opts.Kinds)},
 		byPID:  map[pidKey]map[string]*registration{},
 	}
-	r.keeper = newKeeper(s, opts.Root)
 	r.services = watchcache.New(dirLoader(s, r.layout.ServicePath, r.buildService, func(e *serviceEntry) *dirState { return e.dir }),
 		watchcache.Options[serviceEntry]{
 			PathKey: func(path string) (string, bool) {
@@ -123,11 +122,14 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 			},
 			Absent:    func(e *serviceEntry) bool { return len(e.dir.children) == 0 },
 			IdleAfter: opts.CacheIdleAfter,
+			Metrics:   metrics.ServicesCache,
 		})
 	r.nodes = watchcache.New(dirLoader(s, func(string) string { return r.layout.NodesPath() }, r.buildPeers, func(e *peersEntry) *dirState { return e.dir }),
 		watchcache.Options[peersEntry]{
 			PathKey: func(path string) (string, bool) { return "nodes", path == r.layout.NodesPath() },
+			Metrics: metrics.NodesCache,
 		})
+	r.keeper = newKeeper(s, opts.Root)
 	r.stopEvents = s.OnWatchEvent(func(ev zk.Event) {
 		r.services.Event(ev)
 		r.nodes.Event(ev)

@@ -14,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/metrics"
 	"github.com/zkactor/zkactor/internal/watchcache"
 )
 
@@ -71,7 +72,8 @@ func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Electi
 			name, ok := strings.CutPrefix(path, e.layout.GlobalsPath()+"/")
 			return name, ok && !strings.Contains(name, "/")
 		},
-		Absent: func(l *Leader) bool { return l.PID == nil },
+		Absent:  func(l *Leader) bool { return l.PID == nil },
+		Metrics: metrics.LeadersCache,
 	})
 	e.stopEvents = e.s.OnWatchEvent(e.leaders.Event)
 	e.sweeper = newSweeper(e)

@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/internal/metrics"
 )
 
 // Loader reads the value of key from ZooKeeper and leaves a watch on the
@@ -58,6 +60,9 @@ type Options[E any] struct {
 	// IdleAfter is how long an entry no lookup used is kept; 0 means two
 	// minutes.
 	IdleAfter time.Duration
+	// Metrics counts the cache's hits, misses, sweeps, evictions and
+	// entries; nil counts nothing.
+	Metrics *metrics.Cache
 }
 
 // Defaults of Options.
@@ -85,7 +90,7 @@ type Cache[E any] struct {
 	epoch uint64            // moved by Sweep
 	gens  map[string]uint64 // moved per key
 
-	stats struct{ hits, misses, sweeps, dropped atomic.Int64 }
+	stats struct{ sweeps, dropped atomic.Int64 }
 
 	stop chan struct{} // closed by Close: ends the janitor
 	done chan struct{} // closed when the janitor has returned
@@ -160,7 +165,7 @@ func (c *Cache[E]) Peek(key string) (*E, bool) {
 	if !s.used.Load() {
 		s.used.Store(true)
 	}
-	c.stats.hits.Add(1)
+	c.opts.Metrics.Hit()
 	return s.val, true
 }
 
@@ -188,6 +193,7 @@ func (c *Cache[E]) Event(ev zk.Event) {
 	c.mu.Lock()
 	if c.sweepLocked(key) {
 		c.stats.sweeps.Add(1)
+		c.opts.Metrics.Swept(1)
 	}
 	c.mu.Unlock()
 }
@@ -206,6 +212,7 @@ func (c *Cache[E]) sweepLocked(key string) bool {
 	} else {
 		c.swept[key] = s.val
 	}
+	c.opts.Metrics.Entries(-1)
 	return true
 }
 
@@ -217,9 +224,12 @@ func (c *Cache[E]) Sweep() {
 	clear(c.gens)
 	clear(c.swept)
 	c.absent = 0
-	c.entries.Range(func(k, _ any) bool { c.entries.Delete(k); return true })
+	n := 0
+	c.entries.Range(func(k, _ any) bool { c.entries.Delete(k); n++; return true })
 	c.mu.Unlock()
 	c.stats.sweeps.Add(1)
+	c.opts.Metrics.Swept(n)
+	c.opts.Metrics.Entries(-n)
 }
 
 func (c *Cache[E]) genLocked(key string) generation {
@@ -231,8 +241,6 @@ type Stats struct {
 	Entries int   // fresh entries
 	Absent  int   // of which hold an absent value
 	Swept   int   // bases kept for the next load
-	Hits    int64 // lookups served from memory
-	Misses  int64 // lookups that loaded (or waited for a load)
 	Sweeps  int64 // entries swept by a watch event, and whole sweeps
 	Dropped int64 // entries dropped as idle
 }
@@ -245,7 +253,6 @@ func (c *Cache[E]) Stats() Stats {
 	c.entries.Range(func(_, _ any) bool { n++; return true })
 	return Stats{
 		Entries: n, Absent: c.absent, Swept: len(c.swept),
-		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(),
 		Sweeps: c.stats.sweeps.Load(), Dropped: c.stats.dropped.Load(),
 	}
 }
@@ -290,6 +297,8 @@ func (c *Cache[E]) janitor() {
 				c.absent--
 			}
 			c.stats.dropped.Add(1)
+			c.opts.Metrics.Evicted(1)
+			c.opts.Metrics.Entries(-1)
 			return true
 		})
 		// A base still there since the last pass has not been loaded from.
@@ -311,7 +320,7 @@ func (c *Cache[E]) janitor() {
 // miss loads key, or waits for the load already in flight. shared reports
 // that the result came from another caller's load.
 func (c *Cache[E]) miss(ctx context.Context, key string) (e *E, err error, shared bool) {
-	c.stats.misses.Add(1)
+	c.opts.Metrics.Miss()
 	c.mu.Lock()
 	if v, ok := c.entries.Load(key); ok {
 		// Installed between the caller's lookup and this lock.
@@ -359,7 +368,17 @@ func (c *Cache[E]) install(key string, gen generation, e *E) {
 	absent := c.opts.Absent(e)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.genLocked(key) != gen {
+	if c.closed {
+		return
+	}
+	if c.genLocked(key) != gen {
+		// Stale as an answer, but what it read is still a sound base for
+		// the next load (the loader checks a base before trusting it):
+		// without this, loads raced by Evicts would start from an ever
+		// older base.
+		if _, fresh := c.entries.Load(key); !fresh && !absent {
+			c.swept[key] = e
+		}
 		return
 	}
 	delete(c.swept, key)
@@ -372,4 +391,5 @@ func (c *Cache[E]) install(key string, gen generation, e *E) {
 	s := &slot[E]{val: e, absent: absent}
 	s.used.Store(true)
 	c.entries.Store(key, s)
+	c.opts.Metrics.Entries(1)
 }
