@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -28,7 +28,7 @@ func TestMain(m *testing.M) { zktest.Main(m) }
 type fakeStore struct {
 	mu      sync.Mutex
 	values  map[string]string
-	prevs   []string      // the base of each load, "" for none
+	prevs   []string // the base of each load, "" for none
 	loads   atomic.Int64
 	gate    chan struct{} // when set, every load waits for it
 	started chan string   // when set, every load reports its key first
