@@ -155,3 +155,67 @@ func BenchmarkLeaderChangeAmong200(b *testing.B) {
 	b.ReportMetric(float64(samples[len(samples)*99/100].Microseconds())/1000, "ms-p99")
 	b.ReportMetric(float64(requests)/float64(len(samples)), "requests/change")
 }
+
+// BenchmarkRemoteLookupsUnderLoad: node A leads a global and registers a
+// service; node B looks both up from 8 goroutines at once, 1 M times each
+// per name (with -benchtime 1x), from its cache. ns/op is per lookup;
+// B must issue no ZooKeeper request meanwhile.
+//
+//	go test -run '^$' -bench RemoteLookupsUnderLoad -benchtime 1x ./global/
+func BenchmarkRemoteLookupsUnderLoad(b *testing.B) {
+	const goroutines, perGoroutine = 8, 1_000_000
+	zkc := zktest.Shared(b)
+	root := zktest.Root(b)
+	var j journal
+	a := newNode(b, zkc.Addrs(), root, 4*time.Second)
+	bb := newNode(b, zkc.Addrs(), root, 4*time.Second)
+	ctx := context.Background()
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		b.Fatal(err)
+	}
+	j.oneRunning(b)
+	if err := a.Registry.Register(ctx, "workers", a.Spawn(b), nil); err != nil {
+		b.Fatal(err)
+	}
+	zktest.Eventually(b, 10*time.Second, func() error {
+		if _, err := bb.Elections.WhereisGlobal(ctx, "boss"); err != nil {
+			return err
+		}
+		if pids, err := bb.Registry.GetCapable(ctx, "workers"); err != nil || len(pids) != 1 {
+			return fmt.Errorf("GetCapable = %v, %v", pids, err)
+		}
+		return nil
+	})
+	before := bb.Session.Requests()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		errs := make(chan error, goroutines)
+		for g := range goroutines {
+			go func() {
+				for i := range perGoroutine {
+					if g%2 == 0 && i%2 == 0 || g%2 == 1 && i%2 == 1 {
+						if _, err := bb.Elections.WhereisGlobal(ctx, "boss"); err != nil {
+							errs <- err
+							return
+						}
+					} else if pids, err := bb.Registry.GetCapable(ctx, "workers"); err != nil || len(pids) != 1 {
+						errs <- fmt.Errorf("GetCapable = %v, %v", pids, err)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range goroutines {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	if d := bb.Session.Requests() - before; d != 0 {
+		b.Fatalf("cached lookups issued %d ZooKeeper requests", d)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*goroutines*perGoroutine), "ns/lookup")
+}
