@@ -241,9 +241,14 @@ func runChild(role string) int {
 		_ = sup.Shutdown(true)
 	} else {
 		m := current()
+		start := time.Now()
 		_ = m.p.Shutdown(true)
+		log.Info("provider shut down", "took", time.Since(start))
 		m.c.ActorSystem.Shutdown()
-		m.c.Remote.Shutdown(true)
+		// Not graceful: protoactor's graceful remote shutdown waits for
+		// the endpoints of peers that are gone.
+		m.c.Remote.Shutdown(false)
+		log.Info("remote shut down", "took", time.Since(start))
 	}
 	return 0
 }

@@ -235,11 +235,23 @@ func (l *IdentityLookup) pick(kind, identity string) *pcluster.Member {
 		h.Write([]byte(kind))
 		h.Write([]byte{'/'})
 		h.Write([]byte(identity))
-		if s := h.Sum64(); best == nil || s > score {
+		if s := mix64(h.Sum64()); best == nil || s > score {
 			best, score = m, s
 		}
 	}
 	return best
+}
+
+// mix64 is MurmurHash3's finalizer. FNV alone scores keys that share a
+// long suffix almost alike for a given member, so without it one member
+// would win nearly every identity of a kind.
+func mix64(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 // RemovePid drops pid from the cache if it is identity's cached

@@ -233,13 +233,15 @@ func (p *Provider) Shutdown(graceful bool) error {
 			stopNotify()
 		}
 		p.wg.Wait()
-		p.s.Close()
 		if reg != nil {
-			// Its deletes find the session closed: what it had went with it.
+			// The member znode goes first (while the session is dead after
+			// a death, the deletes are skipped: it went with the session).
 			if err := reg.Close(context.Background()); err != nil && !errors.Is(err, cluster.ErrNotConnected) && !errors.Is(err, cluster.ErrClosed) {
 				errs = append(errs, err)
 			}
 		}
+		// The activations' znodes go with the session, at once.
+		p.s.Close()
 		if err := errors.Join(errs...); err != nil {
 			p.shutdownErr = fmt.Errorf("zkactor provider: shutdown: %w", err)
 		}
