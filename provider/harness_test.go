@@ -159,7 +159,9 @@ func startChild(t testing.TB, o childOpts) *child {
 func (c *child) stop() {
 	_ = c.stdin.Close()
 	start := time.Now()
-	defer func() { c.t.Logf("child %s exited %v after its stdin closed", c.ID, time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		c.t.Logf("child %s exited %v after its stdin closed", c.ID, time.Since(start).Round(time.Millisecond))
+	}()
 	select {
 	case <-c.exited:
 	case <-time.After(20 * time.Second):
