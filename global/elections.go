@@ -254,7 +254,8 @@ func (e *Elections) Observe(ctx context.Context, name string) <-chan Leader {
 }
 
 func sameLeader(a, b Leader) bool {
-	return a.Epoch == b.Epoch && a.NodeID == b.NodeID && a.PID.Equal(b.PID)
+	samePID := a.PID == nil && b.PID == nil || a.PID != nil && b.PID != nil && a.PID.Equal(b.PID)
+	return a.Epoch == b.Epoch && a.NodeID == b.NodeID && samePID
 }
 
 // Resign ends this node's candidacy for name: a running global is stopped

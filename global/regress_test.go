@@ -19,6 +19,7 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
+	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -809,4 +810,36 @@ func TestDeadLetteredWatchDoesNotEndTheTerm(t *testing.T) {
 	if r := j.running(); len(r) != 0 {
 		t.Fatalf("%d globals still running after Resign returned", len(r))
 	}
+}
+
+// Observe of a name without a leader whose queue changes (a znode that is
+// no candidate appears) compared two nil PIDs and panicked.
+func TestObserveWithoutALeaderSurvivesAQueueChange(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	leaders := a.Elections.Observe(ctx, "boss")
+	if l := <-leaders; l.PID != nil {
+		t.Fatalf("first observation %+v, want no leader", l)
+	}
+	dir := root + "/globals/boss"
+	if _, err := zkutil.CreateWithParents(raw, root, dir+"/not-a-candidate", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	var j journal
+	pid, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range leaders {
+		if l.PID != nil {
+			if !l.PID.Equal(pid) {
+				t.Fatalf("observed %v, want %v", l.PID, pid)
+			}
+			return
+		}
+	}
+	t.Fatal("Observe ended without a leader")
 }

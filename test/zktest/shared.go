@@ -22,6 +22,26 @@ var shared struct {
 // keep under [Root] and do not Kill, Stop or Restart it.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
+	c, err := startShared()
+	if err != nil {
+		t.Fatalf("zktest: the shared server did not start: %v", err)
+	}
+	return c
+}
+
+// SharedServers is Shared for examples, which have no testing.TB: it returns the shared
+// server's addresses, and exits the test process with a clear message if the server cannot
+// start.
+func SharedServers() []string {
+	c, err := startShared()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "zktest: the shared server did not start: %v\n", err)
+		os.Exit(1)
+	}
+	return c.Addrs()
+}
+
+func startShared() (*Cluster, error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.c == nil && shared.err == nil {
@@ -32,10 +52,7 @@ func Shared(t testing.TB) *Cluster {
 			})
 		}
 	}
-	if shared.err != nil {
-		t.Fatalf("zktest: the shared server did not start: %v", shared.err)
-	}
-	return shared.c
+	return shared.c, shared.err
 }
 
 func stopShared() {
