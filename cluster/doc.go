@@ -46,8 +46,9 @@
 //
 // Components that give up ephemeral znodes while ZooKeeper is unreachable
 // hand them to Session.DeleteWhenConnected. Kept ephemerals (node and
-// registrations) are watched, and re-created when someone else deletes
-// them.
+// registrations) are re-created when someone else deletes them: the keeper
+// watches their parent directory (one children watch per directory, not
+// one per znode) and checks it after each change, at most every 50 ms.
 //
 // # The life of a registration
 //
@@ -78,10 +79,25 @@
 // # The cache
 //
 // GetCapable, Lookup and Peers read a local cache (internal/watchcache,
-// shared with package global). The first lookup of a
-// name reads its children with a watch; the watch firing sweeps the name,
-// so the next lookup reads again. A hit is a read of memory (no ZooKeeper
-// request, no actor message, no lock held by a writer). A session expiry
-// sweeps everything. While disconnected, cached entries are still served:
-// they are as fresh as the last watch the servers could deliver.
+// shared with package global). The first lookup of a name reads its
+// children with a watch, then their data; the watch firing sweeps the
+// name, and the next lookup reads the children again but only the data of
+// those that joined: a join costs a watching node two reads and a leave
+// one, whatever the size of the service. (The directory's children version
+// proves that the names seen are all that changed; otherwise everything is
+// read again.) A hit is a read of memory (no ZooKeeper request, no actor
+// message, no lock held by a writer). A session expiry sweeps everything.
+// While disconnected, cached entries are still served: they are as fresh
+// as the last watch the servers could deliver.
+//
+// No goroutine waits per entry: the session's watch events
+// (Session.OnWatchEvent) are mapped back to names. Entries no lookup used
+// for Options.CacheIdleAfter (two minutes) are dropped, and at most 1024
+// names nobody registered are kept; a dropped entry's watch stays on the
+// server until it fires (ZooKeeper 3.8's removeWatches is not in
+// go-zookeeper), then finds nothing to sweep.
+//
+//	lookup miss ── children (watched) + data ──► cached ── hit: memory only
+//	cached ── watch fires ──► swept (kept as the base) ── lookup ──► children + joined ──► cached
+//	cached or swept ── unused for CacheIdleAfter ──► dropped
 package cluster
