@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/provider"
 )
 
@@ -45,6 +46,9 @@ import (
 //	members                      the member ids of protoactor's latest topology, sorted
 //	request <identity> <op>      cluster.Request(identity, "counter", op); ops: incr, get, stop
 //	lookup <identity>            IdentityLookup.Activation: "<address>/<id> <epoch> <member id>"
+//	cost <identity>              "<requests> <ns per lookup>" of 100000 cached lookups
+//	singleton <name>             stand for the singleton name (it prints "elected <name> <epoch> <member id>")
+//	whereis <name>               "<member id> <epoch>" of the running singleton
 //	session                      the provider's session id (%#x)
 //	member                       the current member id (changes when Supervise restarts it)
 //	shutdown                     the provider's Shutdown(true): its duration in µs
@@ -93,6 +97,23 @@ func counterProps(out *childOut) *actor.Props {
 			}
 		})
 	})
+}
+
+// singletonProps is a singleton that prints "elected <name> <epoch>
+// <member id>" when its term starts.
+func singletonProps(out *childOut, name, member string) *actor.Props {
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		if e, ok := ctx.Message().(*zkactorv1.Elected); ok {
+			out.println("elected", name, e.Epoch, member)
+		}
+	})
+}
+
+// zkWait polls cond for up to five seconds.
+func zkWait(cond func() bool) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !cond(); {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // childMember is one incarnation of the child's cluster.
@@ -219,6 +240,45 @@ func runChild(role string) int {
 			cancel()
 			if err == nil {
 				result = fmt.Sprintf("%s/%s %d %s", a.PID.Address, a.PID.Id, a.Epoch, a.MemberID)
+			}
+		case "cost":
+			// The ZooKeeper requests of n cached lookups.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			l := m.p.IdentityLookup()
+			if _, err = l.Activation(ctx, args[0], counterKind); err == nil {
+				// The create's watch sweeps the entry once: load it again.
+				zkWait(func() bool {
+					before := m.p.Session().Requests()
+					_, err = l.Activation(ctx, args[0], counterKind)
+					return err != nil || m.p.Session().Requests() == before
+				})
+			}
+			cancel()
+			if err == nil {
+				const n = 100000
+				before := m.p.Session().Requests()
+				start := time.Now()
+				for range n {
+					_, _ = l.Activation(ctx, args[0], counterKind)
+				}
+				took := time.Since(start)
+				result = fmt.Sprintf("%d %d", m.p.Session().Requests()-before, took.Nanoseconds()/n)
+			}
+		case "singleton":
+			var pid *actor.PID
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			pid, err = m.p.Singleton(ctx, args[0], singletonProps(out, args[0], m.c.ActorSystem.ID))
+			cancel()
+			if err == nil {
+				result = pid.String()
+			}
+		case "whereis":
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			l, werr := m.p.WhereisSingleton(ctx, args[0])
+			cancel()
+			err = werr
+			if err == nil {
+				result = fmt.Sprintf("%s %d", l.NodeID, l.Epoch)
 			}
 		case "session":
 			result = fmt.Sprintf("%#x", m.p.Session().ID())
