@@ -1,5 +1,5 @@
 # Developer entry points. `make test` is the one CI runs (.ci/run).
-.PHONY: zk zk-stop test bench proto demo chaos fuzz
+.PHONY: zk zk-stop test bench proto demo grains-demo chaos fuzz
 
 # A local ZooKeeper on 127.0.0.1:2181 for humans and the demo (state in .zk/).
 zk:
@@ -49,3 +49,7 @@ fuzz:
 # The boss example as a story: its own ZooKeeper on a free port, a boss, two workers, a failover.
 demo:
 	scripts/demo.sh
+
+# protoactor-go grains on zkactor (cmd/grains) as a story: three members, counters, a kill -9.
+grains-demo:
+	scripts/grains-demo.sh
