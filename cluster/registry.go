@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +37,6 @@ type Options struct {
 	NodeID string
 	// Logger defaults to the session's.
 	Logger *slog.Logger
-	// Kinds, when set, are published in this node's record: the protoactor
-	// cluster kinds of a node that is a protoactor-go cluster member
-	// (package provider).
-	Kinds []string
 	// CacheIdleAfter is how long the lookup cache keeps a service no lookup
 	// used; 0 means two minutes.
 	CacheIdleAfter time.Duration
@@ -111,7 +106,7 @@ func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Option
 		layout: Layout{Root: opts.Root},
 		log:    opts.Logger.With("node", opts.NodeID),
 		system: system,
-		node:   &pb.Node{Id: opts.NodeID, Address: system.Address(), StartedAt: timestamppb.Now(), Kinds: slices.Clone(opts.Kinds)},
+		node:   &pb.Node{Id: opts.NodeID, Address: system.Address(), StartedAt: timestamppb.Now()},
 		byPID:  map[pidKey]map[string]*registration{},
 	}
 	r.services = watchcache.New(dirLoader(s, r.layout.ServicePath, r.buildService, func(e *serviceEntry) *dirState { return e.dir }),

@@ -67,7 +67,6 @@ type (
 		err     error
 		session int64
 		epoch   int64
-		watch   <-chan zk.Event
 		other   *Activation // the znode holds another activation
 		orphan  bool        // ... which is ours: a leftover of this session
 	}
@@ -238,7 +237,7 @@ func (a *activator) created(ctx actor.Context, c *created) {
 	a.l.log.Debug("activated", "path", act.info.Path, "pid", pid.String(), "epoch", act.info.Epoch)
 	system, self := ctx.ActorSystem(), ctx.Self()
 	a.l.goWork(func() {
-		if why := a.l.watchOwn(act, c.watch); why != "" {
+		if why := a.l.watchOwn(act); why != "" {
 			system.Root.Send(self, &znodeGone{act})
 		}
 	})
@@ -288,8 +287,10 @@ func (a *activator) removed(ctx actor.Context, act *activation) {
 }
 
 // create makes act's znode: the spawn lock and the directory record at
-// once. It reports whether the znode is act's (with its session, epoch and
-// a watch on it) or another activation's.
+// once. It reports whether the znode is act's (with its session and epoch)
+// or another activation's. The usual case is one request: a multi of the
+// create and a set of the same data, whose reply carries the znode's stat
+// (go-zookeeper's create does not return it).
 func (l *IdentityLookup) create(act *activation) *created {
 	ctx, cancel := context.WithTimeout(l.life, l.p.cfg.RequestTimeout)
 	defer cancel()
@@ -299,13 +300,29 @@ func (l *IdentityLookup) create(act *activation) *created {
 		res = created{}
 		for attempt := 0; ; attempt++ {
 			session := c.SessionID()
-			_, err := zkutil.CreateWithParents(c, l.layout.Root, path, act.data, zk.FlagEphemeral, l.s.ACL())
-			if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			ops, err := c.Multi(
+				&zk.CreateRequest{Path: path, Data: act.data, Acl: l.s.ACL(), Flags: zk.FlagEphemeral},
+				&zk.SetDataRequest{Path: path, Data: act.data, Version: 0},
+			)
+			switch {
+			case err == nil && len(ops) == 2 && ops[1].Stat != nil:
+				res.session, res.epoch = session, ops[1].Stat.Czxid
+				return nil
+			case errors.Is(err, zk.ErrNoNode):
+				// The kind's container is missing (its first activation,
+				// or it was reaped empty): make it with the znode.
+				if _, err := zkutil.CreateWithParents(c, l.layout.Root, path, act.data, zk.FlagEphemeral, l.s.ACL()); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+					return err
+				}
+			case !errors.Is(err, zk.ErrNodeExists):
+				if err == nil {
+					err = fmt.Errorf("%w: an unexpected reply to the create", ErrActivationFailed)
+				}
 				return err
 			}
-			// Ours (just created, or by an earlier try whose reply was
+			// Ours (made just above, or by an earlier try whose reply was
 			// lost), or another's: the data and owner tell.
-			data, stat, watch, err := c.GetW(path)
+			data, stat, err := c.Get(path)
 			if errors.Is(err, zk.ErrNoNode) && attempt < 3 {
 				continue // deleted in between: try again
 			}
@@ -313,7 +330,7 @@ func (l *IdentityLookup) create(act *activation) *created {
 				return err
 			}
 			if stat.EphemeralOwner == session && bytes.Equal(data, act.data) {
-				res.session, res.epoch, res.watch = session, stat.Czxid, watch
+				res.session, res.epoch = session, stat.Czxid
 				return nil
 			}
 			rec, err := records.Activation(data)
@@ -336,24 +353,16 @@ func (l *IdentityLookup) create(act *activation) *created {
 	return &res
 }
 
-// watchOwn waits on the watch of a running activation's znode until it
-// stops running (""), or the znode is gone (the reason). A data change by
-// someone else re-arms the watch.
-func (l *IdentityLookup) watchOwn(act *activation, watch <-chan zk.Event) string {
+// watchOwn watches a running activation's znode until it stops running
+// (""), or the znode is gone or another's (the reason). A data change by
+// someone else re-arms the watch. The first watch is armed after the grain
+// started: off the activation's critical path.
+func (l *IdentityLookup) watchOwn(act *activation) string {
 	for {
-		select {
-		case <-act.done:
-			return ""
-		case <-l.life.Done():
-			return ""
-		case ev := <-watch:
-			if ev.Type != zk.EventNodeDataChanged {
-				return fmt.Sprintf("%v %v", ev.Type, ev.State)
-			}
-		}
 		var (
 			found bool
 			stat  *zk.Stat
+			watch <-chan zk.Event
 		)
 		ctx, cancel := context.WithTimeout(l.life, l.p.cfg.RequestTimeout)
 		err := l.s.Do(ctx, cluster.Op{Name: "exists", Path: act.info.Path, Idempotent: true}, func(c *zk.Conn) error {
@@ -367,8 +376,18 @@ func (l *IdentityLookup) watchOwn(act *activation, watch <-chan zk.Event) string
 			// The lease decides: unwatched, the activation runs only while
 			// it holds, as every activation does.
 			return ""
-		case !found || stat.EphemeralOwner != act.session:
+		case !found || stat.EphemeralOwner != act.session || stat.Czxid != act.info.Epoch:
 			return "the znode is gone"
+		}
+		select {
+		case <-act.done:
+			return ""
+		case <-l.life.Done():
+			return ""
+		case ev := <-watch:
+			if ev.Type != zk.EventNodeDataChanged {
+				return fmt.Sprintf("%v %v", ev.Type, ev.State)
+			}
 		}
 	}
 }

@@ -16,21 +16,24 @@
 //
 //	<root>                                   persistent
 //	├── nodes                                persistent
-//	│   └── <ActorSystem id>                 ephemeral   Node{id, address "host:port", started_at, kinds}
+//	│   ├── <ActorSystem id>                 ephemeral   Node{id, address "host:port", started_at, kinds}
+//	│   └── <ActorSystem id>-singletons      ephemeral   Node{id, address, started_at}: a member's singleton candidacies (if any)
 //	├── activations                          persistent
 //	│   └── <kind>                           container   (ZooKeeper deletes it when empty)
 //	│       └── <identity>                   ephemeral   Activation{kind, identity, pid, member_id, activated_at}
 //	├── services, globals                    package cluster and package global (singletons)
 //
 // A member's node record is zkactor's (package cluster) with the kinds the
-// member hosts; a node record without kinds (a plain zkactor node, or one
-// written before kinds existed) is not a member. An activation's epoch is
-// its znode's creation zxid.
+// member hosts; a node record without kinds (a plain zkactor node, one
+// written before kinds existed, or a member's singletons node) is not a
+// member. The provider creates the member's znode itself, once: unlike a
+// zkactor registry's node, it is never re-created on a new session. An
+// activation's epoch is its znode's creation zxid.
 //
 // # Membership
 //
 //	StartMember ─► <root>/nodes/<id> created ─► member list fed to protoactor (self included)
-//	member ─► Shutdown ─► activations stopped ─► session closed: node and activation znodes gone at once
+//	member ─► Shutdown ─► activations stopped ─► session closed: node and activation znodes gone at once (one request)
 //	member ─► session expired, or node znode deleted by someone else ─► dead (below)
 //	StartClient ─► member list fed to protoactor; nothing published
 //
@@ -55,8 +58,8 @@
 //     lease ran out (below), before ZooKeeper could expire the session.
 //     When it hears of the expiry it dies: Dead is closed, Err wraps
 //     ErrDead, its activations are stopped (if any were left), its session
-//     is closed (so that nothing re-creates its znode on a new session) and
-//     its member list is no longer updated. protoactor in that process is
+//     is closed (its singletons' registry would re-create its node on a new
+//     session) and its member list is no longer updated. protoactor in that process is
 //     not told: its topology stays as it was, and requests from it go to
 //     members that refuse it.
 //  3. Supervise (if used) then shuts that cluster down and starts a new

@@ -264,31 +264,45 @@ func (l *IdentityLookup) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID)
 }
 
 // load reads one identity's znode with a watch: its data and creation
-// zxid if it exists, else a watch on its creation. The watch's event
-// reaches the cache through the session (OnWatchEvent).
+// zxid if it exists, else a watch on its creation. The two reads go out
+// together (one round trip): a get with a watch, which fails on a missing
+// znode without leaving one, and an exists with a watch, which covers that
+// case. The watch's event reaches the cache through the session
+// (OnWatchEvent).
 func (l *IdentityLookup) load(ctx context.Context, key string, _ *lookupEntry) (*lookupEntry, error) {
 	path := ActivationsPath(l.layout) + "/" + key
 	for {
 		var (
-			data           []byte
-			stat           *zk.Stat
-			read, appeared bool
+			data    []byte
+			stat    *zk.Stat
+			exists  bool
+			getErr  error
+			wg      sync.WaitGroup
+			existed = make(chan error, 1)
 		)
 		err := l.s.Do(ctx, cluster.Op{Name: "get", Path: path, Idempotent: true}, func(c *zk.Conn) error {
-			var err error
-			data, stat, _, err = c.GetW(path)
-			read = err == nil
-			if errors.Is(err, zk.ErrNoNode) {
-				appeared, _, _, err = c.ExistsW(path)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				exists, _, _, err = c.ExistsW(path)
+				existed <- err
+			}()
+			data, stat, _, getErr = c.GetW(path)
+			wg.Wait()
+			if errors.Is(getErr, zk.ErrNoNode) {
+				return <-existed
 			}
-			return err
+			<-existed
+			return getErr
 		})
 		switch {
 		case err != nil:
 			return nil, err
-		case appeared:
+		case getErr == nil:
+		case exists:
 			continue // created between the get and the exists: read it
-		case !read:
+		default:
 			return &lookupEntry{}, nil
 		}
 		rec, err := records.Activation(data)

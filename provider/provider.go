@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +10,14 @@ import (
 	"sync"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
+	"github.com/zkactor/zkactor/internal/zkutil"
+	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
 
 // Provider is protoactor-go's cluster.ClusterProvider on zkactor's
@@ -30,7 +36,7 @@ type Provider struct {
 	started    bool
 	member     bool
 	c          *pcluster.Cluster
-	reg        *cluster.Registry
+	reg        *cluster.Registry // the singletons' (see singletons)
 	elections  *global.Elections
 	watcher    *memberWatcher
 	stopNotify func()
@@ -87,7 +93,9 @@ func (p *Provider) Layout() cluster.Layout { return p.layout }
 // StartMember joins the cluster: it creates this member's znode
 // <root>/nodes/<ActorSystem id> with its address and kinds, and feeds
 // protoactor's member list from the watched <root>/nodes, this member
-// included. protoactor calls it after it started the remote.
+// included. protoactor calls it after it started the remote. The znode
+// lives as long as the session and is never re-created: a member whose
+// znode is gone is dead (see the package documentation).
 func (p *Provider) StartMember(c *pcluster.Cluster) error {
 	if err := p.begin(c, true); err != nil {
 		return err
@@ -96,18 +104,39 @@ func (p *Provider) StartMember(c *pcluster.Cluster) error {
 	slices.Sort(kinds)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
 	defer cancel()
-	reg, err := cluster.New(ctx, c.ActorSystem, p.s, cluster.Options{
-		Root: p.cfg.Root, NodeID: c.ActorSystem.ID, Logger: p.cfg.Logger, Kinds: kinds,
-	})
-	if err != nil {
+	if err := p.join(ctx, c.ActorSystem.ID, c.ActorSystem.Address(), kinds); err != nil {
 		return fmt.Errorf("zkactor provider: start member %s: %w", c.ActorSystem.ID, err)
 	}
-	p.mu.Lock()
-	p.reg = reg
-	p.mu.Unlock()
 	p.log.Info("joined the cluster as a member", "member", c.ActorSystem.ID, "address", c.ActorSystem.Address(), "kinds", kinds)
 	p.watch()
 	return nil
+}
+
+// join creates the member's znode. A create retried after a lost reply
+// finds its own znode; one of another session is ErrNodeIDTaken.
+func (p *Provider) join(ctx context.Context, id, address string, kinds []string) error {
+	if err := cluster.ValidateName(id); err != nil {
+		return fmt.Errorf("member id: %w", err)
+	}
+	data, err := proto.Marshal(&pb.Node{Id: id, Address: address, StartedAt: timestamppb.Now(), Kinds: kinds})
+	if err != nil {
+		return err
+	}
+	path := p.layout.NodePath(id)
+	return p.s.Do(ctx, cluster.Op{Name: "create", Path: path, Idempotent: true}, func(c *zk.Conn) error {
+		_, err := zkutil.CreateWithParents(c, p.layout.Root, path, data, zk.FlagEphemeral, p.s.ACL())
+		if !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+		got, stat, err := c.Get(path)
+		if err != nil {
+			return err
+		}
+		if stat.EphemeralOwner != c.SessionID() || !bytes.Equal(got, data) {
+			return fmt.Errorf("%w: another ZooKeeper session holds %s (owner %#x)", cluster.ErrNodeIDTaken, path, stat.EphemeralOwner)
+		}
+		return nil
+	})
 }
 
 // StartClient watches the members without joining: protoactor's member
@@ -209,7 +238,7 @@ func (p *Provider) Err() error {
 
 // Shutdown leaves the cluster: this member's activations stop first, then
 // its singleton candidacies resign, and the session closes, which removes
-// its member znode and every activation znode at once. Both modes do the
+// its member znode and every activation znode at once, in one request. Both modes do the
 // same and neither sleeps; graceful only matters to protoactor, which
 // calls Shutdown only then. It is idempotent.
 func (p *Provider) Shutdown(graceful bool) error {
@@ -234,13 +263,13 @@ func (p *Provider) Shutdown(graceful bool) error {
 		}
 		p.wg.Wait()
 		if reg != nil {
-			// The member znode goes first (while the session is dead after
-			// a death, the deletes are skipped: it went with the session).
+			// The singletons' registry (its node znode goes first).
 			if err := reg.Close(context.Background()); err != nil && !errors.Is(err, cluster.ErrNotConnected) && !errors.Is(err, cluster.ErrClosed) {
 				errs = append(errs, err)
 			}
 		}
-		// The activations' znodes go with the session, at once.
+		// The member's znode and its activations' go with the session, at
+		// once: one request.
 		p.s.Close()
 		if err := errors.Join(errs...); err != nil {
 			p.shutdownErr = fmt.Errorf("zkactor provider: shutdown: %w", err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
 )
 
@@ -30,14 +32,17 @@ func (p *Provider) Singleton(ctx context.Context, name string, props *actor.Prop
 	return e.RegisterCandidate(ctx, name, props)
 }
 
-// WhereisSingleton returns the running singleton name: its PID, member and
-// epoch, from a watch-swept cache. Leader.PID is nil when none runs.
+// WhereisSingleton returns the running singleton name: its PID, the id of
+// its member (Leader.NodeID) and its epoch, from a watch-swept cache.
+// Leader.PID is nil when none runs.
 func (p *Provider) WhereisSingleton(ctx context.Context, name string) (global.Leader, error) {
 	e, err := p.singletons()
 	if err != nil {
 		return global.Leader{}, fmt.Errorf("zkactor provider: whereis singleton %q: %w", name, err)
 	}
-	return e.Leader(ctx, name)
+	l, err := e.Leader(ctx, name)
+	l.NodeID = strings.TrimSuffix(l.NodeID, singletonsSuffix)
+	return l, err
 }
 
 // ResignSingleton ends this member's candidacy for name: a running
@@ -54,6 +59,11 @@ func (p *Provider) ResignSingleton(ctx context.Context, name string) error {
 // the Singleton methods do not wrap (Observe, Epoch).
 func (p *Provider) Elections() (*global.Elections, error) { return p.singletons() }
 
+// singletonsSuffix names the zkactor node (package cluster) that a
+// member's singleton candidacies belong to: <ActorSystem id>-singletons,
+// a plain node (no kinds) on the member's session, made on first use.
+const singletonsSuffix = "-singletons"
+
 // singletons returns the member's elections, started on first use.
 func (p *Provider) singletons() (*global.Elections, error) {
 	p.mu.Lock()
@@ -63,11 +73,23 @@ func (p *Provider) singletons() (*global.Elections, error) {
 		return nil, ErrShutdown
 	case p.deathErr != nil:
 		return nil, p.deathErr
-	case p.reg == nil:
+	case !p.member || p.c == nil:
 		return nil, ErrNotMember
 	}
 	if p.elections == nil {
-		p.elections = global.New(p.c.ActorSystem, p.reg, global.Options{Logger: p.cfg.Logger})
+		// Elections need a zkactor registry; the member's own znode is not
+		// one (a registry re-creates its node after an expiry, which a
+		// member must never do), so the candidacies get a node of their own.
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+		defer cancel()
+		reg, err := cluster.New(ctx, p.c.ActorSystem, p.s, cluster.Options{
+			Root: p.cfg.Root, NodeID: p.c.ActorSystem.ID + singletonsSuffix, Logger: p.cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.reg = reg
+		p.elections = global.New(p.c.ActorSystem, reg, global.Options{Logger: p.cfg.Logger})
 	}
 	return p.elections, nil
 }
