@@ -53,6 +53,7 @@ type candidacy struct {
 	over     bool // finish has taken the strays over
 
 	// Owned by run.
+	resume  *resume         // where to go on in the queue after the watched predecessor went
 	path    string          // candidate znode, "" = none
 	session int64           // the session that owns path
 	own     <-chan zk.Event // watch on path; nil when none is set
@@ -88,6 +89,23 @@ func (e *Elections) newCandidacy(name string, props *actor.Props) (*candidacy, e
 	c.releaseLease = e.s.HoldLease()
 	metrics.CandidacyStarted()
 	return c, nil
+}
+
+// resume is the queue as the loop last read it, and the index of the
+// predecessor whose deletion it saw (the first), for one candidacy znode
+// and session.
+type resume struct {
+	path    string
+	session int64
+	q       []string
+	at      int
+}
+
+// hasStrays reports that znodes of ours other than path may exist.
+func (c *candidacy) hasStrays() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.strays
 }
 
 func (c *candidacy) wakeUp() {
@@ -208,24 +226,41 @@ func (c *candidacy) run() {
 				continue
 			}
 		}
-		names, err := c.children(ctx)
-		if err != nil {
-			if !retry() {
-				return
+		var (
+			q   []string
+			idx int
+		)
+		if r := c.resume; r != nil && r.path == c.path && r.session == c.session && !c.hasStrays() {
+			// The watched predecessor was the first of the queue as last
+			// read, and it is gone: znodes created since have higher
+			// sequence numbers, so nothing precedes us and no new reading
+			// of the queue is needed. (When it was not the first, the
+			// queue is read again: the ones ahead of it in an old reading
+			// are mostly long gone, and checking them one by one would
+			// cost more than one listing.)
+			q, idx = r.q, r.at
+		} else {
+			names, err := c.children(ctx)
+			if err != nil {
+				c.resume = nil
+				if !retry() {
+					return
+				}
+				continue
 			}
-			continue
+			q = queue(names)
+			me := c.path[strings.LastIndexByte(c.path, '/')+1:]
+			c.removeStrays(ctx, q, me)
+			idx = indexOf(q, me)
+			if idx < 0 {
+				// Gone with its session, or deleted by someone else.
+				c.log.Info("the candidate znode is gone: entering again", "path", c.path)
+				c.path = ""
+				continue
+			}
 		}
-		q := queue(names)
-		me := c.path[strings.LastIndexByte(c.path, '/')+1:]
-		c.removeStrays(ctx, q, me)
-		idx := indexOf(q, me)
-		if idx < 0 {
-			// Gone with its session, or deleted by someone else.
-			c.log.Info("the candidate znode is gone: entering again", "path", c.path)
-			c.path = ""
-			continue
-		}
-		pred, watch, err := c.predecessor(ctx, q, idx)
+		c.resume = nil
+		pred, at, watch, err := c.predecessor(ctx, q, idx)
 		if err != nil {
 			if !retry() {
 				return
@@ -251,7 +286,10 @@ func (c *candidacy) run() {
 			continue
 		}
 		select {
-		case <-watch:
+		case ev := <-watch:
+			if ev.Type == zk.EventNodeDeleted && at == 0 {
+				c.resume = &resume{path: c.path, session: c.session, q: q, at: at}
+			}
 		case ev := <-c.own:
 			c.own = nil
 			if ev.Type == zk.EventNodeDeleted {
@@ -336,10 +374,11 @@ func (c *candidacy) children(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// predecessor finds the live candidate just ahead of q[idx] and watches it.
+// predecessor finds the live candidate just ahead of q[idx] and watches it,
+// and returns it with its index in q.
 // Predecessors gone meanwhile and foreign ones (see takesPart) are passed
 // over. It returns "" when none is left: this candidate heads the queue.
-func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (string, <-chan zk.Event, error) {
+func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (string, int, <-chan zk.Event, error) {
 	for i := idx - 1; i >= 0; i-- {
 		p := c.dir + "/" + q[i]
 		var (
@@ -357,15 +396,15 @@ func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (strin
 			continue
 		}
 		if err != nil {
-			return "", nil, err
+			return "", 0, nil, err
 		}
 		if !takesPart(stat) {
 			c.log.Debug("passing over a persistent znode in the queue", "path", p)
 			continue
 		}
-		return p, watch, nil
+		return p, i, watch, nil
 	}
-	return "", nil, nil
+	return "", -1, nil, nil
 }
 
 // enter creates this candidacy's candidate znode: ephemeral, sequential and

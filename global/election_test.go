@@ -231,8 +231,10 @@ func TestNoHerdEffect(t *testing.T) {
 			t.Errorf("candidate n%d issued %d requests when n0 left: herd effect", i, d)
 		}
 	}
-	if d := nodes[1].Session.Requests() - before[1]; d == 0 {
-		t.Error("the successor issued no request")
+	// The successor watched the leader, the first of the queue it read:
+	// it leads without reading the queue again.
+	if d := nodes[1].Session.Requests() - before[1]; d > 1 {
+		t.Errorf("the successor issued %d requests, want at most 1", d)
 	}
 	t.Logf("leader exit woke %d of %d waiting candidates besides the successor", woken, len(nodes)-2)
 }

@@ -2,6 +2,8 @@ package global
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,11 +18,12 @@ import (
 
 // term is one tenure of this node as the global.
 type term struct {
-	epoch   int64
-	path    string // the candidate znode, for fencing (Elected.Candidate)
-	session int64  // the session that owns the candidate znode; the lease must be this one's
-	pid     *actor.PID
-	done    chan struct{} // closed by the guard when the actor has stopped
+	epoch    int64
+	path     string // the candidate znode, for fencing (Elected.Candidate)
+	session  int64  // the session that owns the candidate znode; the lease must be this one's
+	pid      *actor.PID
+	done     chan struct{} // closed (stopped) when the actor has stopped, see watchStop
+	doneOnce sync.Once
 
 	// ended is set once, by whoever ends the term first: the guard, endTerm,
 	// or the actor stopping by itself (then selfStopped too). The actor
@@ -53,6 +56,7 @@ func (c *candidacy) lead() bool {
 		return false
 	}
 	t.pid = pid
+	c.watchStop(t)
 	c.e.system.Root.Send(pid, &pb.Elected{Name: c.name, Epoch: t.epoch, Candidate: t.path})
 	c.mu.Lock()
 	c.term = t
@@ -149,19 +153,19 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 		return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
 			switch m := env.Message.(type) {
 			case *actor.Stopping:
+				// The actor stops. (Its end is learned from watchStop, not
+				// from Stopped: protoactor's lifecycle messages are empty
+				// structs, so one that somebody sent as an ordinary message
+				// cannot be told from the real one. A sent Stopping ends
+				// the term, and the actor with it; a sent Stopped ends
+				// nothing.)
 				if t.ended.CompareAndSwap(false, true) {
 					t.selfStopped.Store(true)
 				}
-				next(ctx, env)
+				c.survive(next, ctx, env)
 				return
 			case *actor.Stopped:
-				// The actor's last message, after it left the registry. Not
-				// a watch from another actor: a Watch sent while detach swaps
-				// the stand-in in finds no process, and protoactor answers
-				// it with a Terminated while the actor still runs.
-				next(ctx, env)
-				close(t.done) // Stopped comes once: a restart does not stop the actor
-				c.wakeUp()
+				c.survive(next, ctx, env)
 				return
 			case *actor.Started, *actor.Restarting, *actor.PoisonPill:
 				next(ctx, env)
@@ -197,6 +201,57 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 			next(ctx, env)
 		}
 	}
+}
+
+// stopped closes done: the actor has stopped.
+func (t *term) stopped(c *candidacy) {
+	t.doneOnce.Do(func() { close(t.done) })
+	c.wakeUp()
+}
+
+// watchStop learns of the end of the term's actor (whatever its receiver
+// middlewares do with Stopped): a watcher's Watch goes straight to the
+// actor's process. Never through the PID: while detach swaps the stand-in
+// in, the registry holds nothing under it, and protoactor's dead letters
+// answer a Watch with a Terminated although the actor still runs (CI saw a
+// term end that way while its actor ran on).
+func (c *candidacy) watchStop(t *term) {
+	proc, ok := c.e.system.ProcessRegistry.Get(t.pid)
+	if _, live := proc.(*actor.ActorProcess); !ok || !live {
+		// Already gone from the registry: it stopped (during Started, say;
+		// its Stopping went through the guard).
+		t.stopped(c)
+		return
+	}
+	c.e.system.Root.Spawn(actor.PropsFromFunc(func(ac actor.Context) {
+		switch m := ac.Message().(type) {
+		case *actor.Started:
+			proc.SendSystemMessage(t.pid, &actor.Watch{Watcher: ac.Self()})
+		case *actor.Terminated:
+			if m.Who.Equal(t.pid) {
+				// Ended by nobody's request: it stopped by itself (its
+				// Stopping was kept from the guard).
+				if t.ended.CompareAndSwap(false, true) {
+					t.selfStopped.Store(true)
+				}
+				t.stopped(c)
+				ac.Stop(ac.Self())
+			}
+		}
+	}))
+}
+
+// survive hands a lifecycle message of a stopping actor to the actor,
+// recovering a panic of its handler: protoactor would escalate it and
+// never finish the stop, and the term (and with it the name) would be
+// wedged for good.
+func (c *candidacy) survive(next actor.ReceiverFunc, ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("the global panicked while stopping; its stop goes on", "message", fmt.Sprintf("%T", env.Message), "panic", r)
+		}
+	}()
+	next(ctx, env)
 }
 
 // endTerm is the one way a term ends, whoever ended it: the actor handles
