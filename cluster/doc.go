@@ -85,7 +85,10 @@
 // those that joined: a join costs a watching node two reads and a leave
 // one, whatever the size of the service. (The directory's children version
 // proves that the names seen are all that changed; otherwise everything is
-// read again.) A hit is a read of memory (no ZooKeeper request, no actor
+// read again.) Registrations are immutable in ZooKeeper (a metadata change
+// is a delete and a create); data another client sets in place is not
+// watched, and is read only when the name is read in full again. A hit is a
+// read of memory (no ZooKeeper request, no actor
 // message, no lock held by a writer). A session expiry sweeps everything.
 // While disconnected, cached entries are still served: they are as fresh
 // as the last watch the servers could deliver.

@@ -47,8 +47,9 @@ type keeper struct {
 	life    context.Context // ends with close: arming gives up
 	endLife context.CancelFunc
 
-	watched map[string]bool // watched parents → a check is scheduled
-	timers  map[string]*time.Timer
+	watched  map[string]dirWatch // parents of kept znodes
+	checking int                 // directory checks under way
+	timers   map[string]*time.Timer
 
 	kick      chan struct{}
 	stop      func() // stops session notifications
@@ -65,7 +66,7 @@ type pathLock struct {
 
 func newKeeper(s *Session, root string) *keeper {
 	k := &keeper{
-		watched: map[string]bool{},
+		watched: map[string]dirWatch{},
 		timers:  map[string]*time.Timer{},
 		s:       s,
 		root:    root,
@@ -80,17 +81,6 @@ func newKeeper(s *Session, root string) *keeper {
 	}
 	k.life, k.endLife = context.WithCancel(s.life)
 	k.stop = s.Notify(func(ev Event) {
-		if ev.Kind == Expired || ev.NewSession {
-			// The watches went with the old session: the re-creates
-			// watch the directories again.
-			k.mu.Lock()
-			for dir, scheduled := range k.watched {
-				if !scheduled {
-					delete(k.watched, dir)
-				}
-			}
-			k.mu.Unlock()
-		}
 		if ev.Kind == Connected {
 			k.wake()
 		}
@@ -125,13 +115,20 @@ func (k *keeper) missing(path string, session int64) {
 // cost one check (and one listing).
 const verifyDelay = 50 * time.Millisecond
 
-// watchDir makes sure dir, the parent of a znode just created, is watched:
-// the first time, a check lists it (which sets the watch).
+// dirWatch is what the keeper knows of a watched directory.
+type dirWatch struct {
+	scheduled bool  // a check is coming
+	session   int64 // the session whose listing set the watch; 0: none is set
+}
+
+// watchDir makes sure dir, the parent of a znode just created, is watched
+// on the current session: if not, a check lists it (which sets the watch).
 func (k *keeper) watchDir(dir string) {
+	session := k.s.ID()
 	k.mu.Lock()
-	_, known := k.watched[dir]
+	w, known := k.watched[dir]
 	k.mu.Unlock()
-	if !known {
+	if !known || !w.scheduled && w.session != session {
 		k.schedule(dir, 0)
 	}
 }
@@ -151,10 +148,11 @@ func (k *keeper) dirEvent(ev zk.Event) {
 func (k *keeper) schedule(dir string, d time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.closed || k.watched[dir] {
+	w := k.watched[dir]
+	if k.closed || w.scheduled {
 		return
 	}
-	k.watched[dir] = true
+	k.watched[dir] = dirWatch{scheduled: true, session: w.session}
 	k.arming.Add(1)
 	k.timers[dir] = time.AfterFunc(d, func() {
 		defer k.arming.Done()
@@ -167,19 +165,33 @@ func (k *keeper) schedule(dir string, d time.Duration) {
 // nothing of ours left is no longer watched.
 func (k *keeper) verify(dir string) {
 	k.mu.Lock()
-	k.watched[dir] = false
+	k.watched[dir] = dirWatch{} // no watch known to be set until the listing says so
 	delete(k.timers, dir)
+	k.checking++
 	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		k.checking--
+		k.mu.Unlock()
+	}()
 	session := k.s.ID()
 	ctx, cancel := context.WithTimeout(k.life, k.s.cfg.RequestTimeout)
 	defer cancel()
-	var names []string
+	var (
+		names   []string
+		watched int64 // the session the listing set its watch on
+	)
 	err := k.s.Do(ctx, Op{Name: "get children", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
 		var err error
 		names, _, _, err = c.ChildrenW(dir)
+		if err == nil {
+			watched = c.SessionID()
+		}
 		return err
 	})
 	if errors.Is(err, zk.ErrNoNode) {
+		// Gone with everything of ours in it (and no watch set): the
+		// re-creates make it, and watch it, again.
 		names, err = nil, nil
 	}
 	present := make(map[string]bool, len(names))
@@ -198,8 +210,10 @@ func (k *keeper) verify(dir string) {
 			gone = append(gone, p)
 		}
 	}
-	if ours == 0 {
+	if w := k.watched[dir]; ours == 0 {
 		delete(k.watched, dir)
+	} else if !w.scheduled {
+		k.watched[dir] = dirWatch{session: watched}
 	}
 	k.mu.Unlock()
 	for _, p := range gone {
@@ -485,13 +499,22 @@ func (k *keeper) loop() {
 }
 
 // settled reports whether nothing is left to do: every wanted znode was
-// confirmed on the current session and none is doomed.
+// confirmed on the current session, none is doomed, and no directory check
+// is coming.
 func (k *keeper) settled() bool {
 	session := k.s.ID()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if len(k.doomed) > 0 {
 		return false
+	}
+	if k.checking > 0 {
+		return false
+	}
+	for _, w := range k.watched {
+		if w.scheduled {
+			return false // a check of a directory is coming
+		}
 	}
 	for p := range k.wanted {
 		if k.created[p] != session {

@@ -199,7 +199,11 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 	}
 	names := r.byPID[key]
 	reg := names[name]
-	if reg == nil || !maps.Equal(reg.meta, metadata) {
+	// Registered already, with this metadata: the cache's entry stays
+	// good (a znode re-created meanwhile fires the watch anyway), and
+	// evicting it would make every such call cost the next lookup a read.
+	unchanged := reg != nil && maps.Equal(reg.meta, metadata)
+	if !unchanged {
 		rec := &pb.Registration{
 			Name:         name,
 			Pid:          &pb.PID{Address: pid.Address, Id: pid.Id},
@@ -243,7 +247,9 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 		// Under the path lock, so a later Register of it is not undone.
 		r.keeper.dropLater(path)
 	}
-	r.services.Evict(name)
+	if !unchanged {
+		r.services.Evict(name)
+	}
 	return nil
 }
 

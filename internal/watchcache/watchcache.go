@@ -15,7 +15,7 @@
 //   - an entry that no lookup used for an idle period is dropped (a janitor
 //     goroutine, one per cache, looks twice per period);
 //   - at most MaxAbsent entries hold an absent value (a name nobody
-//     registered): beyond that, absent values are served but not kept.
+//     registered): a new one takes the place of one of them.
 //
 // A dropped entry leaves its watch on the server until it fires
 // (go-zookeeper cannot remove watches); the event then finds no entry.
@@ -81,8 +81,8 @@ type Cache[E any] struct {
 
 	mu       sync.Mutex
 	inflight map[string]*fill[E]
-	swept    map[string]*E // bases for the next load of swept keys
-	absent   int           // fresh entries holding an absent value
+	swept    map[string]*E       // bases for the next load of swept keys
+	absent   map[string]struct{} // fresh entries holding an absent value
 	closed   bool
 	// Evict, events and Sweep move these on, so that a load that began
 	// before them neither installs its value nor serves a caller that came
@@ -127,7 +127,7 @@ func New[E any](load Loader[E], opts Options[E]) *Cache[E] {
 	}
 	c := &Cache[E]{
 		load: load, opts: opts,
-		inflight: map[string]*fill[E]{}, swept: map[string]*E{}, gens: map[string]uint64{},
+		inflight: map[string]*fill[E]{}, swept: map[string]*E{}, gens: map[string]uint64{}, absent: map[string]struct{}{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go c.janitor()
@@ -208,7 +208,7 @@ func (c *Cache[E]) sweepLocked(key string) bool {
 	}
 	s := v.(*slot[E])
 	if s.absent {
-		c.absent--
+		delete(c.absent, key)
 	} else {
 		c.swept[key] = s.val
 	}
@@ -223,7 +223,7 @@ func (c *Cache[E]) Sweep() {
 	c.epoch++
 	clear(c.gens)
 	clear(c.swept)
-	c.absent = 0
+	clear(c.absent)
 	n := 0
 	c.entries.Range(func(k, _ any) bool { c.entries.Delete(k); n++; return true })
 	c.mu.Unlock()
@@ -252,7 +252,7 @@ func (c *Cache[E]) Stats() Stats {
 	n := 0
 	c.entries.Range(func(_, _ any) bool { n++; return true })
 	return Stats{
-		Entries: n, Absent: c.absent, Swept: len(c.swept),
+		Entries: n, Absent: len(c.absent), Swept: len(c.swept),
 		Sweeps: c.stats.sweeps.Load(), Dropped: c.stats.dropped.Load(),
 	}
 }
@@ -293,9 +293,7 @@ func (c *Cache[E]) janitor() {
 			}
 			c.gens[k.(string)]++
 			c.entries.Delete(k)
-			if s.absent {
-				c.absent--
-			}
+			delete(c.absent, k.(string))
 			c.stats.dropped.Add(1)
 			c.opts.Metrics.Evicted(1)
 			c.opts.Metrics.Entries(-1)
@@ -362,8 +360,9 @@ func (c *Cache[E]) miss(ctx context.Context, key string) (e *E, err error, share
 }
 
 // install stores e under key. It stores nothing once the cache is closed,
-// when key was swept since the load began, or when absent values are at
-// their bound.
+// or when key was swept since the load began. An absent value beyond the
+// bound takes the place of another (so that repeated lookups of one absent
+// name are served from memory, and each name's load leaves one watch).
 func (c *Cache[E]) install(key string, gen generation, e *E) {
 	absent := c.opts.Absent(e)
 	c.mu.Lock()
@@ -372,6 +371,9 @@ func (c *Cache[E]) install(key string, gen generation, e *E) {
 		return
 	}
 	if c.genLocked(key) != gen {
+		if gen.epoch != c.epoch {
+			return // swept or reset since: nothing it read is a base
+		}
 		// Stale as an answer, but what it read is still a sound base for
 		// the next load (the loader checks a base before trusting it):
 		// without this, loads raced by Evicts would start from an ever
@@ -383,10 +385,18 @@ func (c *Cache[E]) install(key string, gen generation, e *E) {
 	}
 	delete(c.swept, key)
 	if absent {
-		if c.absent >= c.opts.MaxAbsent {
-			return
+		if len(c.absent) >= c.opts.MaxAbsent {
+			for other := range c.absent { // any one
+				c.gens[other]++
+				c.entries.Delete(other)
+				delete(c.absent, other)
+				c.opts.Metrics.Evicted(1)
+				c.opts.Metrics.Entries(-1)
+				c.stats.dropped.Add(1)
+				break
+			}
 		}
-		c.absent++
+		c.absent[key] = struct{}{}
 	}
 	s := &slot[E]{val: e, absent: absent}
 	s.used.Store(true)
