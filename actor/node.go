@@ -112,13 +112,13 @@ func Bootstrap(ctx context.Context, cfg Config) (*Node, error) {
 		n.stopActors()
 		return nil, fmt.Errorf("zkactor: bootstrap: %w", err)
 	}
-	n.registry, err = cluster.New(ctx, n.system, n.session, cluster.Options{Root: cfg.Root, NodeID: cfg.NodeID, Logger: cfg.Logger})
+	n.registry, err = cluster.NewRegistry(ctx, n.system, n.session, cluster.Options{Root: cfg.Root, NodeID: cfg.NodeID, Logger: cfg.Logger})
 	if err != nil {
 		n.session.Close()
 		n.stopActors()
 		return nil, fmt.Errorf("zkactor: bootstrap: %w", err)
 	}
-	n.globals = global.New(n.system, n.registry, global.Options{Logger: cfg.Logger})
+	n.globals = global.NewElections(n.system, n.registry, global.Options{Logger: cfg.Logger})
 	n.log = cfg.Logger.With("node", n.registry.NodeID())
 	return n, nil
 }
@@ -185,8 +185,8 @@ func (h protoactorHandler) WithGroup(g string) slog.Handler {
 // System is the node's protoactor ActorSystem.
 func (n *Node) System() *actor.ActorSystem { return n.system }
 
-// ID is the node's id: the name of its znode under <root>/nodes.
-func (n *Node) ID() string { return n.registry.NodeID() }
+// NodeID is the node's id (Config.NodeID): the name of its znode under <root>/nodes.
+func (n *Node) NodeID() string { return n.registry.NodeID() }
 
 // Address is the host:port of the node's actor remote.
 func (n *Node) Address() string { return n.system.Address() }
@@ -287,13 +287,13 @@ func (n *Node) NSendCapable(ctx context.Context, name string, msg proto.Message)
 
 // GetPeers returns the actor addresses of all live nodes, this one included.
 func (n *Node) GetPeers(ctx context.Context) ([]string, error) {
-	return n.registry.Peers(ctx)
+	return n.registry.GetPeers(ctx)
 }
 
 // NSendPeers sends msg to the process named name on every peer, this node
 // included (the PID {address, name} on each).
 func (n *Node) NSendPeers(ctx context.Context, name string, msg proto.Message) error {
-	peers, err := n.registry.Peers(ctx)
+	peers, err := n.registry.GetPeers(ctx)
 	if err != nil {
 		return err
 	}

@@ -225,7 +225,7 @@ func TestSecondNodeWithSameIDIsRefused(t *testing.T) {
 			t.Fatalf("%s owned by %#x, want the first node's session %#x", nodePath, stat.EphemeralOwner, a.Session.ID())
 		}
 	}
-	peers, err := a.Registry.Peers(ctxT(t))
+	peers, err := a.Registry.GetPeers(ctxT(t))
 	if err != nil || len(peers) != 1 {
 		t.Errorf("Peers = %v, %v; want the first node", peers, err)
 	}

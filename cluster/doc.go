@@ -78,7 +78,7 @@
 //
 // # The cache
 //
-// GetCapable, Lookup and Peers read a local cache (internal/watchcache,
+// GetCapable, Lookup and GetPeers read a local cache (internal/watchcache,
 // shared with package global). The first lookup of a name reads its
 // children with a watch, then their data; the watch firing sweeps the
 // name, and the next lookup reads the children again but only the data of

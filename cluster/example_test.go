@@ -26,7 +26,7 @@ func ExampleRegistry_GetCapable() {
 	defer s.Close()
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	reg, err := cluster.New(ctx, system, s, cluster.Options{Root: "/examples/registry"})
+	reg, err := cluster.NewRegistry(ctx, system, s, cluster.Options{Root: "/examples/registry"})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -20,9 +20,9 @@ type peersEntry struct {
 	addrs []string
 }
 
-// Peers returns the actor addresses of every live node, this one included,
+// GetPeers returns the actor addresses of every live node, this one included,
 // from the cache.
-func (r *Registry) Peers(ctx context.Context) ([]string, error) {
+func (r *Registry) GetPeers(ctx context.Context) ([]string, error) {
 	e, err := r.peers(ctx)
 	if err != nil {
 		return nil, err

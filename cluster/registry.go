@@ -84,9 +84,9 @@ type serviceEntry struct {
 	pids []*actor.PID
 }
 
-// New starts a Registry on session s for system: it creates this node's
+// NewRegistry starts a Registry on session s for system: it creates this node's
 // znode and returns once ZooKeeper has it.
-func New(ctx context.Context, system *actor.ActorSystem, s *Session, opts Options) (*Registry, error) {
+func NewRegistry(ctx context.Context, system *actor.ActorSystem, s *Session, opts Options) (*Registry, error) {
 	if opts.Root == "" {
 		opts.Root = DefaultRoot
 	}

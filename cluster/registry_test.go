@@ -62,7 +62,7 @@ func TestRegisterIsSeenClusterWide(t *testing.T) {
 		t.Errorf("metadata of p1 = %q, want zone a", zone)
 	}
 
-	peers, err := a.Registry.Peers(ctx)
+	peers, err := a.Registry.GetPeers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestForeignDataIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	zktest.Eventually(t, 5*time.Second, func() error {
-		peers, err := b.Registry.Peers(ctx)
+		peers, err := b.Registry.GetPeers(ctx)
 		if err != nil || len(peers) != 2 {
 			return fmt.Errorf("Peers = %v, %v; want the two real nodes", peers, err)
 		}

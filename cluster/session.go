@@ -14,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/internal/metrics"
+	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
 // Defaults for Config.
@@ -479,15 +480,7 @@ func (s *Session) waitReady(ctx context.Context) error {
 	}
 }
 
-// IsTransient reports errors after which the same request may succeed
-// once the client has (re)connected. For a create, the outcome of such a
-// request is unknown: it may have been applied.
-func IsTransient(err error) bool { return transient(err) }
-
-func transient(err error) bool {
-	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
-		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
-}
+func transient(err error) bool { return zkutil.IsTransient(err) }
 
 // Op describes one request for Session.Do: what it is for, in error messages.
 type Op struct {

@@ -445,7 +445,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 			}
 			continue // gone with the old session
 		}
-		if !cluster.IsTransient(err) {
+		if !zkutil.IsTransient(err) {
 			return "", 0, err
 		}
 		// Unknown outcome: look for our GUID once reconnected.

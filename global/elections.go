@@ -49,8 +49,8 @@ type Elections struct {
 	closeCtx    context.Context // Close's, once closing: bounds the candidacies' last deletes
 }
 
-// New starts the elections of a node.
-func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Elections {
+// NewElections starts the elections of a node.
+func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Elections {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

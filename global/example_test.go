@@ -29,13 +29,13 @@ func ExampleElections_Observe() {
 	defer s.Close()
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	reg, err := cluster.New(ctx, system, s, cluster.Options{Root: "/examples/observe"})
+	reg, err := cluster.NewRegistry(ctx, system, s, cluster.Options{Root: "/examples/observe"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer reg.Close(ctx)
-	elections := global.New(system, reg, global.Options{})
+	elections := global.NewElections(system, reg, global.Options{})
 	defer elections.Close(ctx)
 
 	leaders := elections.Observe(ctx, "boss")

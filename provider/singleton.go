@@ -82,14 +82,14 @@ func (p *Provider) singletons() (*global.Elections, error) {
 		// member must never do), so the candidacies get a node of their own.
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
 		defer cancel()
-		reg, err := cluster.New(ctx, p.c.ActorSystem, p.s, cluster.Options{
+		reg, err := cluster.NewRegistry(ctx, p.c.ActorSystem, p.s, cluster.Options{
 			Root: p.cfg.Root, NodeID: p.c.ActorSystem.ID + singletonsSuffix, Logger: p.cfg.Logger,
 		})
 		if err != nil {
 			return nil, err
 		}
 		p.reg = reg
-		p.elections = global.New(p.c.ActorSystem, reg, global.Options{Logger: p.cfg.Logger})
+		p.elections = global.NewElections(p.c.ActorSystem, reg, global.Options{Logger: p.cfg.Logger})
 	}
 	return p.elections, nil
 }

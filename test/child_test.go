@@ -80,7 +80,7 @@ func runChild(role string) int {
 		return 1
 	}
 	out := &syncWriter{w: os.Stdout}
-	out.println("ready", node.Address(), node.ID())
+	out.println("ready", node.Address(), node.NodeID())
 
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

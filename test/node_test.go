@@ -385,8 +385,8 @@ func TestPeersAndMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(recs) != 1 || recs[0].Metadata["zone"] != "a" || recs[0].Metadata["role"] != "primary" ||
-		recs[0].NodeId != n.ID() || recs[0].Pid.Id != pid.Id || recs[0].Pid.Address != pid.Address {
-		t.Fatalf("Lookup(db) = %v; want one record of %v on node %s with zone=a role=primary", recs, pid, n.ID())
+		recs[0].NodeId != n.NodeID() || recs[0].Pid.Id != pid.Id || recs[0].Pid.Address != pid.Address {
+		t.Fatalf("Lookup(db) = %v; want one record of %v on node %s with zone=a role=primary", recs, pid, n.NodeID())
 	}
 	lookedUp := func(want string) {
 		t.Helper()
@@ -447,7 +447,7 @@ func TestStopRemovesRegistrationsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	paths := []string{layout.NodePath(n.ID())}
+	paths := []string{layout.NodePath(n.NodeID())}
 	for _, name := range []string{"a", "b", "c"} {
 		kids, _, err := raw.Children(layout.ServicePath(name))
 		if err != nil || len(kids) != 1 {

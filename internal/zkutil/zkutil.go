@@ -110,3 +110,11 @@ func ensureDir(c *zk.Conn, root, dir, leafParent string, acl []zk.ACL) error {
 		}
 	}
 }
+
+// IsTransient reports errors after which the same request may succeed
+// once the client has (re)connected. For a create, the outcome of such a
+// request is unknown: it may have been applied.
+func IsTransient(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
+}

@@ -76,7 +76,7 @@ func RunChild() int {
 	stopNotify := node.Session().Notify(func(ev cluster.Event) {
 		out.emit("session", ev.Kind, ev.SessionID, ev.NewSession)
 	})
-	out.emit("ready", node.Address(), node.ID(), node.Session().ID())
+	out.emit("ready", node.Address(), node.NodeID(), node.Session().ID())
 
 	var wg sync.WaitGroup
 	in := bufio.NewScanner(os.Stdin)

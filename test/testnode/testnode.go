@@ -71,7 +71,7 @@ func Start(o Options) (*Node, error) {
 		system.Shutdown()
 		return nil, err
 	}
-	reg, err := cluster.New(ctx, system, s, cluster.Options{Root: o.Root, NodeID: o.NodeID, Logger: Logger()})
+	reg, err := cluster.NewRegistry(ctx, system, s, cluster.Options{Root: o.Root, NodeID: o.NodeID, Logger: Logger()})
 	if err != nil {
 		s.Close()
 		system.Shutdown()
@@ -81,7 +81,7 @@ func Start(o Options) (*Node, error) {
 		System:    system,
 		Session:   s,
 		Registry:  reg,
-		Elections: global.New(system, reg, global.Options{Logger: Logger()}),
+		Elections: global.NewElections(system, reg, global.Options{Logger: Logger()}),
 	}, nil
 }
 
