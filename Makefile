@@ -1,5 +1,5 @@
 # Developer entry points. `make test` is the one CI runs (.ci/run).
-.PHONY: zk zk-stop test bench proto demo grains-demo chaos fuzz
+.PHONY: zk zk-stop test bench provider-bench proto demo grains-demo chaos fuzz
 
 # A local ZooKeeper on 127.0.0.1:2181 for humans and the demo (state in .zk/).
 zk:
@@ -19,6 +19,12 @@ test:
 BENCH_DIRS = cluster global test
 bench:
 	go test -run '^$$' -bench . -benchmem $$(go list $(patsubst %,./%/...,$(wildcard $(BENCH_DIRS))))
+
+# zkactor's protoactor-go cluster provider next to protoactor-go's own ZooKeeper provider (cmd/providerbench),
+# against a ZooKeeper of its own: `make provider-bench PBENCH_ARGS="-n 3,5 -rounds 3"`.
+PBENCH_ARGS ?=
+provider-bench:
+	scripts/provider-bench.sh $(PBENCH_ARGS)
 
 proto:
 	scripts/genproto.sh

@@ -36,8 +36,8 @@ import (
 // then answers commands "<seq> <verb> <args...>" from stdin with
 // "<seq> ok <result>" or "<seq> err <error>". Its counter grains print
 //
-//	activated <identity> <epoch> <member id> <unix ns>
-//	deactivated <identity> <epoch> <unix ns>
+//	activated <identity> <epoch> <member id> <CLOCK_MONOTONIC ns>
+//	deactivated <identity> <epoch> <CLOCK_MONOTONIC ns>
 //
 // When stdin closes, the child shuts its cluster down and exits 0.
 //
@@ -52,6 +52,8 @@ import (
 //	session                      the provider's session id (%#x)
 //	member                       the current member id (changes when Supervise restarts it)
 //	shutdown                     the provider's Shutdown(true): its duration in µs
+//	load-start <n>               request id-0 .. id-<n-1> round robin, in the background
+//	load-stop                    stop that: "<ok> <failed>"
 const (
 	childEnv        = "ZKACTOR_PROVIDER_CHILD" // "member", "client" or "supervised"
 	childServersEnv = "ZKACTOR_PROVIDER_SERVERS"
@@ -83,9 +85,9 @@ func counterProps(out *childOut) *actor.Props {
 			switch m := ctx.Message().(type) {
 			case *actor.Started:
 				a, _ = provider.ActivationOf(ctx)
-				out.println("activated", a.Identity, a.Epoch, a.MemberID, time.Now().UnixNano())
+				out.println("activated", a.Identity, a.Epoch, a.MemberID, monoNow())
 			case *actor.Stopped:
-				out.println("deactivated", a.Identity, a.Epoch, time.Now().UnixNano())
+				out.println("deactivated", a.Identity, a.Epoch, monoNow())
 			case *wrapperspb.StringValue:
 				switch m.Value {
 				case "incr":
@@ -107,6 +109,26 @@ func singletonProps(out *childOut, name, member string) *actor.Props {
 			out.println("elected", name, e.Epoch, member)
 		}
 	})
+}
+
+// runLoad requests identities id-0 .. id-<n-1> round robin until stop,
+// each with a short timeout, and reports "<ok> <failed>" on done.
+func runLoad(current func() *childMember, n int, stop <-chan struct{}, done chan<- string) {
+	ok, failed := 0, 0
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			done <- fmt.Sprintf("%d %d", ok, failed)
+			return
+		default:
+		}
+		m := current()
+		if _, err := m.c.Request(fmt.Sprintf("id-%d", i%n), counterKind, wrapperspb.String("incr"), pcluster.WithTimeout(300*time.Millisecond)); err != nil {
+			failed++
+		} else {
+			ok++
+		}
+	}
 }
 
 // zkWait polls cond for up to five seconds.
@@ -208,6 +230,11 @@ func runChild(role string) int {
 	m := current()
 	out.println("ready", m.c.ActorSystem.Address(), m.c.ActorSystem.ID, fmt.Sprintf("%#x", m.p.Session().ID()))
 
+	var (
+		loadMu   sync.Mutex
+		loadStop chan struct{}
+		loadDone chan string
+	)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		f := strings.Fields(in.Text())
@@ -280,6 +307,24 @@ func runChild(role string) int {
 			if err == nil {
 				result = fmt.Sprintf("%s %d", l.NodeID, l.Epoch)
 			}
+		case "load-start":
+			// Requests to id-0 .. id-<n-1>, round robin, in the
+			// background until load-stop.
+			n, _ := strconv.Atoi(args[0])
+			loadMu.Lock()
+			if loadStop == nil {
+				loadStop, loadDone = make(chan struct{}), make(chan string, 1)
+				go runLoad(current, n, loadStop, loadDone)
+			}
+			loadMu.Unlock()
+		case "load-stop":
+			loadMu.Lock()
+			if loadStop != nil {
+				close(loadStop)
+				result = <-loadDone
+				loadStop = nil
+			}
+			loadMu.Unlock()
 		case "session":
 			result = fmt.Sprintf("%#x", m.p.Session().ID())
 		case "member":

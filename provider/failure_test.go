@@ -62,7 +62,7 @@ func ids(cs ...*child) []string {
 	return out
 }
 
-// eventTime is the unix-ns time of a child's "activated"/"deactivated"
+// eventTime is the CLOCK_MONOTONIC time of a child's "activated"/"deactivated"
 // line for identity and epoch, or 0.
 func eventTime(c *child, event, identity string, epoch int64) int64 {
 	for _, l := range c.lines(event + " " + identity + " " + strconv.FormatInt(epoch, 10) + " ") {
@@ -139,7 +139,7 @@ func TestPartitionedMemberStopsActivationsFirst(t *testing.T) {
 		}
 	}
 	proxies[hostIndex].Blackhole()
-	cut := time.Now()
+	cut := monoNow()
 
 	// The partitioned member answers until its lease runs out.
 	var again answer
@@ -159,7 +159,7 @@ func TestPartitionedMemberStopsActivationsFirst(t *testing.T) {
 	stopped := eventTime(host, "deactivated", "carol", first.epoch)
 	started := eventTime(byID(cs, again.member), "activated", "carol", again.epoch)
 	t.Logf("stopped %v after the cut, re-activated %v after the cut",
-		time.Duration(stopped-cut.UnixNano()).Round(time.Millisecond), time.Duration(started-cut.UnixNano()).Round(time.Millisecond))
+		time.Duration(stopped-cut).Round(time.Millisecond), time.Duration(started-cut).Round(time.Millisecond))
 	if stopped == 0 || started == 0 || stopped >= started {
 		t.Fatalf("partitioned activation stopped at %d, the new one started at %d: want it stopped first", stopped, started)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -306,3 +308,13 @@ func waitMembers(t testing.TB, want []string, children ...*child) {
 }
 
 func servers(t testing.TB) []string { return zktest.Shared(t).Addrs() }
+
+// monoNow is CLOCK_MONOTONIC in ns, which every process of the machine
+// shares: one child's "deactivated" and another's "activated" compare.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
+}
