@@ -104,9 +104,16 @@
 // messages or not. Members hold the lease (one no-op write every sixth of
 // the session timeout), so an activation can start at once. What the lease
 // cannot cover is a handler that blocks past it: grains should not block
-// in Receive. For the rest, use the epoch: resources a grain writes to
-// can refuse smaller epochs, and ZooKeeper writes can be fenced with
-// Activation.Path.
+// in Receive (protoactor runs a ReenterAfter continuation as a system
+// message, which no receiver middleware sees: a continuation should only
+// record its result). For the rest, use the epoch: resources a grain
+// writes to can refuse smaller epochs, and ZooKeeper writes can be fenced
+// with Activation.Path (cmd/grains does).
+//
+// Measured (TestPartitionedMemberStopsActivationsFirst, 1 s sessions, a
+// member's ZooKeeper link blackholed, its actor remote untouched): its
+// activation stopped 0.4–0.55 s after the cut, and another member
+// activated the identity 1.0–1.2 s after it, once the session had expired.
 //
 // # Singletons
 //
