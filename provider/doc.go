@@ -113,7 +113,8 @@
 // Measured (TestPartitionedMemberStopsActivationsFirst, 1 s sessions, a
 // member's ZooKeeper link blackholed, its actor remote untouched): its
 // activation stopped 0.4–0.55 s after the cut, and another member
-// activated the identity 1.0–1.2 s after it, once the session had expired.
+// activated the identity 1.0–2.5 s after it (the requester's retries
+// included), once the session had expired.
 //
 // # Singletons
 //
