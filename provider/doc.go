@@ -121,5 +121,6 @@
 // protoactor-go has no leader event. Provider.Singleton stands this member
 // for a zkactor global (package global): exactly one actor per name runs
 // cluster-wide, its first message is a *zkactorv1.Elected with the term's
-// epoch, and WhereisSingleton finds it from any member or client.
+// epoch, and WhereisSingleton finds it from any member (clients get
+// ErrNotMember: a singleton needs a zkactor registry, which publishes a node).
 package provider
