@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +54,9 @@ func BenchmarkGracefulFailover(b *testing.B) {
 		}
 		return n
 	}
+	if _, err := zkc.FourLetterWord(0, "srst"); err != nil {
+		b.Logf("srst: %v", err)
+	}
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
@@ -89,6 +94,30 @@ func BenchmarkGracefulFailover(b *testing.B) {
 	// ZooKeeper requests of all three nodes from the stop until the
 	// observer sees the new global (lease probes not included).
 	b.ReportMetric(float64(requests)/float64(len(samples)), "requests/change")
+	reportFsync(b, zkc)
+}
+
+// reportFsync reports the server's fsync times (mntr, since the last
+// srst): the tail of a leader change is the tail of the delete's fsync.
+// The benchmarks reset them (srst) when they start.
+func reportFsync(b *testing.B, zkc *zktest.Cluster) {
+	out, err := zkc.FourLetterWord(0, "mntr")
+	if err != nil {
+		b.Logf("mntr: %v", err)
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, "\t")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "zk_avg_fsynctime", "zk_max_fsynctime":
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				b.ReportMetric(f, strings.TrimPrefix(k, "zk_")+"-ms")
+			}
+		}
+	}
 }
 
 // BenchmarkLeaderChangeAmong200 stands 200 candidates for one name, each on
