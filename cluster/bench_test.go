@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -29,7 +30,7 @@ func BenchmarkGetCapableHit(b *testing.B) {
 	if got, err := n.Registry.GetCapable(ctx, "svc"); err != nil || len(got) != 1 {
 		b.Fatalf("GetCapable = %v, %v", got, err) // and the cache is filled
 	}
-	requests := n.Session.Requests()
+	requests := plumbing.Requests(n.Session)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -39,7 +40,7 @@ func BenchmarkGetCapableHit(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	if d := n.Session.Requests() - requests; d != 0 {
+	if d := plumbing.Requests(n.Session) - requests; d != 0 {
 		b.Fatalf("cached lookups issued %d ZooKeeper requests", d)
 	}
 }
@@ -289,13 +290,13 @@ func BenchmarkServiceChurn(b *testing.B) {
 					}
 					runtime.Gosched()
 				}
-				before := bb.Session.Requests()
+				before := plumbing.Requests(bb.Session)
 				b.StartTimer()
 				start := time.Now()
 				got, err := bb.Registry.GetCapable(ctx, "churn")
 				samples = append(samples, time.Since(start))
 				b.StopTimer()
-				reads += bb.Session.Requests() - before
+				reads += plumbing.Requests(bb.Session) - before
 				if err != nil || len(got) != len(pids) {
 					b.Fatalf("B sees %d members, want %d (%v)", len(got), len(pids), err)
 				}

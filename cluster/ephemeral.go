@@ -403,7 +403,7 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 	}
 	// The path is fixed, so a retry after a lost connection is safe: it
 	// finds its own znode (ErrNodeExists, owned by this session).
-	op := Op{Name: "create", Path: path, Idempotent: true, Late: late}
+	op := Op{Name: "create", Path: path, Idempotent: true, late: late}
 	dir := path[:strings.LastIndexByte(path, '/')]
 	k.mu.Lock()
 	_, known := k.dirs[dir]

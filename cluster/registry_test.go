@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -89,7 +90,7 @@ func TestCacheHitsCostNoRequest(t *testing.T) {
 	}
 	capable(t, b, "svc", p1)
 
-	before := b.Session.Requests()
+	before := plumbing.Requests(b.Session)
 	for range 10000 {
 		got, err := b.Registry.GetCapable(ctx, "svc")
 		if err != nil || len(got) != 1 {
@@ -97,7 +98,7 @@ func TestCacheHitsCostNoRequest(t *testing.T) {
 		}
 		got[0] = nil // the slice is the caller's: this must not reach the cache
 	}
-	if n := b.Session.Requests() - before; n != 0 {
+	if n := plumbing.Requests(b.Session) - before; n != 0 {
 		t.Fatalf("10000 cached lookups issued %d ZooKeeper requests, want 0", n)
 	}
 	capable(t, b, "svc", p1)
@@ -108,7 +109,7 @@ func TestCacheHitsCostNoRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	capable(t, b, "svc", p1, p2)
-	if n := b.Session.Requests() - before; n == 0 {
+	if n := plumbing.Requests(b.Session) - before; n == 0 {
 		t.Fatal("a lookup after a change issued no request: the cache was not swept")
 	}
 }

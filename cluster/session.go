@@ -14,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/internal/metrics"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
@@ -240,10 +241,6 @@ func (s *Session) ID() int64 { return s.conn.SessionID() }
 func (s *Session) Timeout() time.Duration {
 	return time.Duration(s.negotiated.Load()) * time.Millisecond
 }
-
-// Requests counts the ZooKeeper requests this session has issued. Tests
-// use it to prove that cached lookups cost none.
-func (s *Session) Requests() int64 { return s.requests.Load() }
 
 // RequestTimeout is the bound on a request whose ctx has no deadline
 // (Config.RequestTimeout).
@@ -488,10 +485,17 @@ type Op struct {
 	Path string
 	// Idempotent requests are retried after a reconnect within ctx.
 	Idempotent bool
-	// Late, if set, is called with the request's outcome when the caller
-	// gave up (ctx ended) before it arrived: a create that succeeds late
-	// must be undone by someone.
-	Late func(error)
+
+	// late, if set, is called with the request's outcome when the caller
+	// gave up (ctx ended) before it arrived (internal/plumbing.DoLate).
+	late func(error)
+}
+
+func init() {
+	plumbing.DoLate = func(ctx context.Context, session any, name, path string, late func(error), fn func(*zk.Conn) error) error {
+		return session.(*Session).Do(ctx, Op{Name: name, Path: path, late: late}, fn)
+	}
+	plumbing.Requests = func(session any) int64 { return session.(*Session).requests.Load() }
 }
 
 // Do runs fn, one ZooKeeper request, on the connection once the client has
@@ -512,7 +516,7 @@ func (s *Session) Do(ctx context.Context, op Op, fn func(*zk.Conn) error) error 
 			return fmt.Errorf("%s %s: %w", op.Name, op.Path, err)
 		}
 		begin := time.Now()
-		err := s.run(ctx, fn, op.Late)
+		err := s.run(ctx, fn, op.late)
 		metrics.Request(op.Name, time.Since(begin), err)
 		if err == nil {
 			return nil

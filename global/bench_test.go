@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkGracefulFailover(b *testing.B) {
 	var requests int64
 	total := func() (n int64) {
 		for _, m := range []*node{x, y, observer} {
-			n += m.Session.Requests()
+			n += plumbing.Requests(m.Session)
 		}
 		return n
 	}
@@ -145,7 +146,7 @@ func BenchmarkLeaderChangeAmong200(b *testing.B) {
 	}
 	total := func() (n int64) {
 		for _, m := range nodes {
-			n += m.Session.Requests()
+			n += plumbing.Requests(m.Session)
 		}
 		return n
 	}
@@ -215,7 +216,7 @@ func BenchmarkRemoteLookupsUnderLoad(b *testing.B) {
 		}
 		return nil
 	})
-	before := bb.Session.Requests()
+	before := plumbing.Requests(bb.Session)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -243,7 +244,7 @@ func BenchmarkRemoteLookupsUnderLoad(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	if d := bb.Session.Requests() - before; d != 0 {
+	if d := plumbing.Requests(bb.Session) - before; d != 0 {
 		b.Fatalf("cached lookups issued %d ZooKeeper requests", d)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*goroutines*perGoroutine), "ns/lookup")

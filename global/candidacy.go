@@ -16,6 +16,7 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/metrics"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -423,7 +424,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 		)
 		// The caller gave up: whatever this create did is a stray now.
 		late := func(error) { c.markStrays() }
-		err := s.Do(ctx, cluster.Op{Name: "create", Path: prefix, Late: late}, func(conn *zk.Conn) error {
+		err := plumbing.DoLate(ctx, s, "create", prefix, late, func(conn *zk.Conn) error {
 			var err error
 			before = conn.SessionID()
 			created, err = zkutil.CreateWithParents(conn, c.e.layout.Root, prefix, c.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -161,13 +162,13 @@ func TestCacheClearedWhenGlobalExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	whereis(t, b, "lonely", pid)
-	before := b.Session.Requests()
+	before := plumbing.Requests(b.Session)
 	for range 1000 {
 		if _, err := b.Elections.WhereisGlobal(ctx, "lonely"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := b.Session.Requests() - before; n != 0 {
+	if n := plumbing.Requests(b.Session) - before; n != 0 {
 		t.Errorf("1000 cached WhereisGlobal issued %d requests, want 0", n)
 	}
 	if err := a.System.Root.StopFuture(pid).Wait(); err != nil {
@@ -201,13 +202,13 @@ func TestNoHerdEffect(t *testing.T) {
 	zktest.Eventually(t, 5*time.Second, func() error {
 		a := make([]int64, len(nodes))
 		for i, n := range nodes {
-			a[i] = n.Session.Requests()
+			a[i] = plumbing.Requests(n.Session)
 		}
 		for range 5 {
 			time.Sleep(10 * time.Millisecond) // a quiet interval, not synchronisation: the check repeats
 		}
 		for i, n := range nodes {
-			if n.Session.Requests() != a[i] {
+			if plumbing.Requests(n.Session) != a[i] {
 				return errors.New("candidates still busy")
 			}
 		}
@@ -215,7 +216,7 @@ func TestNoHerdEffect(t *testing.T) {
 	})
 	before := make([]int64, len(nodes))
 	for i, n := range nodes {
-		before[i] = n.Session.Requests()
+		before[i] = plumbing.Requests(n.Session)
 	}
 	if err := nodes[0].Elections.Resign(ctx, "herd"); err != nil {
 		t.Fatal(err)
@@ -226,14 +227,14 @@ func TestNoHerdEffect(t *testing.T) {
 	}
 	woken := 0
 	for i := 2; i < len(nodes); i++ {
-		if d := nodes[i].Session.Requests() - before[i]; d != 0 {
+		if d := plumbing.Requests(nodes[i].Session) - before[i]; d != 0 {
 			woken++
 			t.Errorf("candidate n%d issued %d requests when n0 left: herd effect", i, d)
 		}
 	}
 	// The successor watched the leader, the first of the queue it read:
 	// it leads without reading the queue again.
-	if d := nodes[1].Session.Requests() - before[1]; d > 1 {
+	if d := plumbing.Requests(nodes[1].Session) - before[1]; d > 1 {
 		t.Errorf("the successor issued %d requests, want at most 1", d)
 	}
 	t.Logf("leader exit woke %d of %d waiting candidates besides the successor", woken, len(nodes)-2)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/zktest"
@@ -310,14 +311,14 @@ func TestLeaderDataOverwrittenLeavesOneGlobal(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := leaderPath(t, raw, root, "boss", first.epoch)
-	before := b.Session.Requests()
+	before := plumbing.Requests(b.Session)
 	if _, err := raw.Set(p, []byte("garbage"), -1); err != nil {
 		t.Fatal(err)
 	}
 	// b's watch on a's znode fires; b looks at the queue again (children,
 	// then its predecessor) and goes back to waiting.
 	zktest.Eventually(t, 5*time.Second, func() error {
-		if n := b.Session.Requests() - before; n < 2 {
+		if n := plumbing.Requests(b.Session) - before; n < 2 {
 			return fmt.Errorf("b made %d requests since the write", n)
 		}
 		return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/zkactor/zkactor/internal/plumbing"
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/provider"
 )
@@ -275,21 +276,21 @@ func runChild(role string) int {
 			if _, err = l.Activation(ctx, args[0], counterKind); err == nil {
 				// The create's watch sweeps the entry once: load it again.
 				zkWait(func() bool {
-					before := m.p.Session().Requests()
+					before := plumbing.Requests(m.p.Session())
 					_, err = l.Activation(ctx, args[0], counterKind)
-					return err != nil || m.p.Session().Requests() == before
+					return err != nil || plumbing.Requests(m.p.Session()) == before
 				})
 			}
 			cancel()
 			if err == nil {
 				const n = 100000
-				before := m.p.Session().Requests()
+				before := plumbing.Requests(m.p.Session())
 				start := time.Now()
 				for range n {
 					_, _ = l.Activation(ctx, args[0], counterKind)
 				}
 				took := time.Since(start)
-				result = fmt.Sprintf("%d %d", m.p.Session().Requests()-before, took.Nanoseconds()/n)
+				result = fmt.Sprintf("%d %d", plumbing.Requests(m.p.Session())-before, took.Nanoseconds()/n)
 			}
 		case "singleton":
 			var pid *actor.PID

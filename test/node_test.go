@@ -17,6 +17,7 @@ import (
 
 	zka "github.com/zkactor/zkactor/actor"
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -302,9 +303,9 @@ func TestCacheClearedWhenServiceExits(t *testing.T) {
 	capable(t, n, "echo", c.Addr+"/"+goes)
 	capable(t, n, "keep", c.Addr+"/"+stays)
 	// The second lookup is a cache hit: nothing but the watch can clear it.
-	requests := n.Session().Requests()
+	requests := plumbing.Requests(n.Session())
 	capable(t, n, "echo", c.Addr+"/"+goes)
-	if d := n.Session().Requests() - requests; d != 0 {
+	if d := plumbing.Requests(n.Session()) - requests; d != 0 {
 		t.Fatalf("a cached GetCapable issued %d ZooKeeper requests", d)
 	}
 

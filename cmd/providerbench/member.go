@@ -20,6 +20,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/provider"
 )
 
@@ -130,7 +131,7 @@ func runMember(which string) int {
 		}
 		lookup = p.IdentityLookup()
 		shutdown = func() error { return p.Shutdown(true) }
-		requests = p.Session().Requests
+		requests = func() int64 { return plumbing.Requests(p.Session()) }
 		c := pcluster.New(system, pcluster.Configure(clusterName, p, lookup, rc, pcluster.WithKinds(kind)))
 		c.StartMember()
 		return serveMember(o, c, lookup, shutdown, requests, ready)
