@@ -20,6 +20,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/go-zookeeper/zk"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
@@ -101,6 +102,7 @@ type inproc struct {
 	c      *pcluster.Cluster
 	system *actor.ActorSystem
 
+	once    sync.Once
 	mu      sync.Mutex
 	members []string
 	events  []grainEvent
@@ -228,14 +230,20 @@ func newInproc(t *testing.T, cfg provider.Config, wrap func(*provider.Provider) 
 	m.c = pcluster.New(system, pcluster.Configure("test", cp, p.IdentityLookup(),
 		remote.Configure("127.0.0.1", 0),
 		pcluster.WithKinds(pcluster.NewKind(counterKind, m.counter()))))
-	t.Cleanup(func() {
-		_ = p.Shutdown(false)
-		system.Shutdown()
+	t.Cleanup(m.shutdown)
+	return m
+}
+
+// shutdown stops the provider, then protoactor's actor system and remote;
+// it is idempotent.
+func (m *inproc) shutdown() {
+	m.once.Do(func() {
+		_ = m.p.Shutdown(false)
+		m.system.Shutdown()
 		if m.c.Remote != nil {
 			m.c.Remote.Shutdown(false)
 		}
 	})
-	return m
 }
 
 // startMember runs protoactor's StartMember, which panics on errors.
@@ -608,4 +616,176 @@ func TestAttackDeathByDeletedNodeReleasesBeforeGrainsStop(t *testing.T) {
 		t.Errorf("two activations of %s at once: b's (epoch %d) started %v before a's (epoch %d) stopped; a's was still handling a message, and its member had closed its session (deleting the znode) without waiting for it",
 			id, again.epoch, time.Duration(stopped-bStarted).Round(time.Millisecond), first.epoch)
 	}
+}
+
+// zkactorFrame matches a stack frame in zkactor's library code (not the
+// tests').
+var zkactorFrame = regexp.MustCompile(`github\.com/zkactor/zkactor/(cluster|global|provider|internal/[a-z]+)\.`)
+
+// zkactorGoroutines returns the stacks of the goroutines that run
+// zkactor's library code.
+func zkactorGoroutines() []string {
+	buf := make([]byte, 8<<20)
+	n := runtime.Stack(buf, true)
+	var out []string
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if zkactorFrame.MatchString(g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestAttackNoGoroutinesLeftAfterDeathAndShutdown: a member with
+// activations and a singleton dies (its znode deleted by someone else), is
+// shut down, and leaves no goroutine of zkactor's behind.
+func TestAttackNoGoroutinesLeftAfterDeathAndShutdown(t *testing.T) {
+	if attackInOwnProcess(t) {
+		return
+	}
+	srv := attackServers(t)
+	root := zktest.Root(t)
+	a := newInproc(t, provider.Config{Servers: srv, Root: root, SessionTimeout: 2 * time.Second}, nil)
+	if err := a.startMember(); err != nil {
+		t.Fatal(err)
+	}
+	aID := a.system.ID
+	a.waitTopology(aID)
+	for i := range 5 {
+		a.requestEventually(fmt.Sprintf("leak-%d", i), "incr")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.p.Singleton(ctx, "ledger", a.singleton("ledger")); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, wait, func() error {
+		if len(a.eventsOf("elected")) == 0 {
+			return errors.New("not elected yet")
+		}
+		return nil
+	})
+	conn := zktest.Dial(t, srv, 10*time.Second)
+	if err := conn.Delete(root+"/nodes/"+aID, -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.p.Dead():
+	case <-time.After(wait):
+		t.Fatal("not dead")
+	}
+	a.shutdown()
+	zktest.Eventually(t, wait, func() error {
+		if g := zkactorGoroutines(); len(g) > 0 {
+			return fmt.Errorf("%d goroutines of zkactor left after Shutdown:\n%s", len(g), strings.Join(g, "\n\n"))
+		}
+		return nil
+	})
+}
+
+// TestAttackDeadMemberCandidacySpins: a member that died (its znode deleted
+// by someone else) keeps its elections open on its closed session until
+// Shutdown; its candidacy tries to enter the election again every 100 ms,
+// each failing with "zkactor: closed" and logged as a warning, for as long
+// as the application keeps the dead incarnation (without Supervise, "the
+// application decides").
+func TestAttackDeadMemberCandidacySpins(t *testing.T) {
+	if attackInOwnProcess(t) {
+		return
+	}
+	srv := attackServers(t)
+	root := zktest.Root(t)
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a := newInproc(t, provider.Config{Servers: srv, Root: root, SessionTimeout: 2 * time.Second, Logger: log}, nil)
+	if err := a.startMember(); err != nil {
+		t.Fatal(err)
+	}
+	aID := a.system.ID
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.p.Singleton(ctx, "ledger", a.singleton("ledger")); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, wait, func() error {
+		if len(a.eventsOf("elected")) == 0 {
+			return errors.New("not elected yet")
+		}
+		return nil
+	})
+	conn := zktest.Dial(t, srv, 10*time.Second)
+	if err := conn.Delete(root+"/nodes/"+aID, -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.p.Dead():
+	case <-time.After(wait):
+		t.Fatal("not dead")
+	}
+	died := time.Now()
+	retries := func() int { return strings.Count(logs.String(), `msg="entering the election"`) }
+	zktest.Eventually(t, wait, func() error {
+		if retries() >= 20 || time.Since(died) > 3*time.Second {
+			return nil
+		}
+		return fmt.Errorf("%d retries so far", retries())
+	})
+	if n := retries(); n >= 20 {
+		t.Errorf("the dead member's candidacy tried to enter the election %d times within %v of its death (on a closed session), and goes on until Shutdown",
+			n, time.Since(died).Round(time.Millisecond))
+	}
+}
+
+// TestAttackShutdownWhileActivating: Shutdown while activations are being
+// made leaves no grain running, no activation znode, and no goroutine of
+// zkactor's.
+func TestAttackShutdownWhileActivating(t *testing.T) {
+	if attackInOwnProcess(t) {
+		return
+	}
+	srv := attackServers(t)
+	root := zktest.Root(t)
+	a := newInproc(t, provider.Config{Servers: srv, Root: root, SessionTimeout: 2 * time.Second}, nil)
+	if err := a.startMember(); err != nil {
+		t.Fatal(err)
+	}
+	a.waitTopology(a.system.ID)
+	a.requestEventually("warm", "incr")
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _ = a.p.IdentityLookup().Activation(ctx, fmt.Sprintf("sd-%d", i), counterKind)
+		}()
+	}
+	zktest.Eventually(t, wait, func() error {
+		if n := len(a.eventsOf("activated")); n < 8 {
+			return fmt.Errorf("%d activated so far", n)
+		}
+		return nil
+	})
+	a.shutdown()
+	conn := zktest.Dial(t, srv, 10*time.Second)
+	kids, _, err := conn.Children(root + "/activations/" + counterKind)
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		t.Fatal(err)
+	}
+	if len(kids) > 0 {
+		t.Errorf("activation znodes left after Shutdown returned: %q", kids)
+	}
+	wg.Wait()
+	act, deact := len(a.eventsOf("activated")), len(a.eventsOf("deactivated"))
+	t.Logf("%d activated, %d deactivated", act, deact)
+	if act != deact {
+		t.Errorf("%d grains activated, %d stopped: some still run after Shutdown", act, deact)
+	}
+	zktest.Eventually(t, wait, func() error {
+		if g := zkactorGoroutines(); len(g) > 0 {
+			return fmt.Errorf("%d goroutines of zkactor left after Shutdown:\n%s", len(g), strings.Join(g, "\n\n"))
+		}
+		return nil
+	})
 }
