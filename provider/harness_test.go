@@ -2,7 +2,6 @@ package provider_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -115,7 +114,7 @@ func startChild(t testing.TB, o childOpts) *child {
 		childServersEnv+"="+strings.Join(o.servers, ","),
 		childRootEnv+"="+o.root,
 		childPortEnv+"="+strconv.Itoa(o.port),
-		// Races are reported on stderr and judged by stop (see zkactorRace).
+		// Races are reported on stderr and judged by stop (see zktest.ZkactorRace).
 		"GORACE=exitcode=0",
 	)
 	if o.sessionTimeout > 0 {
@@ -172,8 +171,8 @@ func (c *child) stop() {
 		<-c.exited
 	}
 	stderr := c.stderr.String()
-	for _, report := range raceReports(stderr) {
-		if zkactorRace(report) {
+	for _, report := range zktest.RaceReports(stderr) {
+		if zktest.ZkactorRace(report) {
 			c.t.Errorf("child %s: data race in zkactor's code:\n%s", c.ID, report)
 		} else {
 			c.t.Logf("child %s: ignoring a data race inside protoactor-go or grpc:\n%s", c.ID, report)
@@ -236,60 +235,7 @@ func (c *child) lines(prefix string) []string {
 	return out
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// raceReports cuts the race detector's reports out of a process's stderr.
-func raceReports(stderr string) []string {
-	const begin, end = "WARNING: DATA RACE", "=================="
-	var reports []string
-	for {
-		i := strings.Index(stderr, begin)
-		if i < 0 {
-			return reports
-		}
-		stderr = stderr[i:]
-		j := strings.Index(stderr, end)
-		if j < 0 {
-			j = len(stderr)
-		}
-		reports = append(reports, stderr[:j])
-		stderr = stderr[j:]
-	}
-}
-
-// zkactorRace reports whether one of the racing accesses of a report is in
-// zkactor's own code (its first stack frame). Races between protoactor's
-// and grpc's own goroutines (a known one: grpc's global logger, written by
-// every remote.Start, which Supervise's restart does a second time in one
-// process) are logged, not failed.
-func zkactorRace(report string) bool {
-	lines := strings.Split(report, "\n")
-	for i, l := range lines {
-		if !(strings.HasPrefix(l, "Read at") || strings.HasPrefix(l, "Write at") ||
-			strings.HasPrefix(l, "Previous read at") || strings.HasPrefix(l, "Previous write at")) {
-			continue
-		}
-		if i+1 < len(lines) && strings.Contains(lines[i+1], "github.com/zkactor/zkactor/") {
-			return true
-		}
-	}
-	return false
-}
+type lockedBuffer = zktest.LockedBuffer
 
 // members waits until every child's topology is exactly want (ids).
 func waitMembers(t testing.TB, want []string, children ...*child) {

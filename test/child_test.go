@@ -2,7 +2,6 @@ package test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 
 	zka "github.com/zkactor/zkactor/actor"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
+	"github.com/zkactor/zkactor/test/zktest"
 )
 
 // The protocol between a test and a child node, one line per message.
@@ -294,7 +294,7 @@ func startChild(t testing.TB, o childOpts) *child {
 	)
 	// The child reports data races on its stderr without failing its exit
 	// code; stop() fails the test for any race in zkactor's code and only
-	// logs protoactor's own (see protoactorRaceOnly).
+	// logs protoactor's own (see zktest.ZkactorRace).
 	cmd.Env = append(cmd.Env, "GORACE=exitcode=0")
 	if o.sessionTimeout > 0 {
 		cmd.Env = append(cmd.Env, childSessionTimeoutEnv+"="+o.sessionTimeout.String())
@@ -348,8 +348,8 @@ func (c *child) stop() {
 		<-c.exited
 	}
 	stderr := c.stderr.String()
-	for _, report := range raceReports(stderr) {
-		if protoactorRaceOnly(report) {
+	for _, report := range zktest.RaceReports(stderr) {
+		if !zktest.ZkactorRace(report) {
 			c.t.Logf("child node %s: ignoring a data race inside protoactor-go:\n%s", c.NodeID, report)
 		} else {
 			c.t.Errorf("child node %s: data race:\n%s", c.NodeID, report)
@@ -404,61 +404,4 @@ func (c *child) do(verb string, args ...string) string {
 	return strings.TrimSpace(result)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// raceReports cuts the race detector's reports out of a process's stderr.
-func raceReports(stderr string) []string {
-	const begin, end = "WARNING: DATA RACE", "=================="
-	var reports []string
-	for {
-		i := strings.Index(stderr, begin)
-		if i < 0 {
-			return reports
-		}
-		stderr = stderr[i:]
-		j := strings.Index(stderr, end)
-		if j < 0 {
-			j = len(stderr)
-		}
-		reports = append(reports, stderr[:j])
-		stderr = stderr[j:]
-	}
-}
-
-// protoactorRaceOnly reports whether both racing accesses of a report are
-// in protoactor-go's remote package. One is known and not ours to fix:
-// when a peer disconnects, an endpoint writer goroutine reads
-// endpointManager.connections (removeEndpoint), and Remote.Shutdown later
-// sets it to nil (endpointManager.stop) with no happens-before edge. A
-// child node meets it whenever it sent to the test's node, which stops
-// first. Any access in zkactor's own code is never ignored.
-func protoactorRaceOnly(report string) bool {
-	lines := strings.Split(report, "\n")
-	accesses := 0
-	for i, l := range lines {
-		if !strings.Contains(l, " at 0x") || !(strings.HasPrefix(l, "Read") || strings.HasPrefix(l, "Write") ||
-			strings.HasPrefix(l, "Previous read") || strings.HasPrefix(l, "Previous write")) {
-			continue
-		}
-		accesses++
-		if i+1 >= len(lines) || !strings.Contains(lines[i+1], "github.com/asynkron/protoactor-go/remote.") {
-			return false
-		}
-	}
-	return accesses == 2
-}
+type lockedBuffer = zktest.LockedBuffer

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zkactor/zkactor/test/zktest"
 )
 
 // These tests judge made-up histories: they need no ZooKeeper and show
@@ -151,7 +153,7 @@ func TestRegisteredState(t *testing.T) {
 	}
 }
 
-func TestProtoactorRaceOnly(t *testing.T) {
+func TestZkactorRace(t *testing.T) {
 	ours := `WARNING: DATA RACE
 Read at 0x00c00049a510 by main goroutine:
   runtime.chansend()
@@ -165,11 +167,11 @@ Previous write at 0x00c00049a510 by goroutine 453:
   github.com/asynkron/protoactor-go/remote.(*endpointReader).Receive.func1()
       /root/go/pkg/mod/github.com/asynkron/protoactor-go/remote/endpoint_reader.go:43 +0xa8
 `
-	if protoactorRaceOnly(ours) {
+	if !zktest.ZkactorRace(ours) {
 		t.Error("a race with an access in zkactor's code was ignored")
 	}
 	theirs := strings.Replace(ours, "github.com/zkactor/zkactor/actor.(*Node).stopActors()", "github.com/asynkron/protoactor-go/remote.(*endpointManager).stop.func1()", 1)
-	if !protoactorRaceOnly(theirs) {
+	if zktest.ZkactorRace(theirs) {
 		t.Error("a race inside protoactor-go (behind runtime frames) was charged to zkactor")
 	}
 }
