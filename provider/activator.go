@@ -356,8 +356,12 @@ func (l *IdentityLookup) create(act *activation) *created {
 // watchOwn watches a running activation's znode until it stops running
 // (""), or the znode is gone or another's (the reason). A data change by
 // someone else re-arms the watch. The first watch is armed after the grain
-// started: off the activation's critical path.
+// started: off the activation's critical path. A failed arm is tried
+// again (after a short pause) for as long as the lease of the
+// activation's session holds; once it ends, the guard and the lease watch
+// stop the grain anyway.
 func (l *IdentityLookup) watchOwn(act *activation) string {
+	backoff := ownWatchBackoff
 	for {
 		var (
 			found bool
@@ -373,12 +377,24 @@ func (l *IdentityLookup) watchOwn(act *activation) string {
 		cancel()
 		switch {
 		case err != nil:
-			// The lease decides: unwatched, the activation runs only while
-			// it holds, as every activation does.
-			return ""
+			if errors.Is(err, cluster.ErrClosed) || !leaseHolds(l.s, act.session) {
+				// The lease decides from here: past it, the grain stops.
+				return ""
+			}
+			l.log.Debug("arming the watch on an activation's znode", "path", act.info.Path, "err", err)
+			select {
+			case <-act.done:
+				return ""
+			case <-l.life.Done():
+				return ""
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, ownWatchMaxBackoff)
+			continue
 		case !found || stat.EphemeralOwner != act.session || stat.Czxid != act.info.Epoch:
 			return "the znode is gone"
 		}
+		backoff = ownWatchBackoff
 		select {
 		case <-act.done:
 			return ""
@@ -391,6 +407,12 @@ func (l *IdentityLookup) watchOwn(act *activation) string {
 		}
 	}
 }
+
+// The pauses between failed arms of an activation's own-znode watch.
+const (
+	ownWatchBackoff    = 20 * time.Millisecond
+	ownWatchMaxBackoff = 200 * time.Millisecond
+)
 
 // deleteActivation deletes path if it holds activation pidID of our
 // current session, retrying until it is gone, is not ours, or the lookup
