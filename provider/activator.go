@@ -233,6 +233,13 @@ func (a *activator) created(ctx actor.Context, c *created) {
 	act.state = running
 	a.byID[pid.Id] = act
 	a.l.leases.add(c.session, pid)
+	if a.closing.Load() {
+		// The member died while it spawned (stopActivations may have
+		// missed it): its waiters retry elsewhere.
+		ctx.Stop(pid)
+		a.answer(ctx, waiters, &pb.ActivateResponse{Error: "the member is shutting down"})
+		return
+	}
 	a.answer(ctx, waiters, a.response(act))
 	a.l.log.Debug("activated", "path", act.info.Path, "pid", pid.String(), "epoch", act.info.Epoch)
 	system, self := ctx.ActorSystem(), ctx.Self()

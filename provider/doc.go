@@ -59,16 +59,24 @@
 //     When it hears of the expiry it dies: Dead is closed, Err wraps
 //     ErrDead, its activations are stopped (if any were left), its session
 //     is closed (its singletons' registry would re-create its node on a new
-//     session) and its member list is no longer updated. protoactor in that process is
-//     not told: its topology stays as it was, and requests from it go to
-//     members that refuse it.
+//     session), its singleton candidacies end, and its member list is no
+//     longer updated. protoactor in that process is not told: its topology
+//     stays as it was, and requests from it go to members that refuse it.
+//     A session that expires while StartMember creates the member's znode
+//     kills the member just the same (StartMember fails with ErrDead): the
+//     znode is only ever created on the session the member started with.
 //  3. Supervise (if used) then shuts that cluster down and starts a new
 //     ActorSystem and cluster on the same host and port with a new
 //     Provider: a new member with a new id, which the others admit at once.
 //     Without Supervise, the application decides (Dead).
 //
-// The same happens when someone else deletes a member's node znode. A
-// restart of a process on the same host:port is a new ActorSystem, hence a
+// The same happens when someone else deletes a member's node znode, except
+// that its session still lives, and so do its activations' znodes: the
+// member stops its activations and closes its session only once they have
+// stopped (or once the lease they ran under at the death has run out, past
+// which none runs), after its singleton candidacies have resigned, so that
+// no identity is activated elsewhere while its grain here still handles a
+// message. Shutdown waits for that. A restart of a process on the same host:port is a new ActorSystem, hence a
 // new id, and is admitted like any new member.
 //
 // # The life of an activation

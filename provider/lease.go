@@ -64,6 +64,7 @@ type leaseWatch struct {
 
 	mu      sync.Mutex
 	running map[int64]map[string]*actor.PID // session → PID id → PID
+	fewer   chan struct{}                   // closed (and replaced by nil) when running shrinks; for waitIdle
 
 	kick chan struct{}
 	quit chan struct{}
@@ -104,8 +105,41 @@ func (w *leaseWatch) remove(session int64, pid *actor.PID) {
 		if len(m) == 0 {
 			delete(w.running, session)
 		}
+		w.shrunk()
 	}
 	w.mu.Unlock()
+}
+
+// shrunk wakes waitIdle. w.mu is held.
+func (w *leaseWatch) shrunk() {
+	if w.fewer != nil {
+		close(w.fewer)
+		w.fewer = nil
+	}
+}
+
+// waitIdle waits until no activation runs, or until deadline; it reports
+// whether none runs.
+func (w *leaseWatch) waitIdle(deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		if len(w.running) == 0 {
+			w.mu.Unlock()
+			return true
+		}
+		if w.fewer == nil {
+			w.fewer = make(chan struct{})
+		}
+		fewer := w.fewer
+		w.mu.Unlock()
+		select {
+		case <-fewer:
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 // stopAll stops every running activation now (the member died).
@@ -172,6 +206,7 @@ func (w *leaseWatch) check() time.Time {
 			w.system.Root.Stop(pid)
 		}
 		delete(w.running, session)
+		w.shrunk()
 	}
 	return next
 }

@@ -374,6 +374,18 @@ func (l *IdentityLookup) stopActivations(why string) {
 	}
 }
 
+// waitActivations waits until no activation runs (after stopActivations)
+// or until deadline, and reports whether none runs.
+func (l *IdentityLookup) waitActivations(deadline time.Time) bool {
+	l.mu.Lock()
+	leases := l.leases
+	l.mu.Unlock()
+	if leases == nil {
+		return true
+	}
+	return leases.waitIdle(deadline)
+}
+
 // goWork runs fn on a goroutine the lookup owns (Shutdown waits for it).
 func (l *IdentityLookup) goWork(fn func()) bool {
 	l.mu.Lock()

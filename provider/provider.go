@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/go-zookeeper/zk"
@@ -40,6 +41,7 @@ type Provider struct {
 	elections  *global.Elections
 	watcher    *memberWatcher
 	stopNotify func()
+	session    int64 // a member's: the session it joined on, and dies with
 	selfSeen   bool
 	closing    bool
 	dead       chan struct{}
@@ -102,9 +104,25 @@ func (p *Provider) StartMember(c *pcluster.Cluster) error {
 	}
 	kinds := c.GetClusterKinds()
 	slices.Sort(kinds)
+	// The member is its first session: it dies with it, also while
+	// joining, so it listens before it joins.
+	p.mu.Lock()
+	p.session = p.s.ID()
+	p.stopNotify = p.s.Notify(func(ev cluster.Event) {
+		if ev.Kind == cluster.Expired {
+			p.die("its ZooKeeper session expired")
+		}
+	})
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
 	defer cancel()
-	if err := p.join(ctx, c.ActorSystem.ID, c.ActorSystem.Address(), kinds); err != nil {
+	if err := p.join(ctx, p.session, c.ActorSystem.ID, c.ActorSystem.Address(), kinds); err != nil {
+		if errors.Is(err, errSessionChanged) {
+			p.die("its ZooKeeper session ended while it joined")
+		}
+		if dead := p.Err(); dead != nil {
+			err = fmt.Errorf("%w (the join: %w)", dead, err)
+		}
 		return fmt.Errorf("zkactor provider: start member %s: %w", c.ActorSystem.ID, err)
 	}
 	p.log.Info("joined the cluster as a member", "member", c.ActorSystem.ID, "address", c.ActorSystem.Address(), "kinds", kinds)
@@ -112,9 +130,16 @@ func (p *Provider) StartMember(c *pcluster.Cluster) error {
 	return nil
 }
 
-// join creates the member's znode. A create retried after a lost reply
-// finds its own znode; one of another session is ErrNodeIDTaken.
-func (p *Provider) join(ctx context.Context, id, address string, kinds []string) error {
+// errSessionChanged: the join met a session other than the member's first.
+var errSessionChanged = errors.New("the ZooKeeper session changed during the join")
+
+// join creates the member's znode on session, the member's first, and on
+// no other: a create retried after a lost reply finds its own znode; one
+// of another session is ErrNodeIDTaken. Once the client has another
+// session (the first expired), the join fails with errSessionChanged, and
+// a znode that a create sent meanwhile made on the new session is deleted:
+// the id may be blocked already.
+func (p *Provider) join(ctx context.Context, session int64, id, address string, kinds []string) error {
 	if err := cluster.ValidateName(id); err != nil {
 		return fmt.Errorf("member id: %w", err)
 	}
@@ -124,18 +149,40 @@ func (p *Provider) join(ctx context.Context, id, address string, kinds []string)
 	}
 	path := p.layout.NodePath(id)
 	return p.s.Do(ctx, cluster.Op{Name: "create", Path: path, Idempotent: true}, func(c *zk.Conn) error {
-		_, err := zkutil.CreateWithParents(c, p.layout.Root, path, data, zk.FlagEphemeral, p.s.ACL())
-		if !errors.Is(err, zk.ErrNodeExists) {
-			return err
+		if session == 0 || c.SessionID() == session {
+			_, err := zkutil.CreateWithParents(c, p.layout.Root, path, data, zk.FlagEphemeral, p.s.ACL())
+			if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+				return err
+			}
 		}
+		// Whose is it? (The create's reply does not say, and the request
+		// may have gone out on a session that replaced the first.)
 		got, stat, err := c.Get(path)
-		if err != nil {
+		now := c.SessionID()
+		if session == 0 {
+			session = now
+		}
+		switch {
+		case errors.Is(err, zk.ErrNoNode) && now != session:
+			return errSessionChanged
+		case err != nil:
 			return err
+		case stat.EphemeralOwner == session && bytes.Equal(got, data):
+			if now != session {
+				// Made on the first session, which ended: it goes with it.
+				return errSessionChanged
+			}
+			return nil
+		case stat.EphemeralOwner != session && stat.EphemeralOwner == now && bytes.Equal(got, data):
+			// Ours, on a session the member is not: never a member znode.
+			if err := zkutil.Delete(c, path, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return err
+			}
+			return errSessionChanged
+		case now != session:
+			return errSessionChanged
 		}
-		if stat.EphemeralOwner != c.SessionID() || !bytes.Equal(got, data) {
-			return fmt.Errorf("%w: another ZooKeeper session holds %s (owner %#x)", cluster.ErrNodeIDTaken, path, stat.EphemeralOwner)
-		}
-		return nil
+		return fmt.Errorf("%w: another ZooKeeper session holds %s (owner %#x)", cluster.ErrNodeIDTaken, path, stat.EphemeralOwner)
 	})
 }
 
@@ -165,13 +212,6 @@ func (p *Provider) begin(c *pcluster.Cluster, member bool) error {
 func (p *Provider) watch() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.member {
-		p.stopNotify = p.s.Notify(func(ev cluster.Event) {
-			if ev.Kind == cluster.Expired {
-				p.die("its ZooKeeper session expired")
-			}
-		})
-	}
 	p.watcher = newMemberWatcher(p.s, p.layout.NodesPath(), p.log, p.onMembers)
 	p.watcher.start()
 }
@@ -200,10 +240,21 @@ func (p *Provider) onMembers(members []*pcluster.Member, present map[string]bool
 	c.MemberList.UpdateClusterTopology(members)
 }
 
-// die ends this incarnation: its session ended, so ZooKeeper may already
-// have handed its activations to other members, and protoactor's other
-// members have blocked its id for good. It never blocks (it runs on the
-// session's event goroutine).
+// die ends this incarnation: its session ended or its znode is gone, so
+// ZooKeeper may already have handed its activations to other members (or
+// will, once the session closes), and protoactor's other members have
+// blocked its id for good. It never blocks (it runs on the session's event
+// goroutine): the rest happens on a goroutine of its own, which Shutdown
+// waits for.
+//
+// The activations are stopped, and the session is closed only once they
+// have (or once the lease they ran under, as it stood at the death, ran
+// out: past it every one of them has been stopped by its guard or the
+// lease watch), so that no activation znode goes while its grain still
+// runs. The singleton candidacies resign before the session closes too.
+// A session that has expired already is closed at once: its lease ended
+// before, so its grains and singletons have stopped, and the singletons'
+// registry would re-create its node on the client's next session.
 func (p *Provider) die(why string) {
 	p.mu.Lock()
 	if p.deathErr != nil || p.closing {
@@ -212,15 +263,38 @@ func (p *Provider) die(why string) {
 	}
 	p.deathErr = fmt.Errorf("%w: %s", ErrDead, why)
 	close(p.dead)
+	elections, session := p.elections, p.session
 	p.wg.Add(1)
 	p.mu.Unlock()
 	p.log.Warn("the member is dead: "+why+"; it must come back as a new member (a new actor system)", "member", p.c.ActorSystem.ID)
+	until := p.s.SafeUntilFor(session)
 	p.lookup.stopActivations("the member is dead")
 	go func() {
 		defer p.wg.Done()
-		// Close the session before anything re-creates this member's
-		// znode on a new one: the id is blocked everywhere now.
+		closeElections := func(ctx context.Context) {
+			if elections == nil {
+				return
+			}
+			if err := elections.Close(ctx); err != nil {
+				p.log.Warn("closing the dead member's singleton candidacies", "err", err)
+			}
+		}
+		if time.Now().Before(until) {
+			// The session lives: the grains stop first, each before its
+			// znode goes, then the singletons step down.
+			if !p.lookup.waitActivations(until) {
+				p.log.Warn("the dead member's activations did not all stop within their lease; closing its session anyway")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+			closeElections(ctx)
+			cancel()
+		}
+		// Then the session closes, before anything re-creates this
+		// member's znodes on a new one: the id is blocked everywhere now.
 		p.s.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
+		closeElections(ctx) // if not done above: nothing is left to delete
+		cancel()
 	}()
 }
 
@@ -250,6 +324,10 @@ func (p *Provider) Shutdown(graceful bool) error {
 		var errs []error
 		// Activations end before their znodes can go.
 		p.lookup.Shutdown()
+		// A death's cleanup (if the member died) ends first: it closes the
+		// elections and the session in that order, and would not wait for
+		// a Close begun here.
+		p.wg.Wait()
 		if elections != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout)
 			errs = append(errs, elections.Close(ctx))
@@ -261,7 +339,7 @@ func (p *Provider) Shutdown(graceful bool) error {
 		if stopNotify != nil {
 			stopNotify()
 		}
-		p.wg.Wait()
+		p.wg.Wait() // a death during the above
 		if reg != nil {
 			// The singletons' registry (its node znode goes first).
 			if err := reg.Close(context.Background()); err != nil && !errors.Is(err, cluster.ErrNotConnected) && !errors.Is(err, cluster.ErrClosed) {
