@@ -189,13 +189,22 @@ func (k *keeper) verify(dir string) {
 		}
 		return err
 	})
-	if errors.Is(err, zk.ErrNoNode) {
+	// Only a finished request's results are read: when Do stops waiting
+	// (its ctx ended), the callback may still be writing them.
+	var (
+		listed []string
+		on     int64
+	)
+	switch {
+	case err == nil:
+		listed, on = names, watched
+	case errors.Is(err, zk.ErrNoNode):
 		// Gone with everything of ours in it (and no watch set): the
 		// re-creates make it, and watch it, again.
-		names, err = nil, nil
+		err = nil
 	}
-	present := make(map[string]bool, len(names))
-	for _, n := range names {
+	present := make(map[string]bool, len(listed))
+	for _, n := range listed {
 		present[dir+"/"+n] = true
 	}
 	k.mu.Lock()
@@ -213,7 +222,7 @@ func (k *keeper) verify(dir string) {
 	if w := k.watched[dir]; ours == 0 {
 		delete(k.watched, dir)
 	} else if !w.scheduled {
-		k.watched[dir] = dirWatch{session: watched}
+		k.watched[dir] = dirWatch{session: on}
 	}
 	k.mu.Unlock()
 	for _, p := range gone {

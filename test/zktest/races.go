@@ -33,7 +33,7 @@ func RaceReports(stderr string) []string {
 }
 
 // ZkactorRace reports whether a race report is charged to zkactor: unless
-// every racing access is in protoactor-go's or grpc's own code (judged by
+// every racing access is in protoactor-go's code (with its gofun) or grpc's (judged by
 // the access's first frame outside the Go runtime: a channel operation's
 // first frame is runtime.chansend, say), it is.
 func ZkactorRace(report string) bool {
@@ -51,6 +51,7 @@ func ZkactorRace(report string) bool {
 			j++
 		}
 		if j >= len(lines) || !(strings.Contains(lines[j], "github.com/asynkron/protoactor-go/") ||
+			strings.Contains(lines[j], "github.com/asynkron/gofun/") ||
 			strings.Contains(lines[j], "google.golang.org/grpc")) {
 			return true
 		}
