@@ -175,7 +175,7 @@ func (c *child) stop() {
 		if zktest.ZkactorRace(report) {
 			c.t.Errorf("child %s: data race in zkactor's code:\n%s", c.ID, report)
 		} else {
-			c.t.Logf("child %s: ignoring a data race inside protoactor-go or grpc:\n%s", c.ID, report)
+			c.t.Logf("child %s: ignoring a data race outside zkactor's code:\n%s", c.ID, report)
 		}
 	}
 	if c.t.Failed() {
