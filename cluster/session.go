@@ -207,7 +207,9 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 // every call in flight returns. Close is idempotent.
 func (s *Session) Close() {
 	s.closeOnce.Do(func() {
+		s.mu.Lock() // run adds to wg under mu only while closed is open
 		close(s.closed)
+		s.mu.Unlock()
 		s.endLife()
 		s.conn.Close()
 		// go-zookeeper notices Close only between reads; a handshake with a
@@ -540,7 +542,15 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 		abandoned bool
 	)
 	done := make(chan error, 1)
+	// Never Add once Close may be waiting (a WaitGroup's Add racing its
+	// Wait): a request after Close fails as on a closed connection.
+	s.mu.Lock()
+	if isClosed(s.closed) {
+		s.mu.Unlock()
+		return zk.ErrConnectionClosed
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		err := fn(s.conn)
