@@ -39,7 +39,8 @@ type keeper struct {
 
 	mu      sync.Mutex
 	wanted  map[string][]byte
-	created map[string]int64 // path → session that confirmed it
+	byDir   map[string]map[string]struct{} // wanted paths by parent directory
+	created map[string]int64               // path → session that confirmed it
 	doomed  map[string]struct{}
 	dirs    map[string]struct{} // parents a create of ours succeeded under: a hint, see ensure
 	locks   map[string]*pathLock
@@ -71,6 +72,7 @@ func newKeeper(s *Session, root string) *keeper {
 		s:       s,
 		root:    root,
 		wanted:  map[string][]byte{},
+		byDir:   map[string]map[string]struct{}{},
 		created: map[string]int64{},
 		doomed:  map[string]struct{}{},
 		dirs:    map[string]struct{}{},
@@ -205,17 +207,14 @@ func (k *keeper) verify(dir string) {
 	}
 	present := make(map[string]bool, len(listed))
 	for _, n := range listed {
-		present[dir+"/"+n] = true
+		present[n] = true
 	}
 	k.mu.Lock()
-	ours := 0
+	mine := k.byDir[dir]
+	ours := len(mine)
 	var gone []string
-	for p := range k.wanted {
-		if parentDir(p) != dir {
-			continue
-		}
-		ours++
-		if err == nil && k.created[p] == session && !present[p] {
+	for p := range mine {
+		if err == nil && k.created[p] == session && !present[p[len(dir)+1:]] {
 			gone = append(gone, p)
 		}
 	}
@@ -236,6 +235,30 @@ func (k *keeper) verify(dir string) {
 }
 
 func parentDir(path string) string { return path[:strings.LastIndexByte(path, '/')] }
+
+// want adds path to the wanted set, and to its directory's index (so that
+// a directory's check costs what is ours in it, not everything kept).
+// Under k.mu.
+func (k *keeper) want(path string, data []byte) {
+	k.wanted[path] = data
+	dir := parentDir(path)
+	if k.byDir[dir] == nil {
+		k.byDir[dir] = map[string]struct{}{}
+	}
+	k.byDir[dir][path] = struct{}{}
+}
+
+// unwant takes path out of the wanted set and its index. Under k.mu.
+func (k *keeper) unwant(path string) {
+	delete(k.wanted, path)
+	dir := parentDir(path)
+	if m := k.byDir[dir]; m != nil {
+		delete(m, path)
+		if len(m) == 0 {
+			delete(k.byDir, dir)
+		}
+	}
+}
 
 // close stops the reconciler. The znodes go with the session, or with drop.
 func (k *keeper) close() {
@@ -295,14 +318,14 @@ func (k *keeper) keep(ctx context.Context, path string, data []byte) error {
 // keepLocked is keep for a caller that holds path's lock.
 func (k *keeper) keepLocked(ctx context.Context, path string, data []byte) error {
 	k.mu.Lock()
-	k.wanted[path] = data
+	k.want(path, data)
 	delete(k.doomed, path)
 	k.mu.Unlock()
 
 	err := k.ensure(ctx, path, data)
 	if err != nil {
 		k.mu.Lock()
-		delete(k.wanted, path)
+		k.unwant(path)
 		delete(k.created, path)
 		if !permanent(err) {
 			// The outcome is unknown (the connection dropped, or ctx ended
@@ -329,7 +352,7 @@ func (k *keeper) drop(ctx context.Context, path string) error {
 // dropLocked is drop for a caller that holds path's lock.
 func (k *keeper) dropLocked(ctx context.Context, path string) error {
 	k.mu.Lock()
-	delete(k.wanted, path)
+	k.unwant(path)
 	delete(k.created, path)
 	k.doomed[path] = struct{}{}
 	k.mu.Unlock()
@@ -344,7 +367,7 @@ func (k *keeper) dropLocked(ctx context.Context, path string) error {
 // that hold path's lock may call it too: it takes none.
 func (k *keeper) dropLater(path string) {
 	k.mu.Lock()
-	delete(k.wanted, path)
+	k.unwant(path)
 	delete(k.created, path)
 	k.doomed[path] = struct{}{}
 	k.mu.Unlock()
@@ -561,7 +584,7 @@ func (k *keeper) reconcile() bool {
 				// Retrying cannot help: report it once and stop keeping it.
 				k.s.log.Error("cannot re-create ephemeral znode; giving it up", "path", p, "err", err)
 				k.mu.Lock()
-				delete(k.wanted, p)
+				k.unwant(p)
 				delete(k.created, p)
 				k.mu.Unlock()
 			} else if err != nil {
