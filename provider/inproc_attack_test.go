@@ -46,20 +46,44 @@ func attackInOwnProcess(t *testing.T) bool {
 		return false
 	}
 	srv := zktest.Shared(t).Addrs()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$",
-		"-test.count=1", "-test.v", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), attackIsolatedEnv+"="+strings.Join(srv, ","))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	output := out.String()
-	t.Logf("in its own process (%v):\n%s", time.Since(start).Round(time.Millisecond), output)
-	if err != nil && !leftoversOnlyOutsideZkactor(output) {
+	// The member in that process is a protoactor-go cluster member, and
+	// protoactor's gossip races with itself now and then (its state is
+	// marshalled while its actor changes it); the race detector then fails
+	// the test whatever it found. A run that failed only that way, with no
+	// race in zkactor's code, is run again, at most twice.
+	for attempt := 1; ; attempt++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$",
+			"-test.count=1", "-test.v", "-test.timeout=3m")
+		cmd.Env = append(os.Environ(), attackIsolatedEnv+"="+strings.Join(srv, ","))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		var out lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		err := cmd.Run()
+		output := out.String()
+		t.Logf("in its own process (%v, attempt %d):\n%s", time.Since(start).Round(time.Millisecond), attempt, output)
+		if err == nil || leftoversOnlyOutsideZkactor(output) {
+			return true
+		}
+		if attempt < 3 && onlyForeignRaces(output) {
+			t.Logf("the run met a data race outside zkactor's code (protoactor's): running it again")
+			continue
+		}
 		t.Errorf("the test's own process: %v", err)
+		return true
 	}
-	return true
+}
+
+// onlyForeignRaces reports whether a run's output has race reports and
+// none of them is zkactor's (zktest.ZkactorRace).
+func onlyForeignRaces(output string) bool {
+	reports := zktest.RaceReports(output)
+	for _, r := range reports {
+		if zktest.ZkactorRace(r) {
+			return false
+		}
+	}
+	return len(reports) > 0
 }
 
 // leftoversOnlyOutsideZkactor reports whether the isolated process failed
