@@ -42,7 +42,6 @@ type keeper struct {
 	byDir   map[string]map[string]struct{} // wanted paths by parent directory
 	created map[string]int64               // path → session that confirmed it
 	doomed  map[string]struct{}
-	dirs    map[string]struct{} // parents a create of ours succeeded under: a hint, see ensure
 	locks   map[string]*pathLock
 	closed  bool            // no more watches are armed
 	life    context.Context // ends with close: arming gives up
@@ -75,7 +74,6 @@ func newKeeper(s *Session, root string) *keeper {
 		byDir:   map[string]map[string]struct{}{},
 		created: map[string]int64{},
 		doomed:  map[string]struct{}{},
-		dirs:    map[string]struct{}{},
 		locks:   map[string]*pathLock{},
 		kick:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -436,9 +434,15 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 	// The path is fixed, so a retry after a lost connection is safe: it
 	// finds its own znode (ErrNodeExists, owned by this session).
 	op := Op{Name: "create", Path: path, Idempotent: true, late: late}
-	dir := path[:strings.LastIndexByte(path, '/')]
+	dir := parentDir(path)
 	k.mu.Lock()
-	_, known := k.dirs[dir]
+	known := false // another znode of ours exists under dir: so does dir
+	for p := range k.byDir[dir] {
+		if p != path && k.created[p] != 0 {
+			known = true
+			break
+		}
+	}
 	k.mu.Unlock()
 	err := k.s.Do(ctx, op, func(c *zk.Conn) error {
 		session = c.SessionID()
@@ -478,10 +482,6 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 	})
 	if err == nil {
 		k.mu.Lock()
-		if len(k.dirs) >= maxKnownDirs {
-			clear(k.dirs)
-		}
-		k.dirs[dir] = struct{}{}
 		k.created[path] = session
 		k.mu.Unlock()
 		k.watchDir(dir)
@@ -616,6 +616,3 @@ func (k *keeper) reconcile() bool {
 	}
 	return ok
 }
-
-// maxKnownDirs bounds the keeper's hint of parents that exist.
-const maxKnownDirs = 4096
