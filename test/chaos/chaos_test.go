@@ -20,6 +20,7 @@ var (
 	nodes   = flag.Int("nodes", 3, "node processes")
 	timeout = flag.Duration("session-timeout", 2*time.Second, "the nodes' ZooKeeper session timeout")
 	each    = flag.Bool("stop-each-class", false, "stop every node after each class to check for leftover ephemerals")
+	grains  = flag.Bool("grains", true, "run a protoactor cluster member (package provider) in every node process, with its invariants")
 	verbose = flag.Bool("v", false, "log every event and trial (pass as -args -v to go test)")
 )
 
@@ -62,6 +63,7 @@ func TestChaos(t *testing.T) {
 		SessionTimeout: *timeout,
 		StopEachClass:  *each,
 		Verbose:        *verbose,
+		Grains:         *grains,
 	})
 	for _, c := range run {
 		r.RunClass(c)

@@ -20,6 +20,7 @@ import (
 
 	zka "github.com/zkactor/zkactor/actor"
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/provider"
 )
 
 // The environment of a node process; see the package doc.
@@ -73,6 +74,15 @@ func RunChild() int {
 		return 1
 	}
 	c := &child{node: node, out: out, log: log, root: root, actors: map[string]*actor.PID{}}
+	if os.Getenv(childGrainsEnv) != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c.grains, err = startGrains(ctx, strings.Split(os.Getenv(childServersEnv), ","), root, timeout, log, out)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: grains member: %v\n", err)
+			return 1
+		}
+	}
 	stopNotify := node.Session().Notify(func(ev cluster.Event) {
 		out.emit("session", ev.Kind, ev.SessionID, ev.NewSession)
 	})
@@ -98,6 +108,11 @@ func RunChild() int {
 	}
 	wg.Wait()
 	stopNotify()
+	if c.grains != nil {
+		if err := c.grains.Shutdown(true); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: grains shutdown: %v\n", err)
+		}
+	}
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := node.Stop(ctx); err != nil {
@@ -129,6 +144,8 @@ type child struct {
 	out  *emitter
 	log  *slog.Logger
 	root string
+
+	grains *provider.Supervisor // with Config.Grains: this process's cluster member (grains.go)
 
 	mu     sync.Mutex
 	actors map[string]*actor.PID // service actors by id
@@ -196,6 +213,8 @@ func (c *child) command(verb string, args []string) (string, error) {
 		}
 		c.stop(pid)
 		return pidString(pid), nil
+	case "grain": // grain <identity>: a request to the grain (grains.go)
+		return requestGrain(c.grains, arg(0))
 	case "capable": // capable <service>
 		pids, err := c.node.GetCapable(ctx, arg(0))
 		if err != nil {

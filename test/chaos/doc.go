@@ -10,7 +10,9 @@
 //
 // Flags: -seed (every random choice derives from it), -trials (per class),
 // -classes (comma-separated, or "all"), -nodes, -session-timeout,
-// -stop-each-class, and -v (after -args: log every event).
+// -stop-each-class, -grains (default true: every node process also runs a
+// protoactor cluster member on package provider, see grains.go), and -v
+// (after -args: log every event).
 //
 // # Design
 //
@@ -72,6 +74,7 @@
 //	resign <name>                Elections().Resign
 //	capable <service>            GetCapable
 //	submit <text>                WhereisGlobal("boss"), then Submit; Accepted is "acknowledged"
+//	grain <identity>             cluster.Request to the counter grain <identity>: "<member id> <epoch>"
 //
 // Commands run concurrently, each bounded by 4 s. Closing stdin stops the
 // node (Node.Stop) and the process exits. A node writes events to stdout,
@@ -95,6 +98,9 @@
 //	jobdeleg <job> <epoch> <worker> <began>  the boss delegated a job
 //	jobdo|jobrefuse <job> <epoch> <worker>   a worker did a job, or refused an older boss
 //	bosslist|bosserr <epoch> ...             a new boss read the job store (or could not)
+//	astart <kind/id> <epoch> <pid> <member>  a grain activation started (its Started)
+//	amsg <kind/id> <epoch> <began>           it began handling a request
+//	astop <kind/id> <epoch>                  it handled Stopping: the activation ended
 //	bye | stopfail <error>                   Node.Stop returned
 //
 // The driver adds its own events to the history (source "driver"): run,
@@ -131,6 +137,17 @@
 //     left under the root (after killed nodes' sessions have expired).
 //  6. jobs: every acknowledged job is done at least once; no worker does a
 //     job for a boss older than one it served.
+//
+// And for the grains (issue 10), when -grains is on:
+//
+//  7. one-activation: never two activations of one identity at once: (1)
+//     over the activations' terms (astart to astop, or death, or a freeze
+//     after which the grain handled nothing), with no allowance.
+//  8. live-activation: within session timeout + 5 s of the heal, a request
+//     for every identity succeeds from every live node, and the nodes of one
+//     round of requests all reach the same activation (member and epoch).
+//
+// no-ephemerals covers the members' znodes too (under <root>/grains).
 //
 // And after every trial, leftovers: within session timeout + 3 s of the
 // heal, no running node's session owns a registration it unregistered (or

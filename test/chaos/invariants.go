@@ -38,7 +38,8 @@ type StoppedInvariant interface {
 func DefaultInvariants() []Invariant {
 	return []Invariant{
 		&liveGlobal{}, &capable{}, &jobs{}, &leftovers{},
-		&oneGlobal{seen: map[string]bool{}}, &epochs{}, &noEphemerals{},
+		newOneGlobal(), &epochs{}, &noEphemerals{},
+		newOneActivation(), &liveActivation{},
 	}
 }
 
@@ -49,9 +50,23 @@ const lineLag = 300 * time.Millisecond
 
 // oneGlobal (1): never two globals of one name running at once. Terms are
 // intervals on the shared clock (see timeline.end for paused processes).
-type oneGlobal struct{ seen map[string]bool }
+// The same check, over the grain activations' timeline, is one-activation.
+type oneGlobal struct {
+	seen map[string]bool
+	name string                 // the invariant's name
+	what string                 // "globals" or "activations of", for reports
+	of   func(*state) *timeline // the timeline judged
+	// allowance: whether the overlaps that fault classes allow (a foreign
+	// delete of a candidate znode) apply. Nothing deletes activations.
+	allowance bool
+}
 
-func (*oneGlobal) Name() string { return "one-global" }
+func newOneGlobal() *oneGlobal {
+	return &oneGlobal{seen: map[string]bool{}, name: "one-global", what: "globals",
+		of: func(s *state) *timeline { return s.tl }, allowance: true}
+}
+
+func (inv *oneGlobal) Name() string { return inv.name }
 
 func (inv *oneGlobal) Check(tr *Trial) []Violation {
 	type overlap struct {
@@ -66,31 +81,35 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 	// (read before withState: both take the run's lock).
 	var starts []int64
 	tr.r.withState(func(s *state) {
-		for _, name := range s.tl.names() {
-			for _, t := range s.tl.terms[name] {
+		tl := inv.of(s)
+		for _, name := range tl.names() {
+			for _, t := range tl.terms[name] {
 				starts = append(starts, t.Start)
 			}
 		}
 	})
 	allowed := map[int64]int64{}
 	for _, t := range starts {
-		allowed[t] = int64(max(tr.allowOverlap, tr.r.allowedOverlap(t)))
+		if inv.allowance {
+			allowed[t] = int64(max(tr.allowOverlap, tr.r.allowedOverlap(t)))
+		}
 	}
 	tr.r.withState(func(s *state) {
-		for _, name := range s.tl.names() {
-			terms := slices.Clone(s.tl.terms[name])
+		tl := inv.of(s)
+		for _, name := range tl.names() {
+			terms := slices.Clone(tl.terms[name])
 			sort.SliceStable(terms, func(i, j int) bool { return terms[i].Start < terms[j].Start })
 			var active []*Term
 			for _, b := range terms {
 				keep := active[:0]
 				for _, a := range active {
-					if s.tl.end(a, now) > b.Start {
+					if tl.end(a, now) > b.Start {
 						keep = append(keep, a)
 					}
 				}
 				active = keep
 				for _, a := range active {
-					upto := min(s.tl.end(a, now), s.tl.end(b, now))
+					upto := min(tl.end(a, now), tl.end(b, now))
 					if upto <= b.Start {
 						continue
 					}
@@ -99,7 +118,7 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 						continue
 					}
 					allow, ok := allowed[b.Start]
-					if !ok { // a term that started since
+					if !ok && inv.allowance { // a term that started since
 						allow = int64(tr.allowOverlap)
 					}
 					if upto-b.Start <= allow {
@@ -110,7 +129,7 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 					}
 					inv.seen[key] = true
 					found = append(found, overlap{*a, *b, b.Start, upto,
-						s.tl.explainEnd(a, now, tr.start), s.tl.explainEnd(b, now, tr.start),
+						tl.explainEnd(a, now, tr.start), tl.explainEnd(b, now, tr.start),
 						inFlight(a, b.Start, upto, tr.start)})
 				}
 				active = append(active, b)
@@ -120,8 +139,8 @@ func (inv *oneGlobal) Check(tr *Trial) []Violation {
 	var vs []Violation
 	for _, o := range found {
 		vs = append(vs, tr.Violation(inv.Name(), o.from, fmt.Sprintf(
-			"two globals %q ran at once for %v: epoch %d on %s (%s; %s) and epoch %d on %s (%s; %s); %s",
-			o.a.Name, time.Duration(o.upt-o.from).Round(time.Millisecond),
+			"two %s %q ran at once for %v: epoch %d on %s (%s; %s) and epoch %d on %s (%s; %s); %s",
+			inv.what, o.a.Name, time.Duration(o.upt-o.from).Round(time.Millisecond),
 			o.a.Epoch, o.a.Src, o.a.PID, o.ea, o.b.Epoch, o.b.Src, o.b.PID, o.eb, o.why), o.a.Name, o.a.Src, o.b.Src))
 	}
 	return vs

@@ -87,6 +87,7 @@ func (r *Run) startNode(slot int) (*nodeProc, error) {
 		childRootEnv+"="+r.root,
 		childSessionTimeoutEnv+"="+r.cfg.SessionTimeout.String(),
 		childLogLevelEnv+"="+level,
+		childGrainsEnv+"="+map[bool]string{true: "1"}[r.cfg.Grains],
 		// A race report must not change the exit status: the driver reads
 		// the reports from stderr and judges them (see raceViolations).
 		"GORACE=exitcode=0",

@@ -46,12 +46,15 @@ type Report struct {
 	Seed       uint64
 	Rows       []Row
 	Violations []Violation
+	// What the history held, so that a clean table shows what was judged.
+	GlobalTerms, Activations, GrainRequests int
 }
 
 // Table renders the report's rows.
 func (rep *Report) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d\n", rep.Seed)
+	fmt.Fprintf(&b, "seed %d: %d terms of globals, %d grain activations, %d grain requests handled\n",
+		rep.Seed, rep.GlobalTerms, rep.Activations, rep.GrainRequests)
 	fmt.Fprintf(&b, "%-20s %7s %7s %10s  %s\n", "class", "trials", "faults", "violations", "by invariant")
 	for _, r := range rep.Rows {
 		if r.Skipped != "" {

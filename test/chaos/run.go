@@ -32,8 +32,11 @@ type Config struct {
 	// it that happens once, at the end of the run.
 	StopEachClass bool
 	Verbose       bool // log every trial and the nodes' debug logs
-	Invariants    []Invariant
-	FaultClasses  []FaultClass
+	// Grains runs a protoactor cluster member on zkactor's provider in every
+	// node process, with its workload and invariants (grains.go).
+	Grains       bool
+	Invariants   []Invariant
+	FaultClasses []FaultClass
 }
 
 // Run is one run of the checker: an ensemble, a proxy per (node, server),
@@ -369,6 +372,17 @@ func (r *Run) Finish() *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := &Report{Seed: r.cfg.Seed, Violations: append([]Violation(nil), r.violations...)}
+	for _, ts := range r.st.tl.terms {
+		rep.GlobalTerms += len(ts)
+	}
+	for _, ts := range r.st.atl.terms {
+		rep.Activations += len(ts)
+	}
+	for _, e := range r.history {
+		if e.Kind == activationTerms.act {
+			rep.GrainRequests++
+		}
+	}
 	for _, name := range r.rowOrder {
 		rep.Rows = append(rep.Rows, *r.rows[name])
 	}

@@ -35,6 +35,7 @@ type state struct {
 	served    map[string]int64             // worker pid -> highest epoch it did a job for
 	fence     []Event                      // jobdo events below a worker's served epoch
 	tl        *timeline                    // the globals' terms
+	atl       *timeline                    // the grain activations' terms
 	sessions  map[int64]string             // ZooKeeper session id -> label
 	badFirst  []Event                      // gbad events
 	lookups   map[string]map[string]string // label -> service -> last capable result
@@ -51,7 +52,8 @@ func newState() *state {
 		jobsAcked: map[string]int64{},
 		jobsDone:  map[string]int64{},
 		served:    map[string]int64{},
-		tl:        newTimeline(),
+		tl:        newTimeline(globalTerms),
+		atl:       newTimeline(activationTerms),
 		sessions:  map[int64]string{},
 		lookups:   map[string]map[string]string{},
 		stopped:   map[string]bool{},
@@ -61,6 +63,7 @@ func newState() *state {
 // apply updates the state with one event.
 func (s *state) apply(e Event) {
 	s.tl.add(e)
+	s.atl.add(e)
 	switch e.Kind {
 	case "ready":
 		s.nodeState[e.Src] = "running"

@@ -38,21 +38,34 @@ func (t *Term) String() string {
 
 type pause struct{ from, to int64 } // to is 0 while paused
 
-// timeline holds the terms of every global name and the pauses of every
-// node, built from the history as it arrives.
+// termEvents names the event kinds that begin a term, show it acting, and
+// end it: the globals' and the grain activations' terms are judged alike.
+type termEvents struct{ start, act, stop string }
+
+var (
+	// gstart <name> <epoch> <pid> <candidate>, gtick <name> <epoch> <began>, gstop <name> <epoch>
+	globalTerms = termEvents{"gstart", "gtick", "gstop"}
+	// astart <kind/identity> <epoch> <pid> <member>, amsg <kind/identity> <epoch> <began>, astop <kind/identity> <epoch>
+	activationTerms = termEvents{"astart", "amsg", "astop"}
+)
+
+// timeline holds the terms of every name (global names, or grain
+// identities) and the pauses of every node, built from the history as it
+// arrives.
 type timeline struct {
+	kinds  termEvents
 	terms  map[string][]*Term // by name, in order of arrival
 	open   map[candKey]*Term  // by (node, name)
 	pauses map[string][]pause // by node
 }
 
-func newTimeline() *timeline {
-	return &timeline{terms: map[string][]*Term{}, open: map[candKey]*Term{}, pauses: map[string][]pause{}}
+func newTimeline(kinds termEvents) *timeline {
+	return &timeline{kinds: kinds, terms: map[string][]*Term{}, open: map[candKey]*Term{}, pauses: map[string][]pause{}}
 }
 
 func (tl *timeline) add(e Event) {
 	switch e.Kind {
-	case "gstart":
+	case tl.kinds.start:
 		k := candKey{e.Src, e.Arg(0)}
 		if t := tl.open[k]; t != nil { // cannot happen: one actor per candidacy
 			t.End, t.How = e.T, "gstart"
@@ -60,20 +73,20 @@ func (tl *timeline) add(e Event) {
 		t := &Term{Name: e.Arg(0), Epoch: e.Int(1), Src: e.Src, PID: e.Arg(2), Candidate: e.Arg(3), Start: e.T}
 		tl.open[k] = t
 		tl.terms[t.Name] = append(tl.terms[t.Name], t)
-	case "gtick": // gtick <name> <epoch> <handler began>
+	case tl.kinds.act: // <name> <epoch> <handler began>
 		if t := tl.open[candKey{e.Src, e.Arg(0)}]; t != nil {
 			t.addActivity(e.Int(2))
 		}
 	case "jobdeleg": // jobdeleg <job> <epoch> <worker> <handler began>
-		if t := tl.open[candKey{e.Src, bossName}]; t != nil {
+		if t := tl.open[candKey{e.Src, bossName}]; t != nil && tl.kinds == globalTerms {
 			t.addActivity(e.Int(3))
 		}
 	case "jobstored": // jobstored <job> <epoch> <began>: the Submit handler began then
-		if t := tl.open[candKey{e.Src, bossName}]; t != nil {
+		if t := tl.open[candKey{e.Src, bossName}]; t != nil && tl.kinds == globalTerms {
 			t.addActivity(e.Int(2))
 			t.lastWrite = e.T
 		}
-	case "gstop":
+	case tl.kinds.stop:
 		k := candKey{e.Src, e.Arg(0)}
 		if t := tl.open[k]; t != nil {
 			t.End, t.How = e.T, "gstop"

@@ -33,7 +33,7 @@ func ev(at float64, src, kind string, args ...string) Event {
 func overlaps(t *testing.T, events ...Event) []Violation {
 	t.Helper()
 	_, tr := history(t, events...)
-	return (&oneGlobal{seen: map[string]bool{}}).Check(tr)
+	return newOneGlobal().Check(tr)
 }
 
 func TestOverlapFound(t *testing.T) {
@@ -173,5 +173,39 @@ Previous write at 0x00c00049a510 by goroutine 453:
 	theirs := strings.Replace(ours, "github.com/zkactor/zkactor/actor.(*Node).stopActors()", "github.com/asynkron/protoactor-go/remote.(*endpointManager).stop.func1()", 1)
 	if zktest.ZkactorRace(theirs) {
 		t.Error("a race inside protoactor-go (behind runtime frames) was charged to zkactor")
+	}
+}
+
+func TestTwoActivationsFound(t *testing.T) {
+	_, tr := history(t,
+		ev(1, "n0.1", "astart", "counter/c0", "5", "p0", "m0"),
+		ev(1.5, "n0.1", "amsg", "counter/c0", "5", "1500000000"),
+		ev(2, "n1.1", "astart", "counter/c0", "6", "p1", "m1"),
+		ev(2.5, "n0.1", "astop", "counter/c0", "5"),
+		ev(3, "n2.1", "astart", "counter/c1", "7", "p2", "m2"), // another identity
+		ev(4, "n1.1", "astop", "counter/c0", "6"),
+	)
+	vs := newOneActivation().Check(tr)
+	if len(vs) != 1 || !strings.Contains(vs[0].What, `two activations of "counter/c0" ran at once for 500ms`) {
+		t.Fatalf("got %v, want one overlap of 500ms", vs)
+	}
+	if vs := newOneGlobal().Check(tr); len(vs) != 0 {
+		t.Fatalf("one-global judged activations: %v", vs)
+	}
+}
+
+func TestActivationFrozenThenStoppedIsNoOverlap(t *testing.T) {
+	// The member's process is frozen at 1.5 s; its grain handles nothing
+	// after the thaw (the lease guard stops it first), so its activation
+	// ended at the freeze although its astop comes later.
+	_, tr := history(t,
+		ev(1, "n0.1", "astart", "counter/c0", "5", "p0", "m0"),
+		ev(1.5, "driver", "paused", "n0.1"),
+		ev(4, "n1.1", "astart", "counter/c0", "6", "p1", "m1"),
+		ev(5, "driver", "resumed", "n0.1"),
+		ev(5.1, "n0.1", "astop", "counter/c0", "5"),
+	)
+	if vs := newOneActivation().Check(tr); len(vs) != 0 {
+		t.Fatalf("got %v, want none", vs)
 	}
 }

@@ -330,6 +330,8 @@ func (r *Run) workOnce(tr *Trial, wl *workload, jobs *int) {
 	case x < 80:
 		*jobs++
 		wl.await(n.send("submit", fmt.Sprintf("job-%s-%d-%d", tr.class.Name(), tr.Index, *jobs)))
+	case x < 90 && r.cfg.Grains:
+		wl.await(n.send("grain", grainIdentity(rng.IntN(grainCount))))
 	default:
 		wl.await(n.send("capable", svc))
 	}
