@@ -1,0 +1,441 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/internal/zkutil"
+)
+
+// waiter is one Lock or TryLock call's place in the queue. Only the
+// calling goroutine touches it.
+type waiter struct {
+	m      *Mutex
+	guid   string // names every znode of this call
+	prefix string // dir/_c_<guid>-l-
+
+	path    string          // the waiter znode, "" = none
+	session int64           // the session that owns path
+	own     <-chan zk.Event // watch on path; nil when none is set
+	token   int64           // path's creation zxid
+	strays  bool            // a create's outcome was lost: znodes of ours may exist besides path
+}
+
+// run queues the waiter and returns once it heads the queue under a lease
+// that holds (nil), or with an error: ctx ended, TryLock found the lock
+// taken, or the server refused the create.
+func (w *waiter) run(ctx context.Context, try bool) error {
+	s := w.m.s
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("lock %q: %w", w.m.name, err)
+		}
+		if w.path == "" || w.session != s.ID() {
+			if w.path != "" {
+				w.m.log.Debug("the session changed while waiting: queueing again", "path", w.path)
+				w.path, w.own = "", nil
+			}
+			if err := w.enter(ctx); err != nil {
+				if refused(err) || ctx.Err() != nil {
+					return fmt.Errorf("lock %q: %w", w.m.name, err)
+				}
+				w.m.log.Debug("entering the queue", "err", err)
+				w.sleep(ctx, nil)
+				continue
+			}
+		}
+		if w.own == nil {
+			switch gone, err := w.watchOwn(ctx); {
+			case errors.Is(err, cluster.ErrClosed):
+				return fmt.Errorf("lock %q: %w", w.m.name, err)
+			case err != nil:
+				w.sleep(ctx, nil)
+				continue
+			case gone:
+				w.path = ""
+				continue
+			}
+		}
+		names, err := w.children(ctx)
+		if errors.Is(err, cluster.ErrClosed) {
+			return fmt.Errorf("lock %q: %w", w.m.name, err)
+		}
+		if err != nil {
+			w.sleep(ctx, nil)
+			continue
+		}
+		q := queue(names)
+		me := w.path[strings.LastIndexByte(w.path, '/')+1:]
+		w.removeStrays(ctx, q, me)
+		idx := indexOf(q, me)
+		if idx < 0 {
+			w.m.log.Debug("the waiter znode is gone: queueing again", "path", w.path)
+			w.path, w.own = "", nil
+			continue
+		}
+		pred, watch, err := w.predecessor(ctx, q, idx, !try)
+		if errors.Is(err, cluster.ErrClosed) {
+			return fmt.Errorf("lock %q: %w", w.m.name, err)
+		}
+		if err != nil {
+			w.sleep(ctx, nil)
+			continue
+		}
+		if pred != "" && try {
+			return fmt.Errorf("lock %q: %w", w.m.name, ErrLocked)
+		}
+		if pred == "" {
+			if !w.awaitLease(ctx) {
+				continue // ctx ended, or the session changed
+			}
+			select {
+			case ev := <-w.own: // the znode changed meanwhile: look again
+				w.own = nil
+				if ev.Type == zk.EventNodeDeleted {
+					w.path = ""
+				}
+				continue
+			default:
+			}
+			return nil
+		}
+		w.m.log.Debug("waiting for the predecessor", "path", w.path, "predecessor", pred)
+		select {
+		case <-watch: // deleted, changed, or the session ended: look again
+		case ev := <-w.own:
+			w.own = nil
+			if ev.Type == zk.EventNodeDeleted {
+				w.m.log.Info("the waiter znode was deleted by someone else: queueing again", "path", w.path)
+				w.path = ""
+			}
+		case <-ctx.Done():
+		}
+	}
+}
+
+// enter creates the waiter znode: ephemeral, sequential and protected by
+// the call's GUID, so that after a connection lost during the create the
+// waiter finds its own znode instead of queueing twice. The session that
+// owns it is read in the same exchange, so that a session that expired
+// during the create is not taken for the new one.
+func (w *waiter) enter(ctx context.Context) error {
+	s := w.m.s
+	for {
+		var (
+			created       string
+			before, after int64
+		)
+		// The caller gave up before the reply: whatever the create did is
+		// a stray now, for the session to delete.
+		late := func(err error) {
+			switch {
+			case err == nil:
+				s.DeleteWhenConnected(created)
+			case zkutil.IsTransient(err):
+				w.m.sweepLater(w.guid, before)
+			}
+		}
+		err := plumbing.DoLate(ctx, s, "create", w.prefix, late, func(conn *zk.Conn) error {
+			var err error
+			before = conn.SessionID()
+			created, err = zkutil.CreateWithParents(conn, w.m.root, w.prefix, w.m.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
+			after = conn.SessionID()
+			return err
+		})
+		if err == nil && before == after {
+			w.path, w.session, w.own = created, after, nil
+			return nil
+		}
+		if err == nil {
+			// The session changed during the create: ask whose it is.
+			owner, err := w.owner(ctx, created)
+			if err != nil {
+				w.strays = true
+				return err
+			}
+			if owner != 0 && owner == s.ID() {
+				w.path, w.session, w.own = created, owner, nil
+				return nil
+			}
+			continue // gone with the old session
+		}
+		if !zkutil.IsTransient(err) {
+			return err
+		}
+		// Unknown outcome: look for our GUID once reconnected.
+		w.strays = true
+		path, owner, err := w.findOwn(ctx)
+		if err != nil {
+			return err
+		}
+		if path != "" {
+			w.path, w.session, w.own = path, owner, nil
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// watchOwn reads the waiter znode with a watch: its creation zxid is the
+// fencing token, and the watch tells the holder when someone deletes it.
+// It reports gone when the znode no longer exists or is another session's.
+func (w *waiter) watchOwn(ctx context.Context) (gone bool, err error) {
+	var (
+		found bool
+		stat  *zk.Stat
+		watch <-chan zk.Event
+	)
+	p := w.path
+	err = w.m.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		found, stat, watch, err = conn.ExistsW(p)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if !found || stat.EphemeralOwner != w.session {
+		return true, nil
+	}
+	w.own, w.token = watch, stat.Czxid
+	return false, nil
+}
+
+func (w *waiter) children(ctx context.Context) ([]string, error) {
+	return children(ctx, w.m.s, w.m.dir)
+}
+
+func children(ctx context.Context, s *cluster.Session, dir string) ([]string, error) {
+	var names []string
+	err := s.Do(ctx, cluster.Op{Name: "get children", Path: dir, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		names, _, err = conn.Children(dir)
+		return err
+	})
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return nil, nil
+	case err != nil:
+		// The request may still be running (Do stopped waiting): its
+		// results are not ours to read.
+		return nil, err
+	}
+	return names, nil
+}
+
+// predecessor finds the live waiter just ahead of q[idx] and, when watch
+// is set, watches it: the only znode whose deletion wakes this waiter.
+// Waiters gone meanwhile and znodes with no session behind them are passed
+// over. It returns "" when none is left: this waiter heads the queue.
+func (w *waiter) predecessor(ctx context.Context, q []string, idx int, watch bool) (string, <-chan zk.Event, error) {
+	for i := idx - 1; i >= 0; i-- {
+		p := w.m.dir + "/" + q[i]
+		var (
+			stat *zk.Stat
+			ch   <-chan zk.Event
+		)
+		// GetW rather than ExistsW: on a znode already gone it leaves no
+		// watch behind on the server.
+		err := w.m.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+			var err error
+			if watch {
+				_, stat, ch, err = conn.GetW(p)
+			} else {
+				_, stat, err = conn.Get(p)
+			}
+			return err
+		})
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if !live(stat) {
+			w.m.log.Debug("passing over a znode with no session behind it", "path", p)
+			continue
+		}
+		return p, ch, nil
+	}
+	return "", nil, nil
+}
+
+// owner returns the session that owns the ephemeral path, 0 if it is gone.
+func (w *waiter) owner(ctx context.Context, path string) (int64, error) {
+	var stat *zk.Stat
+	err := w.m.s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		_, stat, err = conn.Exists(path)
+		return err
+	})
+	if err != nil || stat == nil {
+		return 0, err
+	}
+	return stat.EphemeralOwner, nil
+}
+
+// findOwn returns the first znode of this call's GUID that the current
+// session owns, if any.
+func (w *waiter) findOwn(ctx context.Context) (string, int64, error) {
+	names, err := w.children(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, n := range queue(names) {
+		if guid, _, _ := parseWaiter(n); guid != w.guid {
+			continue
+		}
+		p := w.m.dir + "/" + n
+		owner, err := w.owner(ctx, p)
+		if err != nil {
+			return "", 0, err
+		}
+		if owner != 0 && owner == w.m.s.ID() {
+			return p, owner, nil
+		}
+	}
+	return "", 0, nil
+}
+
+// removeStrays deletes the znodes of this call other than its own (left by
+// a create whose outcome was lost), when there may be any.
+func (w *waiter) removeStrays(ctx context.Context, q []string, me string) {
+	if !w.strays {
+		return
+	}
+	w.strays = false
+	for _, n := range q {
+		if guid, _, _ := parseWaiter(n); guid == w.guid && n != me {
+			p := w.m.dir + "/" + n
+			w.m.log.Debug("deleting a stray waiter znode", "path", p)
+			if err := w.m.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+				return zkutil.Delete(conn, p, -1)
+			}); err != nil {
+				w.strays = true // next time
+			}
+		}
+	}
+}
+
+// awaitLease waits, without requests, until the lease of the waiter's
+// session holds. It reports false when ctx ends or the session changes.
+func (w *waiter) awaitLease(ctx context.Context) bool {
+	s := w.m.s
+	for !time.Now().Before(s.SafeUntilFor(w.session)) {
+		if s.ID() != w.session || !w.sleep(ctx, nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// sleep waits for the backoff, or less if woken. It reports false once ctx
+// has ended.
+func (w *waiter) sleep(ctx context.Context, wake <-chan zk.Event) bool {
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-w.m.s.Done():
+		return false
+	}
+}
+
+// abandon gives up the waiter's znodes after a failed or cancelled call:
+// deleted now if ZooKeeper answers within the session's request timeout,
+// else by the session as soon as it can.
+func (w *waiter) abandon(ctx context.Context) {
+	s := w.m.s
+	if w.path != "" && w.session == s.ID() {
+		p := w.path
+		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.RequestTimeout())
+		err := s.Do(del, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+			return zkutil.Delete(conn, p, -1)
+		})
+		cancel()
+		if err != nil {
+			w.m.log.Debug("deleting the waiter znode once connected", "path", p, "err", err)
+			s.DeleteWhenConnected(p)
+		}
+	}
+	if w.strays {
+		w.m.sweepLater(w.guid, s.ID())
+	}
+}
+
+// sweepLater deletes every znode of guid that session owns, as soon as the
+// client is connected on it. The goroutine belongs to the session: it ends
+// once the znodes are gone, the session has ended (taking them along), or
+// the Session is closed.
+func (m *Mutex) sweepLater(guid string, session int64) {
+	if session == 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(backoff)
+		defer t.Stop()
+		for {
+			if m.s.ID() != session && m.s.ID() != 0 {
+				return // gone with their session
+			}
+			if m.s.Connected() {
+				ctx, cancel := context.WithTimeout(context.Background(), m.s.RequestTimeout())
+				err := m.sweep(ctx, guid)
+				cancel()
+				if err == nil {
+					return
+				}
+			}
+			select {
+			case <-m.s.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// sweep deletes every child of the lock that carries guid.
+func (m *Mutex) sweep(ctx context.Context, guid string) error {
+	names, err := children(ctx, m.s, m.dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if g, _, ok := parseWaiter(n); !ok || g != guid {
+			continue
+		}
+		p := m.dir + "/" + n
+		m.log.Debug("deleting a stray waiter znode", "path", p)
+		if err := m.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+			return zkutil.Delete(conn, p, -1)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refused reports the errors of a create that retrying cannot cure.
+func refused(err error) bool {
+	for _, e := range []error{zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrBadArguments, zk.ErrNoChildrenForEphemerals, zk.ErrInvalidPath, cluster.ErrBadName, cluster.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
