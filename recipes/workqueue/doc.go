@@ -1,0 +1,69 @@
+// Package workqueue is a durable work queue on ZooKeeper: producers Put
+// items, takers Take them and Ack them when done. Delivery is at least once:
+// an item a taker holds unacknowledged goes back to the queue when the
+// taker's session ends (or it Releases it), and is taken again. Items are
+// taken oldest first, so one producer's items, put one at a time, are taken
+// in the order it put them.
+//
+// A Queue borrows a cluster.Session (an actor.Node's, say), as package
+// global does; Feed turns it into messages for a consumer actor.
+//
+// # Znode layout
+//
+// All data is protobuf (proto/recipes/workqueue/v1).
+//
+//	<root>/queues/<name>                 persistent
+//	├── items                            persistent
+//	│   └── <key>-<seq>                  persistent sequential   Item{payload, producer, put_at, key, attempts}
+//	├── claims                           persistent
+//	│   └── <key>-<seq>                  ephemeral   Claim{taker, taken_at}: who holds the item
+//	└── keys                             persistent
+//	    └── <key>                        persistent  (empty): the key is in use
+//
+// The sequence number ZooKeeper appends orders the queue. The key is the
+// producer's idempotency key (random when it gives none): Put creates the
+// key's znode and the item in one multi, so a Put retried after a lost
+// reply, or repeated by a producer that does not know whether its first
+// attempt landed, meets the key and finds the item instead of queueing a
+// second one, at the place the first attempt left it.
+//
+// A child of items/ whose name has not that shape, or whose data is not an
+// Item, is skipped (logged once per handle), never fatal.
+//
+// # The life of an item
+//
+//	Put ── multi{create keys/<key>, create items/<key>-<seq>} ──► queued
+//	queued ── Take: multi{set items/<key>-<seq> (version v → v+1, attempts+1),
+//	                      create claims/<key>-<seq> ephemeral} ──► held
+//	held ── Ack: multi{delete item (version v+1), delete claim, delete key} ──► gone
+//	held ── Release: multi{check item (version v+1), delete claim} ──► queued
+//	held ── the taker's session ends (expiry, crash, Close) ──► claim gone ──► queued
+//
+// The claim is exclusive (one ephemeral znode per item), and the version the
+// take leaves on the item is the take's own: only the Ack of that take
+// matches it. An Ack after the taker's session ended still removes the item
+// if nobody took it since; if someone did, it fails with ErrNotHeld (the
+// item may be done twice: at least once). An Ack whose reply was lost is
+// retried and finds the item gone: nil.
+//
+// # Waiting
+//
+// Take reads items/ and claims/ with watches and waits, without polling,
+// until a watch fires (a put, an Ack, a Release, a claim gone with its
+// session) or its ctx ends. The Takes of one Queue handle run one at a
+// time, so a process's waiting takers set one pair of watches and make one
+// reader, not one each; each handle waiting on an empty queue wakes on a
+// Put, and all but one find nothing (the herd is the number of waiting
+// handles, not of waiting callers).
+//
+// # Actors
+//
+// Feed spawns a feeder for a consumer actor: it takes items for it and sends
+// each as a *workqueuev1.Delivery; the consumer answers, when done, with
+// *workqueuev1.Ack or *workqueuev1.Release to Delivery.feeder. The feeder
+// watches the consumer: when the consumer stops, the feeder stops and gives
+// back what it holds.
+//
+//	Feed ──► feeder: Take ──► Delivery to consumer ──► Ack/Release to feeder ──► next Take
+//	consumer stops ──► feeder stops ──► unanswered items released
+package workqueue

@@ -1,0 +1,178 @@
+package workqueue
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
+	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
+)
+
+// DefaultWindow is FeedOptions.Window's default.
+const DefaultWindow = 16
+
+// answerTimeout bounds the Ack or Release of one delivery.
+const answerTimeout = 10 * time.Second
+
+// FeedOptions configures Feed.
+type FeedOptions struct {
+	// Window bounds the deliveries the consumer holds unanswered at once
+	// (default DefaultWindow): the feeder takes no more until it answers.
+	Window int
+}
+
+// Feed spawns, with spawner (an actor.Context, to make it that actor's
+// child, or a RootContext), a feeder for the consumer actor: it takes items
+// from the queue and sends each to consumer as a *workqueuev1.Delivery,
+// oldest first. The consumer answers each, whenever it is done, with a
+// *workqueuev1.Ack (remove the item) or a *workqueuev1.Release (give it
+// back) sent to Delivery.feeder; at most Window deliveries are unanswered
+// at once.
+//
+// The feeder follows the consumer: it watches it and stops when it stops.
+// Stopping the feeder (the PID returned) gives back the items it holds
+// unanswered. Failures to take are logged and retried with backoff.
+func (q *Queue) Feed(spawner actor.SpawnerContext, consumer *actor.PID, opts FeedOptions) *actor.PID {
+	window := opts.Window
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	return spawner.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &feeder{q: q, consumer: consumer, window: window, held: map[string]*Item{}}
+	}))
+}
+
+// feeder is the actor Feed spawns. Its taking goroutine holds a slot per
+// unanswered delivery; answers run on goroutines of their own (the queue's
+// WaitGroup), so Receive never waits on ZooKeeper.
+type feeder struct {
+	q        *Queue
+	consumer *actor.PID
+	window   int
+
+	cancel context.CancelFunc
+	slots  chan struct{} // one per delivery the consumer may hold
+
+	mu      sync.Mutex
+	held    map[string]*Item // delivered, unanswered
+	stopped bool
+}
+
+// Receive implements actor.Actor.
+func (f *feeder) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		c.Watch(f.consumer)
+		var ctx context.Context
+		ctx, f.cancel = context.WithCancel(context.Background())
+		f.slots = make(chan struct{}, f.window)
+		for range f.window {
+			f.slots <- struct{}{}
+		}
+		if f.q.spawn(func() { f.take(ctx, c.ActorSystem(), c.Self()) }) != nil {
+			c.Stop(c.Self()) // the queue is closed
+		}
+	case *workqueuev1.Ack:
+		f.answer(m.Id, true)
+	case *workqueuev1.Release:
+		f.answer(m.Id, false)
+	case *actor.Terminated:
+		if m.Who.Equal(f.consumer) {
+			c.Stop(c.Self())
+		}
+	case *actor.Stopping:
+		f.cancel()
+		f.mu.Lock()
+		f.stopped = true
+		left := f.held
+		f.held = map[string]*Item{}
+		f.mu.Unlock()
+		for _, it := range left {
+			f.finish(it, false)
+		}
+	}
+}
+
+// take takes items while the feeder runs and a slot is free, and delivers
+// them.
+func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *actor.PID) {
+	me := &zkactorv1.PID{Address: self.Address, Id: self.Id}
+	failures := 0
+	for {
+		select {
+		case <-f.slots:
+		case <-ctx.Done():
+			return
+		}
+		it, err := f.q.Take(ctx)
+		if err != nil {
+			f.slots <- struct{}{}
+			if ctx.Err() != nil || f.q.isClosed() {
+				return
+			}
+			delay := backoff(failures)
+			failures++
+			f.q.log.Error("cannot take an item; trying again", "err", err, "attempt", failures, "backoff", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		failures = 0
+		f.mu.Lock()
+		stopped := f.stopped
+		if !stopped {
+			f.held[it.ID] = it
+		}
+		f.mu.Unlock()
+		if stopped {
+			f.finish(it, false)
+			return
+		}
+		system.Root.Send(f.consumer, &workqueuev1.Delivery{
+			Id: it.ID, Key: it.Key, Payload: it.Payload, Producer: it.Producer,
+			PutAt: timestamppb.New(it.PutAt), Attempts: uint32(it.Attempts), Feeder: me,
+		})
+	}
+}
+
+// answer acknowledges or releases a delivered item, and frees its slot.
+func (f *feeder) answer(id string, ack bool) {
+	f.mu.Lock()
+	it := f.held[id]
+	delete(f.held, id)
+	f.mu.Unlock()
+	if it == nil {
+		f.q.log.Debug("an answer for no item held", "item", id, "ack", ack)
+		return
+	}
+	f.finish(it, ack)
+	f.slots <- struct{}{} // a slot per held item: never blocks
+}
+
+// finish acknowledges or releases it on a goroutine of the queue's.
+func (f *feeder) finish(it *Item, ack bool) {
+	err := f.q.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+		defer cancel()
+		var err error
+		if ack {
+			err = f.q.Ack(ctx, it)
+		} else {
+			err = f.q.Release(ctx, it)
+		}
+		if err != nil {
+			// Unacknowledged, the item goes back with this session's end.
+			f.q.log.Warn("answering a delivery", "item", it.ID, "ack", ack, "err", err)
+		}
+	})
+	if err != nil {
+		f.q.log.Debug("the queue is closed: the item goes back with the session", "item", it.ID, "ack", ack)
+	}
+}

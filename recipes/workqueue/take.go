@@ -1,0 +1,336 @@
+package workqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
+	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
+)
+
+// Item is one item taken from a queue: held by its taker until Ack (done)
+// or Release (given back), or until the taker's session ends.
+type Item struct {
+	ID       string    // the item's znode name, "<key>-<seq>"
+	Key      string    // its idempotency key
+	Payload  []byte    // the producer's bytes
+	Producer string    // who put it (Options.Producer)
+	PutAt    time.Time // when
+	Attempts int       // takes so far, this one included: above 1, an earlier taker did not acknowledge it
+
+	version int32 // the item znode's version after this take: only this take's Ack matches it
+}
+
+// maxBad bounds the remembered names of undecodable items.
+const maxBad = 1024
+
+// Take takes the oldest item nobody holds, waiting (on a watch, without
+// polling) until there is one or ctx ends. The item is held by this
+// session's ephemeral claim: until Ack, Release, or the session's end,
+// after which the next taker gets it again (at least once).
+//
+// Takes of one Queue handle run one at a time, so a process's waiting
+// takers make one reader per handle, not one each; every handle waiting on
+// an empty queue is woken by a put (one watch on items/ and one on claims/
+// per handle). Children of items/ that are not items, and items whose data
+// is not an Item record, are skipped (and logged once).
+func (q *Queue) Take(ctx context.Context) (*Item, error) {
+	select {
+	case q.taking <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, ctx.Err())
+	}
+	defer func() { <-q.taking }()
+	for {
+		if q.isClosed() {
+			return nil, fmt.Errorf("take from queue %q: %w", q.name, cluster.ErrClosed)
+		}
+		changed := q.nextChange()
+		it, err := q.tryTake(ctx)
+		if err != nil || it != nil {
+			return it, err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("take from queue %q: %w", q.name, ctx.Err())
+		}
+	}
+}
+
+// tryTake takes the oldest free item, or returns nil when there is none
+// (with watches set on items/ and claims/).
+func (q *Queue) tryTake(ctx context.Context) (*Item, error) {
+	q.removeStrays(ctx)
+	names, err := q.children(ctx, q.items, true)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = q.makeDirs(ctx); err == nil {
+			names, err = q.children(ctx, q.items, true)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+	}
+	items, others := order(names)
+	for _, n := range others {
+		q.skip(n, "not an item's name")
+	}
+	if len(items) == 0 {
+		return nil, nil
+	}
+	claimed, err := q.children(ctx, q.claims, true)
+	if err != nil {
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+	}
+	held := make(map[string]bool, len(claimed))
+	for _, n := range claimed {
+		held[n] = true
+	}
+	for _, n := range items {
+		if held[n] || q.isBad(n) {
+			continue
+		}
+		it, err := q.claim(ctx, n)
+		if err != nil || it != nil {
+			return it, err
+		}
+	}
+	return nil, nil
+}
+
+// claim takes the item name if nobody holds it: one multi that bumps the
+// item's version (recording the take) and creates the ephemeral claim. The
+// version it leaves is this take's: Ack and Release check it.
+func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
+	itemPath, claimPath := q.items+"/"+name, q.claims+"/"+name
+	data, stat, err := q.get(ctx, itemPath)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil // acknowledged meanwhile
+	}
+	if errors.Is(err, zk.ErrNoAuth) {
+		q.skip(name, "this session may not read it")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+	}
+	rec := &workqueuev1.Item{}
+	if err := proto.Unmarshal(data, rec); err != nil {
+		q.skip(name, "its data is not an Item: "+err.Error())
+		return nil, nil
+	}
+	rec.Attempts++
+	next, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+	}
+	token := randomHex(8)
+	claim, err := proto.Marshal(&workqueuev1.Claim{Taker: q.producer + "/" + token, TakenAt: timestamppb.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+	}
+	// A caller that gives up before the reply leaves a claim that may be
+	// ours: the next take removes it (removeStrays).
+	late := func(error) { q.addStray(name) }
+	err = plumbing.DoLate(ctx, q.s, "claim", claimPath, late, func(c *zk.Conn) error {
+		_, err := c.Multi(
+			&zk.SetDataRequest{Path: itemPath, Data: next, Version: stat.Version},
+			&zk.CreateRequest{Path: claimPath, Data: claim, Acl: q.s.ACL(), Flags: zk.FlagEphemeral},
+		)
+		return err
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
+		return nil, nil // another taker was first, or it was acknowledged
+	case ctx.Err() == nil && isTransient(err):
+		// Unknown outcome: once connected again, the claim tells.
+		ours, err := q.ownClaim(ctx, name, token)
+		if err != nil {
+			q.addStray(name)
+			return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+		}
+		if !ours {
+			return nil, nil
+		}
+	default:
+		if isTransient(err) {
+			q.addStray(name)
+		}
+		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+	}
+	return &Item{
+		ID: name, Key: rec.Key, Payload: rec.Payload, Producer: rec.Producer,
+		PutAt: rec.PutAt.AsTime(), Attempts: int(rec.Attempts), version: stat.Version + 1,
+	}, nil
+}
+
+// ownClaim reports whether the claim of name is this session's, made by the
+// take with token.
+func (q *Queue) ownClaim(ctx context.Context, name, token string) (bool, error) {
+	data, stat, err := q.get(ctx, q.claims+"/"+name)
+	if errors.Is(err, zk.ErrNoNode) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c := &workqueuev1.Claim{}
+	if proto.Unmarshal(data, c) != nil {
+		return false, nil
+	}
+	return stat.EphemeralOwner == q.s.ID() && c.Taker == q.producer+"/"+token, nil
+}
+
+func isTransient(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
+		errors.Is(err, cluster.ErrNotConnected)
+}
+
+func (q *Queue) addStray(name string) {
+	q.mu.Lock()
+	q.strays[name] = true
+	q.mu.Unlock()
+}
+
+// removeStrays deletes the claims that takes which gave up may have left,
+// if this session owns them and this handle made them. Only takes create
+// claims, and they run one at a time, so no live take's claim is among them.
+func (q *Queue) removeStrays(ctx context.Context) {
+	q.mu.Lock()
+	var names []string
+	for n := range q.strays {
+		names = append(names, n)
+	}
+	q.mu.Unlock()
+	for _, n := range names {
+		p := q.claims + "/" + n
+		data, stat, err := q.get(ctx, p)
+		if err == nil {
+			c := &workqueuev1.Claim{}
+			if proto.Unmarshal(data, c) == nil && stat.EphemeralOwner == q.s.ID() && len(c.Taker) > len(q.producer) && c.Taker[:len(q.producer)+1] == q.producer+"/" {
+				err = q.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+					err := conn.Delete(p, stat.Version)
+					if errors.Is(err, zk.ErrNoNode) {
+						return nil
+					}
+					return err
+				})
+			}
+		}
+		if err == nil || errors.Is(err, zk.ErrNoNode) {
+			q.mu.Lock()
+			delete(q.strays, n)
+			q.mu.Unlock()
+		}
+	}
+}
+
+// skip logs, once, a child of items/ that is passed over.
+func (q *Queue) skip(name, why string) {
+	q.mu.Lock()
+	seen := q.bad[name]
+	if !seen {
+		if len(q.bad) >= maxBad {
+			clear(q.bad)
+		}
+		q.bad[name] = true
+	}
+	q.mu.Unlock()
+	if !seen {
+		q.log.Warn("skipping a znode among the items", "path", q.items+"/"+name, "why", why)
+	}
+}
+
+func (q *Queue) isBad(name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bad[name]
+}
+
+// Ack removes a taken item from the queue, with its claim and key, in one
+// multi that checks the item is still as this take left it. It returns nil
+// when the item is gone (acknowledged, also by an earlier Ack whose reply
+// was lost), and ErrNotHeld when another taker has taken it since (this
+// session ended, its claim with it): that taker may do it again. If this
+// session's claim is gone but nobody took the item since, the Ack still
+// removes it.
+func (q *Queue) Ack(ctx context.Context, it *Item) error {
+	itemPath, claimPath, keyPath := q.items+"/"+it.ID, q.claims+"/"+it.ID, q.keys+"/"+it.Key
+	withClaim, withKey := true, true
+	for {
+		ops := []any{&zk.DeleteRequest{Path: itemPath, Version: it.version}}
+		what := []string{"item"}
+		if withClaim {
+			ops = append(ops, &zk.DeleteRequest{Path: claimPath, Version: -1})
+			what = append(what, "claim")
+		}
+		if withKey {
+			ops = append(ops, &zk.DeleteRequest{Path: keyPath, Version: -1})
+			what = append(what, "key")
+		}
+		var res []zk.MultiResponse
+		err := q.s.Do(ctx, cluster.Op{Name: "ack", Path: itemPath, Idempotent: true}, func(c *zk.Conn) error {
+			var err error
+			res, err = c.Multi(ops...)
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		i := failed(res)
+		switch {
+		case i < 0:
+		case what[i] == "item" && errors.Is(err, zk.ErrNoNode):
+			return nil // acknowledged already
+		case what[i] == "item" && errors.Is(err, zk.ErrBadVersion):
+			return fmt.Errorf("ack %s: %w", itemPath, ErrNotHeld)
+		case what[i] == "claim" && errors.Is(err, zk.ErrNoNode):
+			withClaim = false // our session ended; nobody took the item since
+			continue
+		case what[i] == "key" && errors.Is(err, zk.ErrNoNode):
+			withKey = false // another client deleted it
+			continue
+		}
+		return fmt.Errorf("ack on queue %q: %w", q.name, err)
+	}
+}
+
+// failed returns the index of the op that failed a multi, -1 if none is
+// known: the first with an error (those before it succeeded, those after
+// it report a runtime inconsistency).
+func failed(res []zk.MultiResponse) int {
+	for i, r := range res {
+		if r.Error != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// Release gives a taken item back: its claim is deleted, if the item is
+// still as this take left it, and the next Take gets it. Releasing an item
+// that is no longer held (acknowledged, released, or taken by another
+// since) does nothing.
+func (q *Queue) Release(ctx context.Context, it *Item) error {
+	itemPath, claimPath := q.items+"/"+it.ID, q.claims+"/"+it.ID
+	err := q.s.Do(ctx, cluster.Op{Name: "release", Path: claimPath, Idempotent: true}, func(c *zk.Conn) error {
+		_, err := c.Multi(
+			&zk.CheckVersionRequest{Path: itemPath, Version: it.version},
+			&zk.DeleteRequest{Path: claimPath, Version: -1},
+		)
+		return err
+	})
+	if err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrBadVersion) {
+		return nil
+	}
+	return fmt.Errorf("release on queue %q: %w", q.name, err)
+}
