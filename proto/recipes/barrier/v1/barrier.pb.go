@@ -93,14 +93,18 @@ func (x *Participant) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
-// Ready is the data of <root>/barriers/<name>/ready, created by the
-// participant whose arrival made the count reach the barrier's size.
+// Ready is the data of <root>/barriers/<name>/ready, created (or renewed)
+// by the participant whose listing counted the barrier's size.
 type Ready struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// size is the number of participants the barrier waited for.
 	Size int32 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
 	// since is when the barrier opened.
-	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	// last_sequence is the highest participant sequence number counted when
+	// the barrier opened: the ready znode admits participants up to it, so a
+	// ready znode left over from an earlier round admits nobody new.
+	LastSequence  int64 `protobuf:"varint,3,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +153,13 @@ func (x *Ready) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Ready) GetLastSequence() int64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
 var File_recipes_barrier_v1_barrier_proto protoreflect.FileDescriptor
 
 const file_recipes_barrier_v1_barrier_proto_rawDesc = "" +
@@ -157,10 +168,11 @@ const file_recipes_barrier_v1_barrier_proto_rawDesc = "" +
 	"\vParticipant\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"M\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"r\n" +
 	"\x05Ready\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x05R\x04size\x120\n" +
-	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB?Z=github.com/zkactor/zkactor/proto/recipes/barrier/v1;barrierv1b\x06proto3"
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12#\n" +
+	"\rlast_sequence\x18\x03 \x01(\x03R\flastSequenceB?Z=github.com/zkactor/zkactor/proto/recipes/barrier/v1;barrierv1b\x06proto3"
 
 var (
 	file_recipes_barrier_v1_barrier_proto_rawDescOnce sync.Once
