@@ -26,8 +26,8 @@ var (
 
 // smokeClasses are the classes of the default run: cheap ones that touch
 // every part (a dead node, a frozen one, an expired session, a foreign
-// delete, a burst).
-var smokeClasses = []string{"kill", "pause", "expiry", "delete-candidate", "burst-candidates"}
+// delete, a burst, a grains member declared dead).
+var smokeClasses = []string{"kill", "pause", "expiry", "delete-candidate", "burst-candidates", "delete-member"}
 
 func TestMain(m *testing.M) {
 	if chaos.IsChild() {

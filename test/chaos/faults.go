@@ -56,6 +56,7 @@ func DefaultFaultClasses() []FaultClass {
 		zkRestart, zkLeader, zkPause, quorumPartition,
 		deleteCandidate, deleteRegistration, garbage,
 		burstCandidates, burstRegistrations,
+		deleteActivation, deleteMember,
 	}
 }
 

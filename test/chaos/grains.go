@@ -2,10 +2,12 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -38,6 +40,11 @@ import (
 //	live-activation: within session timeout + 5 s of the heal, a request for
 //	    every identity succeeds from every live node, and in one round all
 //	    the nodes reach the same activation (member and epoch).
+//
+// Two fault classes of their own hit the provider's znodes with a client of
+// no node: delete-activation (a grain's znode: it must stop, with the
+// notification's latency allowed as overlap) and delete-member (a member's
+// node znode: the member is dead, and comes back as a new one).
 const (
 	childGrainsEnv = "ZKACTOR_CHAOS_GRAINS" // "1": the node process runs a grains member too
 	grainKind      = "counter"
@@ -123,11 +130,72 @@ func requestGrain(sup *provider.Supervisor, identity string) (string, error) {
 	return f[1] + " " + f[2], nil
 }
 
-// newOneActivation is one-global over the activations' timeline.
+// newOneActivation is one-global over the activations' timeline. The
+// overlap a foreign delete of an activation's znode allows (the grain
+// learns of it from a watch) is granted by deleteActivation.
 func newOneActivation() *oneGlobal {
 	return &oneGlobal{seen: map[string]bool{}, name: "one-activation", what: "activations of",
-		of: func(s *state) *timeline { return s.atl }}
+		of: func(s *state) *timeline { return s.atl }, allowance: true}
 }
+
+func grainsOn(r *Run) error {
+	if !r.cfg.Grains {
+		return errors.New("the node processes run no grains member (-grains=false)")
+	}
+	return nil
+}
+
+// deleteActivation deletes a random activation's znode with a client of
+// no node: its grain must stop, and the identity is activated again.
+var deleteActivation = fault{name: "delete-activation", available: grainsOn, inject: func(tr *Trial) (func(), error) {
+	dir := path.Join(tr.r.root, "grains", "activations", grainKind)
+	kids, err := tr.r.children(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(kids) == 0 {
+		tr.Note("no activation to delete")
+		return nil, nil
+	}
+	victim := kids[tr.Rand.IntN(len(kids))]
+	// The grain can only learn of the delete from its watch: allow the
+	// notification's latency as overlap, as for a global's candidate.
+	tr.AllowOverlap(500 * time.Millisecond)
+	tr.Fault("foreign client deletes activation %s/%s", grainKind, victim)
+	if err := tr.r.foreignDelete(path.Join(dir, victim)); err != nil {
+		return nil, err
+	}
+	tr.Hold(tr.Between(tr.SessionTimeout()/2, tr.SessionTimeout()))
+	return nil, nil
+}}
+
+// deleteMember deletes a random member's node znode: the member is dead
+// (package provider), stops its grains before its activations' znodes go,
+// and comes back as a new member (Supervise).
+var deleteMember = fault{name: "delete-member", available: grainsOn, inject: func(tr *Trial) (func(), error) {
+	dir := path.Join(tr.r.root, "grains", "nodes")
+	kids, err := tr.r.children(dir)
+	if err != nil {
+		return nil, err
+	}
+	var members []string
+	for _, k := range kids {
+		if !strings.HasSuffix(k, "-singletons") {
+			members = append(members, k)
+		}
+	}
+	if len(members) == 0 {
+		tr.Note("no member to delete")
+		return nil, nil
+	}
+	victim := members[tr.Rand.IntN(len(members))]
+	tr.Fault("foreign client deletes member %s", victim)
+	if err := tr.r.foreignDelete(path.Join(dir, victim)); err != nil {
+		return nil, err
+	}
+	tr.Hold(tr.Between(tr.SessionTimeout()/2, tr.SessionTimeout()))
+	return nil, nil
+}}
 
 // liveActivation: every identity answers from every live node after the
 // heal, all of them from one activation.
