@@ -92,7 +92,7 @@ func (f *feeder) Receive(c actor.Context) {
 		f.held = map[string]*Item{}
 		f.mu.Unlock()
 		for _, it := range left {
-			f.finish(it, false)
+			f.finish(it, false, nil)
 		}
 	}
 }
@@ -132,7 +132,7 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 		}
 		f.mu.Unlock()
 		if stopped {
-			f.finish(it, false)
+			f.finish(it, false, nil)
 			return
 		}
 		system.Root.Send(f.consumer, &workqueuev1.Delivery{
@@ -152,12 +152,14 @@ func (f *feeder) answer(id string, ack bool) {
 		f.q.log.Debug("an answer for no item held", "item", id, "ack", ack)
 		return
 	}
-	f.finish(it, ack)
-	f.slots <- struct{}{} // a slot per held item: never blocks
+	// The slot is free once ZooKeeper has the answer, so that a released
+	// item is free again before the next take looks.
+	f.finish(it, ack, func() { f.slots <- struct{}{} }) // a slot per held item: never blocks
 }
 
 // finish acknowledges or releases it on a goroutine of the queue's.
-func (f *feeder) finish(it *Item, ack bool) {
+// then, if not nil, runs after it.
+func (f *feeder) finish(it *Item, ack bool, then func()) {
 	err := f.q.spawn(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 		defer cancel()
@@ -170,6 +172,9 @@ func (f *feeder) finish(it *Item, ack bool) {
 		if err != nil {
 			// Unacknowledged, the item goes back with this session's end.
 			f.q.log.Warn("answering a delivery", "item", it.ID, "ack", ack, "err", err)
+		}
+		if then != nil {
+			then()
 		}
 	})
 	if err != nil {

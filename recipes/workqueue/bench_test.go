@@ -1,0 +1,162 @@
+package workqueue_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/internal/zkutil"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// Benchmarks against the shared ZooKeeper server (standalone, loopback),
+// each next to the raw go-zookeeper floor: a bare connection making the
+// same znode operations, in the same run. They measure; they assert
+// nothing about timing. requests/op counts ZooKeeper round trips.
+//
+//	go test -run '^$' -bench . -benchtime 2000x ./recipes/workqueue/
+
+var payload = []byte("a job of about sixty-four bytes, as a small work item would be..")
+
+// BenchmarkPut: one Put (one multi: the key and the sequential item).
+func BenchmarkPut(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		c, root := rawQueue(b)
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			key := fmt.Sprint("k", i)
+			i++
+			if _, err := c.Multi(
+				&zk.CreateRequest{Path: root + "/keys/" + key, Acl: zk.WorldACL(zk.PermAll)},
+				&zk.CreateRequest{Path: root + "/items/" + key + "-", Data: payload, Acl: zk.WorldACL(zk.PermAll), Flags: zk.FlagSequence},
+			); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(1, "requests/op")
+	})
+	b.Run("zkactor", func(b *testing.B) {
+		zkc := zktest.Shared(b)
+		s := dial(b, zkc.Addrs(), 10*time.Second)
+		q := open(b, s, zktest.Root(b), "bench", "p")
+		ctx := ctxT(b)
+		before := plumbing.Requests(s)
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			if _, err := q.Put(ctx, fmt.Sprint("k", i), payload); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(plumbing.Requests(s)-before)/float64(b.N), "requests/op")
+	})
+}
+
+// BenchmarkTakeAck: Take and Ack of the one item in the queue (put before
+// each iteration, off the clock): list items and claims, read the item,
+// claim it (a multi), acknowledge it (a multi).
+func BenchmarkTakeAck(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		c, root := rawQueue(b)
+		acl := zk.WorldACL(zk.PermAll)
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			key := fmt.Sprint("k", i)
+			i++
+			res, err := c.Multi(
+				&zk.CreateRequest{Path: root + "/keys/" + key, Acl: acl},
+				&zk.CreateRequest{Path: root + "/items/" + key + "-", Data: payload, Acl: acl, Flags: zk.FlagSequence},
+			)
+			if err != nil {
+				b.Fatal(err)
+			}
+			item := res[1].String
+			name := item[len(root+"/items/"):]
+			b.StartTimer()
+			if _, _, _, err := c.ChildrenW(root + "/items"); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, _, err := c.ChildrenW(root + "/claims"); err != nil {
+				b.Fatal(err)
+			}
+			data, stat, err := c.Get(item)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Multi(
+				&zk.SetDataRequest{Path: item, Data: data, Version: stat.Version},
+				&zk.CreateRequest{Path: root + "/claims/" + name, Data: []byte("claim"), Acl: acl, Flags: zk.FlagEphemeral},
+			); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Multi(
+				&zk.DeleteRequest{Path: item, Version: stat.Version + 1},
+				&zk.DeleteRequest{Path: root + "/claims/" + name, Version: -1},
+				&zk.DeleteRequest{Path: root + "/keys/" + key, Version: -1},
+			); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(5, "requests/op")
+	})
+	b.Run("zkactor", func(b *testing.B) {
+		zkc := zktest.Shared(b)
+		s := dial(b, zkc.Addrs(), 10*time.Second)
+		q := open(b, s, zktest.Root(b), "bench", "p")
+		ctx := ctxT(b)
+		var requests int64
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			if _, err := q.Put(ctx, fmt.Sprint("k", i), payload); err != nil {
+				b.Fatal(err)
+			}
+			i++
+			before := plumbing.Requests(s)
+			b.StartTimer()
+			it, err := q.Take(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := q.Ack(ctx, it); err != nil {
+				b.Fatal(err)
+			}
+			requests += plumbing.Requests(s) - before
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(requests)/float64(b.N), "requests/op")
+	})
+}
+
+// rawQueue makes a queue's directories with a bare connection.
+func rawQueue(b *testing.B) (*zk.Conn, string) {
+	zkc := zktest.Shared(b)
+	root := zktest.Root(b) + "/queues/bench"
+	c := zkc.Connect(b)
+	for _, dir := range []string{"items", "claims", "keys"} {
+		if _, err := zkutil.CreateWithParents(c, "/", root+"/"+dir, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// A fresh server is 2-3x slower until its JIT has warmed up: warm it
+	// before the first figure, which is this one.
+	for i := range 500 {
+		p := fmt.Sprint(root, "/keys/warm", i)
+		if _, err := c.Create(p, payload, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Delete(p, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return c, root
+}
