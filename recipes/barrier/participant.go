@@ -1,0 +1,336 @@
+package barrier
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/internal/zkutil"
+)
+
+// participant is one Enter's znode and what the Barrier knows of it. Only
+// the goroutine that holds the Barrier's mutex touches it.
+type participant struct {
+	b      *Barrier
+	guid   string // names every znode of this participant
+	prefix string // dir/_c_<guid>-p-
+	data   []byte
+
+	path    string // the participant znode, "" = none
+	session int64  // the session that owns path
+	strays  bool   // a create's outcome was lost: znodes of ours may exist besides path
+}
+
+// enter is the first half of the double barrier: add the participant, then
+// pass when ready admits it or when this participant's listing counts the
+// barrier's size (and it opens the barrier for everyone counted).
+// Participants waiting for more arrivals watch ready only: an arrival wakes
+// nobody, the opening wakes each waiter once.
+func (p *participant) enter(ctx context.Context) error {
+	s := p.b.s
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p.path == "" || p.session != s.ID() {
+			if p.path != "" {
+				p.b.log.Debug("the session changed while entering: arriving again", "path", p.path)
+				p.path = ""
+			}
+			if err := p.create(ctx); err != nil {
+				if refused(err) || ctx.Err() != nil {
+					return err
+				}
+				p.sleep(ctx)
+				continue
+			}
+		}
+		me := p.path[strings.LastIndexByte(p.path, '/')+1:]
+		_, seq, _ := parseParticipant(me)
+		ok, version, watch, err := p.open(ctx, seq)
+		if errors.Is(err, cluster.ErrClosed) {
+			return err
+		}
+		if err != nil {
+			p.sleep(ctx)
+			continue
+		}
+		if ok {
+			return nil
+		}
+		names, err := children(ctx, s, p.b.dir)
+		if errors.Is(err, cluster.ErrClosed) {
+			return err
+		}
+		if err != nil {
+			p.sleep(ctx)
+			continue
+		}
+		q := queue(names)
+		p.removeStrays(ctx, q, me)
+		if indexOf(q, me) < 0 {
+			p.b.log.Debug("the participant znode is gone: arriving again", "path", p.path)
+			p.path = ""
+			continue
+		}
+		if len(q) >= p.b.size {
+			_, last, _ := parseParticipant(q[len(q)-1])
+			opened, err := p.openUp(ctx, version, last)
+			if errors.Is(err, cluster.ErrClosed) {
+				return err
+			}
+			if opened {
+				return nil
+			}
+			continue // ready changed meanwhile: look again
+		}
+		p.b.log.Debug("waiting for more participants", "here", len(q), "size", p.b.size)
+		select {
+		case ev := <-watch:
+			if ev.Type == zk.EventNodeCreated {
+				// Created after this participant arrived (the watch was
+				// set after its create): the barrier opened for it.
+				return nil
+			}
+		case <-ctx.Done():
+		}
+	}
+}
+
+// create makes the participant znode: ephemeral, sequential and protected
+// by the participant's GUID, so that after a connection lost during the
+// create it finds its own znode instead of arriving twice. The session that
+// owns it is read in the same exchange, so that a session that expired
+// during the create is not taken for the new one.
+func (p *participant) create(ctx context.Context) error {
+	s := p.b.s
+	for {
+		var (
+			created       string
+			before, after int64
+		)
+		// The caller gave up before the reply: whatever the create did is
+		// a stray now, for the session to delete.
+		late := func(err error) {
+			switch {
+			case err == nil:
+				s.DeleteWhenConnected(created)
+			case zkutil.IsTransient(err):
+				p.sweepLater(before)
+			}
+		}
+		err := plumbing.DoLate(ctx, s, "create", p.prefix, late, func(conn *zk.Conn) error {
+			var err error
+			before = conn.SessionID()
+			created, err = zkutil.CreateWithParents(conn, p.b.root, p.prefix, p.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
+			after = conn.SessionID()
+			return err
+		})
+		if err == nil && before == after {
+			p.path, p.session = created, after
+			return nil
+		}
+		if err == nil {
+			// The session changed during the create: ask whose it is.
+			owner, err := p.owner(ctx, created)
+			if err != nil {
+				p.strays = true
+				return err
+			}
+			if owner != 0 && owner == s.ID() {
+				p.path, p.session = created, owner
+				return nil
+			}
+			continue // gone with the old session
+		}
+		if !zkutil.IsTransient(err) {
+			return err
+		}
+		// Unknown outcome: look for our GUID once reconnected.
+		p.strays = true
+		path, owner, err := p.findOwn(ctx)
+		if err != nil {
+			return err
+		}
+		if path != "" {
+			p.path, p.session = path, owner
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// owner returns the session that owns the ephemeral path, 0 if it is gone.
+func (p *participant) owner(ctx context.Context, path string) (int64, error) {
+	var stat *zk.Stat
+	err := p.b.s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		_, stat, err = conn.Exists(path)
+		return err
+	})
+	if err != nil || stat == nil {
+		return 0, err
+	}
+	return stat.EphemeralOwner, nil
+}
+
+// findOwn returns the first znode of this participant's GUID that the
+// current session owns, if any.
+func (p *participant) findOwn(ctx context.Context) (string, int64, error) {
+	names, err := children(ctx, p.b.s, p.b.dir)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, n := range queue(names) {
+		if guid, _, _ := parseParticipant(n); guid != p.guid {
+			continue
+		}
+		path := p.b.dir + "/" + n
+		owner, err := p.owner(ctx, path)
+		if err != nil {
+			return "", 0, err
+		}
+		if owner != 0 && owner == p.b.s.ID() {
+			return path, owner, nil
+		}
+	}
+	return "", 0, nil
+}
+
+// removeStrays deletes the znodes of this participant other than its own
+// (left by a create whose outcome was lost), when there may be any.
+func (p *participant) removeStrays(ctx context.Context, q []string, me string) {
+	if !p.strays {
+		return
+	}
+	p.strays = false
+	for _, n := range q {
+		if guid, _, _ := parseParticipant(n); guid == p.guid && n != me {
+			path := p.b.dir + "/" + n
+			p.b.log.Debug("deleting a stray participant znode", "path", path)
+			if err := p.b.s.Do(ctx, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+				return zkutil.Delete(conn, path, -1)
+			}); err != nil {
+				p.strays = true // next time
+			}
+		}
+	}
+}
+
+// abandon gives up the participant's znodes after a failed or cancelled
+// Enter: deleted now if ZooKeeper answers within the session's request
+// timeout, else by the session as soon as it can.
+func (p *participant) abandon(ctx context.Context) {
+	s := p.b.s
+	if p.path != "" && p.session == s.ID() {
+		path := p.path
+		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.RequestTimeout())
+		err := s.Do(del, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+			return zkutil.Delete(conn, path, -1)
+		})
+		cancel()
+		if err != nil {
+			p.b.log.Debug("deleting the participant znode once connected", "path", path, "err", err)
+			s.DeleteWhenConnected(path)
+		}
+	}
+	if p.strays {
+		p.sweepLater(s.ID())
+	}
+}
+
+// sweepLater deletes every znode of this participant's GUID that session
+// owns, as soon as the client is connected on it. The goroutine belongs to
+// the session: it ends once the znodes are gone, the session has ended
+// (taking them along), or the Session is closed.
+func (p *participant) sweepLater(session int64) {
+	s, dir, guid := p.b.s, p.b.dir, p.guid
+	if session == 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(backoff)
+		defer t.Stop()
+		for {
+			if id := s.ID(); id != session && id != 0 {
+				return // gone with their session
+			}
+			if s.Connected() && sweep(s, dir, guid) == nil {
+				return
+			}
+			select {
+			case <-s.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// sweep deletes every child of dir that carries guid.
+func sweep(s *cluster.Session, dir, guid string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
+	defer cancel()
+	names, err := children(ctx, s, dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if g, _, ok := parseParticipant(n); !ok || g != guid {
+			continue
+		}
+		path := dir + "/" + n
+		if err := s.Do(ctx, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+			return zkutil.Delete(conn, path, -1)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func children(ctx context.Context, s *cluster.Session, dir string) ([]string, error) {
+	var names []string
+	err := s.Do(ctx, cluster.Op{Name: "get children", Path: dir, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		names, _, err = conn.Children(dir)
+		return err
+	})
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return nil, nil
+	case err != nil:
+		// The request may still be running (Do stopped waiting): its
+		// results are not ours to read.
+		return nil, err
+	}
+	return names, nil
+}
+
+// sleep waits for the backoff, or less if ctx ends or the session closes.
+func (p *participant) sleep(ctx context.Context) {
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-p.b.s.Done():
+	}
+}
+
+// refused reports the errors of a create that retrying cannot cure.
+func refused(err error) bool {
+	for _, e := range []error{zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrBadArguments, zk.ErrNoChildrenForEphemerals, zk.ErrInvalidPath, cluster.ErrBadName, cluster.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
