@@ -1,0 +1,87 @@
+// Package rolematch matches long-lived roles with the actors that hold
+// them (PettingZoo's Role Match): a controller posts a set of named roles,
+// each with a spec; applicants on any node offer to hold up to a limit of
+// them; each role is held by exactly one actor at a time, and when a holder
+// or its node dies another applicant takes the role over.
+//
+// # Znode layout
+//
+// Under the cluster's root (cluster.DefaultRoot, /zkactor), one directory
+// per role set. All data is protobuf (proto/recipes/rolematch/v1).
+//
+//	<root>/roles/<set>                     persistent
+//	├── specs                              container
+//	│   └── <role>                         persistent   Role{name, data | message}
+//	├── assignments                        container
+//	│   └── <role>                         ephemeral    Assignment{role, holder PID, node, applicant}   czxid = epoch
+//	└── applicants                         container
+//	    └── <applicant-id>                 ephemeral    Applicant{id, node, limit}
+//
+// The assignment's name is the role's: whoever creates it holds the role,
+// and ZooKeeper lets exactly one create succeed. Its creation zxid is the
+// holding's epoch, which only grows from one holder of a role to the next.
+// Anyone can see who holds what (Holders: the assignments with their
+// epochs and owning sessions), which roles exist (Posted) and the
+// applications with their room (Applicants: limit − roles held).
+//
+// # The life of a role
+//
+//	Post ─► spec znode ─► an applicant with room creates the assignment ─► holder spawned under a fixed PID,
+//	        *rolematchv1.Assigned{set, role, spec, epoch, assignment} first
+//	held ─► Remove (spec deleted) ─► the applicant stops the holder, then deletes the assignment ─► gone
+//	held ─► the holder stops by itself ─► assignment deleted ─► the role is free again
+//	held ─► the applicant stops (Stop, Roles.Close) ─► holder stopped, assignment deleted ─► taken over
+//	held ─► the lease runs out (partition, pause) ─► holder stopped before it handles another message;
+//	        if the session survives, the same assignment resumes with the same epoch; else it goes with
+//	        the session and another applicant takes the role
+//	held ─► the assignment deleted by someone else ─► holder stopped at once ─► the role is free
+//	held ─► the holder's node dies ─► its session expires (one session timeout) ─► assignment gone ─► taken over
+//
+// A holder is a tenure of the node's global.Elections (global.Tenure): the
+// same guard as a global's term, so that it handles messages only while
+// its session's lease holds (cluster.Session.SafeUntilFor), and stops before
+// ZooKeeper could expire the session and let another applicant take the
+// role. The guard hands the holder its term's epoch first; a context
+// decorator shows it to the holder as the role's Assigned message. The
+// holder's PID is fixed before the assignment is created (it is stored in
+// it); messages sent to it before the holder starts wait for it.
+//
+// # The life of an application
+//
+//	Apply ─► applicant znode (ephemeral) ─► watch specs and assignments ─► room and a free role ─► create
+//	session expired ─► holders stopped (their lease ended first) ─► applicant znode created again ─► apply again
+//	Stop / Roles.Close ─► every holder stopped, assignments deleted, applicant znode deleted
+//
+// The application lists the specs and the assignments with a watch, and
+// lists a directory again only when its watch fires. A role is free when
+// it is posted and has no assignment. When a role frees, every applicant
+// with room hears of it at once; to keep that herd small, an applicant
+// waits 10 ms for every role it already holds, plus up to 10 ms at random,
+// before it sends its create, and gives up as soon as the assignment
+// appears. The least loaded applicants therefore try first and the rest
+// usually send nothing; whoever loses a create race pays one failed create.
+// An application never holds more than its limit: a role counts from the
+// create until its holder has stopped and its assignment is deleted.
+//
+// A create whose reply was lost is resolved by reading the assignment:
+// it is ours if the current session owns it and it names this application.
+// A create that lands after the application gave up is handed to
+// cluster.Session.DeleteWhenConnected. A release (a role removed, Stop)
+// deletes the assignment only if it is still the one this session created
+// (same owner, same creation zxid), since the path is shared with whoever
+// takes over next.
+//
+// # What the guard does not cover
+//
+// As for globals: a holder paused between a check and its action, or one
+// that blocks in a handler past its lease, and a foreign delete of a live
+// assignment, which another applicant may act on before the holder has
+// heard of it (the overlap of one notification). Resources a holder writes
+// to should refuse writes of an epoch lower than one they have seen, or
+// fence ZooKeeper writes with the Assigned message's assignment path.
+//
+// # Order of shutdown
+//
+// Close Roles before the Elections whose tenures run the holders, and both
+// before the registry and the session.
+package rolematch
