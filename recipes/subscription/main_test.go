@@ -59,10 +59,11 @@ type recorder struct {
 	seq      uint64
 	sub      uint64
 	breaches []string
+	signal   chan struct{} // a message arrived
 }
 
 func newRecorder(n *node) (*recorder, *actor.PID) {
-	r := &recorder{members: map[string]*subv1.Member{}}
+	r := &recorder{members: map[string]*subv1.Member{}, signal: make(chan struct{}, 1)}
 	pid := n.System.Root.Spawn(actor.PropsFromFunc(r.receive))
 	return r, pid
 }
@@ -105,6 +106,31 @@ func (r *recorder) receive(c actor.Context) {
 	r.seq = seq
 	r.msgs = append(r.msgs, c.Message())
 	r.at = append(r.at, time.Now())
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// await waits until n messages have arrived and returns when the last did.
+func (r *recorder) await(t testing.TB, n int) time.Time {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		if len(r.msgs) >= n {
+			at := r.at[n-1]
+			r.mu.Unlock()
+			return at
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.signal:
+		case <-deadline.C:
+			t.Fatalf("%d messages after 20s, want %d", r.count(), n)
+		}
+	}
 }
 
 func (r *recorder) breach(format string, args ...any) {
