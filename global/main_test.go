@@ -42,6 +42,27 @@ func newNode(t testing.TB, servers []string, root string, timeout time.Duration)
 type journal struct {
 	mu    sync.Mutex
 	terms []*termRecord
+	// changed is closed (and forgotten) when a term starts or stops, so a
+	// benchmark can wait for a leader change without spinning.
+	changed chan struct{}
+}
+
+// changes returns a channel closed at the next start or stop of a term.
+func (j *journal) changes() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.changed == nil {
+		j.changed = make(chan struct{})
+	}
+	return j.changed
+}
+
+// signalLocked wakes the waiters of changes.
+func (j *journal) signalLocked() {
+	if j.changed != nil {
+		close(j.changed)
+		j.changed = nil
+	}
 }
 
 type termRecord struct {
@@ -65,8 +86,10 @@ func (j *journal) props(nodeName string) *actor.Props {
 				rec.pid = c.Self()
 				rec.start = time.Now()
 				j.terms = append(j.terms, rec)
+				j.signalLocked()
 			case *actor.Stopping:
 				rec.stop = time.Now()
+				j.signalLocked()
 			case *actor.Stopped, *actor.Restarting:
 			case *pb.Elected:
 				if rec.first == nil {
@@ -172,4 +195,21 @@ func whereis(t testing.TB, n *node, name string, want *actor.PID) {
 		}
 		return nil
 	})
+}
+
+// awaitOther waits, without spinning, until exactly one global runs and it
+// is not old, and returns it.
+func (j *journal) awaitOther(t testing.TB, old *actor.PID, deadline time.Time) termRecord {
+	t.Helper()
+	for {
+		changed := j.changes()
+		if r := j.running(); len(r) == 1 && !r[0].pid.Equal(old) {
+			return r[0]
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Until(deadline)):
+			t.Fatal("no leader change before the deadline")
+		}
+	}
 }
