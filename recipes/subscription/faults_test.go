@@ -184,3 +184,53 @@ func TestSubscriptionEndsWithItsSession(t *testing.T) {
 		return nil
 	})
 }
+
+// A member re-registered with new metadata (a delete and a create under
+// the same id) while the subscriber is cut off: the names alone show no
+// change, the children version does, and the subscriber gets the old life's
+// leave and the new life's join.
+func TestReRegistrationUnderTheSameIDIsALeaveAndAJoin(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	ctx := ctxT(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	member := newNode(t, zkc.Addrs(), root, 0)
+	sub := newNode(t, []string{proxy.Addr()}, root, 4*time.Second)
+	conn := zkc.Connect(t)
+	dir := member.Registry.Layout().ServicePath("svc")
+
+	pids := registerN(t, member, "svc", 3)
+	subs := subscriptions(t, sub, subscription.Options{})
+	rec, pid := newRecorder(sub)
+	if _, err := subs.Subscribe(ctx, "svc", pid); err != nil {
+		t.Fatal(err)
+	}
+	converges(t, rec, conn, dir, isRegistration)
+	before := rec.held()
+	proxy.Cut()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if sub.Session.Connected() {
+			return fmt.Errorf("the subscriber is still connected")
+		}
+		return nil
+	})
+	if err := member.Registry.Register(ctx, "svc", pids[1], map[string]string{"v": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if got := rec.held(); maps.Equal(got, before) {
+			return fmt.Errorf("still holding %s", show(got))
+		}
+		return nil
+	})
+	converges(t, rec, conn, dir, isRegistration)
+	msgs := rec.messages()
+	if got := kinds(msgs); got != "S3 L J" {
+		t.Fatalf("messages %q, want \"S3 L J\"", got)
+	}
+	l, j := msgs[1].(*subv1.Left).Member, msgs[2].(*subv1.Joined).Member
+	if l.Id != j.Id || l.Czxid >= j.Czxid || j.GetRegistration().GetMetadata()["v"] != "2" || l.GetRegistration().GetMetadata()["v"] != "" {
+		t.Errorf("left %v, joined %v: want the same id, the old life and then the new one with v=2", l, j)
+	}
+}
