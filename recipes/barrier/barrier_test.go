@@ -138,11 +138,7 @@ func TestLeftoverReady(t *testing.T) {
 		}
 		dir := barrier.Path(root, name)
 		acl := zk.WorldACL(zk.PermAll)
-		for _, p := range []string{"/t", root, root + "/barriers", dir} {
-			if _, err := raw.Create(p, nil, 0, acl); err != nil && err != zk.ErrNodeExists {
-				t.Fatal(err)
-			}
-		}
+		makeDir(t, raw, dir)
 		if _, err := raw.Create(dir+"/ready", data, 0, acl); err != nil {
 			t.Fatal(err)
 		}

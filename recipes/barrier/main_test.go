@@ -111,3 +111,17 @@ func await(t testing.TB, ch <-chan returned, timeout time.Duration) returned {
 		return returned{}
 	}
 }
+
+// makeDir creates dir and its parents as persistent znodes, so that a test
+// can make the recipe's first create the one under test (a container
+// parent could be reaped between two steps).
+func makeDir(t testing.TB, raw *zk.Conn, dir string) {
+	t.Helper()
+	p := ""
+	for _, c := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
+		p += "/" + c
+		if _, err := raw.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && err != zk.ErrNodeExists {
+			t.Fatalf("create %s: %v", p, err)
+		}
+	}
+}

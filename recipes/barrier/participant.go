@@ -231,10 +231,15 @@ func (p *participant) abandon(ctx context.Context) {
 	s := p.b.s
 	if p.path != "" && p.session == s.ID() {
 		path := p.path
-		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.RequestTimeout())
-		err := s.Do(del, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-			return zkutil.Delete(conn, path, -1)
-		})
+		// Not longer than the session timeout: a client cut off for that
+		// long has lost its session (and the znode) anyway.
+		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout())
+		err := cluster.ErrNotConnected
+		if s.Connected() {
+			err = s.Do(del, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+				return zkutil.Delete(conn, path, -1)
+			})
+		}
 		cancel()
 		if err != nil {
 			p.b.log.Debug("deleting the participant znode once connected", "path", path, "err", err)

@@ -292,14 +292,7 @@ func TestConnectionLostDuringCreate(t *testing.T) {
 	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
 	s := dial(t, []string{proxy.Addr()}, 4*time.Second)
 	m := newMutex(t, s, root, "res")
-	// Parents first, so that the create under test is the waiter's.
-	h, err := m.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	makeDir(t, raw, dir) // so that the create under test is the waiter's
 
 	// 1. Lock is still within its ctx when the connection comes back.
 	proxy.DropFromTarget()

@@ -100,11 +100,7 @@ func TestForeignChildrenArePassedOver(t *testing.T) {
 	ctx := ctxT(t)
 	dir := lock.Path(root, "res")
 	acl := zk.WorldACL(zk.PermAll)
-	for _, p := range []string{"/t", root, root + "/locks", dir} {
-		if _, err := raw.Create(p, nil, 0, acl); err != nil && err != zk.ErrNodeExists {
-			t.Fatal(err)
-		}
-	}
+	makeDir(t, raw, dir)
 	for _, name := range []string{"garbage", "_c_0123456789abcdef0123456789abcdef-l-0000000000", "_c_nothex-l-0000000001"} {
 		if _, err := raw.Create(dir+"/"+name, []byte{0xff, 0x01}, 0, acl); err != nil {
 			t.Fatal(err)

@@ -142,3 +142,17 @@ func lostAt(t testing.TB, h *lock.Held) func() time.Time {
 		return at
 	}
 }
+
+// makeDir creates dir and its parents as persistent znodes, so that a test
+// can make the recipe's first create the one under test (a container
+// parent could be reaped between two steps).
+func makeDir(t testing.TB, raw *zk.Conn, dir string) {
+	t.Helper()
+	p := ""
+	for _, c := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
+		p += "/" + c
+		if _, err := raw.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && err != zk.ErrNodeExists {
+			t.Fatalf("create %s: %v", p, err)
+		}
+	}
+}

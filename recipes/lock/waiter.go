@@ -362,10 +362,15 @@ func (w *waiter) abandon(ctx context.Context) {
 	s := w.m.s
 	if w.path != "" && w.session == s.ID() {
 		p := w.path
-		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.RequestTimeout())
-		err := s.Do(del, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-			return zkutil.Delete(conn, p, -1)
-		})
+		// Not longer than the session timeout: a client cut off for that
+		// long has lost its session (and the znode) anyway.
+		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout())
+		err := cluster.ErrNotConnected
+		if s.Connected() {
+			err = s.Do(del, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+				return zkutil.Delete(conn, p, -1)
+			})
+		}
 		cancel()
 		if err != nil {
 			w.m.log.Debug("deleting the waiter znode once connected", "path", p, "err", err)
