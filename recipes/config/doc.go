@@ -57,7 +57,7 @@
 //
 //	Subscribe ── read both parts, watching ──► first Config sent ──► waiting on the two watches
 //	waiting ── a part written, created or deleted ──► that part read again (watching) ──► Config sent
-//	waiting ── session expired (every watch ends) ──► sync, both read again on the new session ──►
+//	waiting ── session expired (every watch ends) ──► both read again on the new session ──►
 //	           Config sent only if a part changed meanwhile
 //	any ── cancel, the subscriber actor stops (watched), Store.Close ──► ended: no message after it
 //
@@ -72,10 +72,12 @@
 // its revision: the zxid of its last write (mzxid), or for an absent part
 // the pzxid of its nearest existing ancestor, which is at or after the
 // part's deletion. Config.Revision, the larger of the two, grows strictly
-// from one message of a subscription to the next: a read that would go
-// back (a new session on a server that lags behind) is not sent but read
-// again after a sync. A read that finds both parts as they were sent
-// sends nothing.
+// from one message of a subscription to the next. ZooKeeper's ordering
+// gives that (a client reconnects only to a server as recent as what it
+// has seen, and a new session is created by a transaction ordered after
+// every write read on the old one); a read that went back all the same
+// would not be sent, but read again after a sync. A read that finds both
+// parts as they were sent sends nothing.
 //
 // # Faults
 //

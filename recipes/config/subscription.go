@@ -36,7 +36,7 @@ type subscription struct {
 	// Owned by run (by Subscribe before run starts).
 	svc, ov         *part // as last read, with their watches
 	readSvc, readOv bool  // the part changed (or its watch ended): read it again
-	resync          bool  // sync with the quorum leader before the next read
+	resync          bool  // a read went back: sync with the quorum leader before the next
 	last            *configv1.Config
 	lastGood        *structpb.Struct
 }
@@ -176,7 +176,6 @@ func (sub *subscription) changed(ev zk.Event, read *bool) {
 	if ev.Type == zk.EventNotWatching {
 		sub.readSvc = true
 		sub.readOv = sub.process != ""
-		sub.resync = true
 	}
 }
 
@@ -222,8 +221,7 @@ func fired(w <-chan zk.Event) (zk.Event, bool) {
 
 // offer sends the merged config of the parts as read, unless neither part
 // changed since the last message. It reports false when the read is older
-// than what was sent (a new session on a server that lags): the parts are
-// read again after a sync.
+// than what was sent: the parts are read again after a sync.
 func (sub *subscription) offer() bool {
 	cfg := merged(sub.service, sub.process, sub.svc, sub.ov)
 	if last := sub.last; last != nil {
@@ -231,7 +229,11 @@ func (sub *subscription) offer() bool {
 			return true
 		}
 		if cfg.Revision <= last.Revision {
-			sub.log.Debug("read a config older than the one sent: reading again after a sync",
+			// ZooKeeper should make this impossible: a client reconnects
+			// only to a server as recent as what it has seen, and a new
+			// session is created by a transaction ordered after every
+			// write read before. Never send it all the same.
+			sub.log.Warn("read a config older than the one sent: reading again after a sync",
 				"revision", cfg.Revision, "sent", last.Revision)
 			sub.readSvc, sub.readOv, sub.resync = true, sub.process != "", true
 			return false
