@@ -12,7 +12,9 @@ import (
 
 	"github.com/zkactor/zkactor/internal/metrics"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
+	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
+	"github.com/zkactor/zkactor/recipes/workqueue"
 )
 
 const (
@@ -25,17 +27,13 @@ const (
 	// and for assignments that timed out. Lookups are reads of the
 	// registry's cache, so this costs no requests.
 	checkInterval = 250 * time.Millisecond
-	// listBackoffMin and listBackoffMax bound the wait between attempts to
-	// read the unfinished jobs after an election.
-	listBackoffMin = 100 * time.Millisecond
-	listBackoffMax = 5 * time.Second
+	// feedWindow bounds the jobs the boss holds at once (queued here or
+	// delegated): the queue's feeder takes no more until some are done.
+	feedWindow = 1024
 )
 
 // check is the boss's periodic self-message.
 type check struct{}
-
-// listJobs is the boss's self-message to read the unfinished jobs again.
-type listJobs struct{}
 
 // assignment is a job the boss has delegated and not yet heard Done for.
 type assignment struct {
@@ -61,15 +59,17 @@ type bossConfig struct {
 }
 
 // bossActor is the global "boss". Its first message is Elected, whose
-// epoch it sends with every delegation; it then reads the jobs the last
-// boss left (retrying until it can), records submitted jobs in ZooKeeper
-// (then acknowledges them), delegates them round-robin to the workers, and
-// forgets them on Done.
+// epoch it sends with every delegation; it then has the jobs queue's
+// feeder deliver it every unfinished job (those the last boss left first,
+// then each new one), records submitted jobs in the queue (then
+// acknowledges them to the requestor), delegates them round-robin to the
+// workers, and acknowledges them to the queue on Done.
 //
-// Jobs run at least once: a job goes back to the queue when its worker
-// dies, or when it is not done within assignTimeout (the worker may have
-// restarted under the same PID and forgotten it), and a new boss delegates
-// every job still recorded. So a job may run more than once, and a long
+// Jobs run at least once: a job is delegated again when its worker dies,
+// or when it is not done within assignTimeout (the worker may have
+// restarted under the same PID and forgotten it), and a new boss gets
+// every job still in the queue (its claims went with the old boss's term
+// or session). So a job may run more than once, and a long
 // job, or one queued behind others at a busy worker, may run again
 // elsewhere.
 //
@@ -80,7 +80,7 @@ type bossActor struct {
 	// findWorkers returns the registered workers: the node's
 	// GetCapable("worker"), a read of the registry's cache.
 	findWorkers func(context.Context) ([]*actor.PID, error)
-	jobs        *jobStore
+	jobs        *workqueue.Queue
 	out         *printer
 	log         *slog.Logger
 	cfg         bossConfig
@@ -90,22 +90,20 @@ type bossActor struct {
 	epoch  int64              // the term's, from Elected
 	// deposed: a worker has served a boss of a newer term; this one
 	// delegates nothing more while it waits for its term to end.
-	deposed   bool
-	elected   bool
-	listing   bool            // reading the jobs the last boss left
-	listTries int             // failed attempts so far
-	doneEarly map[string]bool // jobs done while listing: not to be queued from the listing
+	deposed bool
+	elected bool
+	feeder  *actor.PID        // delivers the queue's jobs; a child, it stops with the boss
+	items   map[string]string // job id -> the queue item it came as, to Ack on Done
 
-	queue      []*waiting
-	running    map[string]assignment // by job id
-	next       int                   // round-robin position
-	dead       map[string]time.Time  // worker -> skip it until then
-	watching   map[string]bool       // workers watched for Terminated
-	stopTick   scheduler.CancelFunc  // the periodic check
-	stopRelist scheduler.CancelFunc  // the next listJobs
+	queue    []*waiting
+	running  map[string]assignment // by job id
+	next     int                   // round-robin position
+	dead     map[string]time.Time  // worker -> skip it until then
+	watching map[string]bool       // workers watched for Terminated
+	stopTick scheduler.CancelFunc  // the periodic check
 }
 
-func newBoss(findWorkers func(context.Context) ([]*actor.PID, error), jobs *jobStore, out *printer, log *slog.Logger, cfg bossConfig) *bossActor {
+func newBoss(findWorkers func(context.Context) ([]*actor.PID, error), jobs *workqueue.Queue, out *printer, log *slog.Logger, cfg bossConfig) *bossActor {
 	return &bossActor{
 		findWorkers: findWorkers,
 		jobs:        jobs,
@@ -115,7 +113,7 @@ func newBoss(findWorkers func(context.Context) ([]*actor.PID, error), jobs *jobS
 		running:     map[string]assignment{},
 		dead:        map[string]time.Time{},
 		watching:    map[string]bool{},
-		doneEarly:   map[string]bool{},
+		items:       map[string]string{},
 	}
 }
 
@@ -126,8 +124,9 @@ func (b *bossActor) Receive(c actor.Context) {
 		b.ctx, b.cancel = context.WithCancel(context.Background())
 	case *zkactorv1.Elected:
 		b.onElected(c, m)
-	case listJobs:
-		b.list(c)
+	case *workqueuev1.Delivery:
+		b.onDelivery(m)
+		b.dispatch(c)
 	case *bossv1.Submit:
 		b.onSubmit(c, m)
 	case *bossv1.Done:
@@ -144,10 +143,8 @@ func (b *bossActor) Receive(c actor.Context) {
 		b.dispatch(c)
 	case *actor.Stopping:
 		b.cancel()
-		for _, stop := range []scheduler.CancelFunc{b.stopTick, b.stopRelist} {
-			if stop != nil {
-				stop()
-			}
+		if b.stopTick != nil {
+			b.stopTick()
 		}
 	}
 }
@@ -164,45 +161,33 @@ func (b *bossActor) onElected(c actor.Context, m *zkactorv1.Elected) {
 	if !b.elected {
 		b.elected = true
 		b.stopTick = scheduler.NewTimerScheduler(c).SendRepeatedly(checkInterval, checkInterval, c.Self(), check{})
-		b.list(c)
+		b.feeder = b.jobs.Feed(c, c.Self(), workqueue.FeedOptions{Window: feedWindow})
 	}
 }
 
-// list takes over whatever the previous boss left unfinished, retrying
-// with backoff until it succeeds or the term ends: a boss that went on
-// without them would leave them undone until the next failover. Some may
-// have been delegated already, to a worker doing them right now; then they
-// run twice, which is the price of never running zero times.
-func (b *bossActor) list(c actor.Context) {
-	b.listing = true
-	b.async(c, func(ctx context.Context) (any, error) {
-		return b.jobs.List(ctx)
-	}, func(res any, err error) {
-		if err != nil {
-			delay := min(listBackoffMin<<min(b.listTries, 10), listBackoffMax)
-			b.listTries++
-			b.log.Error("cannot read unfinished jobs; trying again", "err", err, "attempt", b.listTries, "backoff", delay)
-			b.stopRelist = scheduler.NewTimerScheduler(c).SendOnce(delay, c.Self(), listJobs{})
-			return
-		}
-		left := res.([]*bossv1.Job)
-		b.listing, b.listTries = false, 0
-		var added int
-		for _, job := range left {
-			if !b.known(job.Id) && !b.doneEarly[job.Id] {
-				b.queue = append(b.queue, &waiting{job: job})
-				added++
-			}
-		}
-		clear(b.doneEarly)
-		metrics.Jobs(metrics.JobTakenOver, added)
-		sortWaiting(b.queue)
-		if added > 0 {
-			b.log.Info("took over unfinished jobs", "count", added)
-		}
-		b.log.Debug("read the unfinished jobs", "count", len(left), "new", added)
-		b.dispatch(c)
-	})
+// onDelivery queues a job the feeder took from the queue: one the last
+// boss left unfinished (taken over: some may be running at a worker right
+// now, and then run twice, the price of never running zero times), or one
+// submitted since.
+func (b *bossActor) onDelivery(d *workqueuev1.Delivery) {
+	job, err := decodeJob(d.Key, d.Payload)
+	if err != nil {
+		// Held, not acknowledged: it is not this program's to delete.
+		b.log.Warn("skipping an item among the jobs that is not a job", "item", d.Id, "err", err)
+		return
+	}
+	if b.known(job.Id) {
+		b.log.Warn("a second item for a job already held; leaving it", "job", job.Id, "item", d.Id)
+		return
+	}
+	job.SubmittedAt = d.PutAt
+	b.items[job.Id] = d.Id
+	b.queue = append(b.queue, &waiting{job: job})
+	sortWaiting(b.queue)
+	if d.Attempts > 1 {
+		metrics.Jobs(metrics.JobTakenOver, 1)
+		b.log.Info("took over an unfinished job", "job", job.Id, "attempt", d.Attempts)
+	}
 }
 
 func (b *bossActor) onSubmit(c actor.Context, m *bossv1.Submit) {
@@ -219,10 +204,16 @@ func (b *bossActor) onSubmit(c actor.Context, m *bossv1.Submit) {
 		answer(c, &bossv1.Accepted{JobId: job.Id}) // submitted again: it is recorded
 		return
 	}
+	id := jobID(m.Token)
+	payload, err := jobPayload(m.Text)
+	if err != nil {
+		answer(c, &bossv1.Rejected{Reason: err.Error()})
+		return
+	}
 	b.async(c, func(ctx context.Context) (any, error) {
-		return b.jobs.Add(ctx, m.Token, m.Text)
-	}, func(res any, err error) {
-		if errors.Is(err, errTokenUsed) {
+		return b.jobs.Put(ctx, id, payload)
+	}, func(_ any, err error) {
+		if errors.Is(err, workqueue.ErrKeyUsed) {
 			answer(c, &bossv1.Rejected{Reason: "the token " + m.Token + " already names a different job"})
 			return
 		}
@@ -234,13 +225,9 @@ func (b *bossActor) onSubmit(c actor.Context, m *bossv1.Submit) {
 			})
 			return
 		}
-		job := res.(*bossv1.Job)
 		// Only now, with the job in ZooKeeper, may the requestor go away.
-		answer(c, &bossv1.Accepted{JobId: job.Id})
-		if !b.known(job.Id) {
-			b.queue = append(b.queue, &waiting{job: job})
-		}
-		b.dispatch(c)
+		// The feeder delivers it (a watch fires on the new item).
+		answer(c, &bossv1.Accepted{JobId: id})
 	})
 }
 
@@ -268,18 +255,12 @@ func (b *bossActor) onDone(c actor.Context, m *bossv1.Done) {
 			break
 		}
 	}
-	if b.listing {
-		b.doneEarly[m.JobId] = true
+	if item, ok := b.items[m.JobId]; ok {
+		// The feeder removes the item; if it cannot, the job stays in the
+		// queue and a later boss runs it again.
+		delete(b.items, m.JobId)
+		c.Send(b.feeder, &workqueuev1.Ack{Id: item})
 	}
-	id := m.JobId
-	b.async(c, func(ctx context.Context) (any, error) {
-		return nil, b.jobs.Remove(ctx, id)
-	}, func(_ any, err error) {
-		if err != nil {
-			// The job stays recorded and a later boss will run it again.
-			b.log.Error("cannot remove finished job", "job", id, "err", err)
-		}
-	})
 	if job == nil {
 		b.log.Debug("done again", "job", m.JobId, "worker", m.Worker)
 		return

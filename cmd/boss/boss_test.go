@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,23 +16,25 @@ import (
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
-// A boss that cannot list the jobs when elected keeps trying until it can,
-// rather than carrying on with an empty queue until the next failover.
-func TestBossRetriesListingUntilItSucceeds(t *testing.T) {
+// A boss that cannot take the jobs when elected (the queue's items are
+// unreadable to it) keeps trying until it can, rather than carrying on
+// without them until the next failover.
+func TestBossRetriesTakingUntilItSucceeds(t *testing.T) {
 	h := newHarness(t)
+	h.putJob("left", "left behind")
 	c := h.foreign()
 	if err := c.AddAuth("digest", []byte("foreign:secret")); err != nil {
 		t.Fatal(err)
 	}
-	// <root>/jobs readable by its creator only: the boss's listing fails
-	// with "not authenticated" until the ACL opens.
-	dir := h.root + "/jobs"
-	create(t, c, dir, nil, zk.DigestACL(zk.PermAll, "foreign", "secret"))
-	create(t, c, dir+"/job-left", jobData(t, "left behind", time.Now()), zk.WorldACL(zk.PermAll))
+	// items/ readable by the foreign client only, until the ACL opens.
+	dir := h.root + "/queues/jobs/items"
+	if _, err := c.SetACL(dir, zk.DigestACL(zk.PermAll, "foreign", "secret"), -1); err != nil {
+		t.Fatal(err)
+	}
 
 	work := h.worker(always)
 	h.start(bossConfig{}, 1)
-	h.logs.waitFor(t, "cannot read unfinished jobs", 2) // it tried, and tried again
+	h.logs.waitFor(t, "cannot take an item; trying again", 2) // it tried, and tried again
 	if _, err := c.SetACL(dir, zk.WorldACL(zk.PermAll), -1); err != nil {
 		t.Fatal(err)
 	}
@@ -41,58 +44,62 @@ func TestBossRetriesListingUntilItSucceeds(t *testing.T) {
 	h.out.waitFor(t, "Job done: left behind (job-left)", 1)
 }
 
-// Znodes under <root>/jobs that are not jobs are skipped (and logged); the
-// jobs next to them are all found.
-func TestListSkipsWhatIsNotAJob(t *testing.T) {
+// What is not a job among the queue's items is skipped (and logged): znodes
+// that are not items, and items whose key or payload is not a job's. The
+// jobs next to them are all delegated, oldest first.
+func TestBossSkipsWhatIsNotAJob(t *testing.T) {
 	h := newHarness(t)
 	c := h.foreign()
-	dir := h.root + "/jobs"
+	dir := h.root + "/queues/jobs/items"
 	open := zk.WorldACL(zk.PermAll)
-	now := time.Now()
-	create(t, c, dir, nil, open)
-	create(t, c, dir+"/job-second", jobData(t, "second", now.Add(time.Second)), open)
-	create(t, c, dir+"/job-0000000001", jobData(t, "first", now), open) // as an older boss named them
-	create(t, c, dir+"/job-garbage", []byte("\xff\xff\xff\xff"), open)
-	create(t, c, dir+"/job-empty", nil, open)
-	create(t, c, dir+"/job-bad.token", jobData(t, "bad token", now), open)
-	create(t, c, dir+"/notajob", jobData(t, "foreign", now), open)
-	if err := c.AddAuth("digest", []byte("foreign:secret")); err != nil {
-		t.Fatal(err)
-	}
-	create(t, c, dir+"/job-private", jobData(t, "private", now), zk.DigestACL(zk.PermAll, "foreign", "secret"))
-
-	jobs, err := h.jobs.List(t.Context())
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	var got []string
-	for _, j := range jobs {
-		got = append(got, j.Id+"="+j.Text)
-	}
-	if want := "job-0000000001=first job-second=second"; strings.Join(got, " ") != want {
-		t.Errorf("List: %q, want %q", strings.Join(got, " "), want)
-	}
-	for _, name := range []string{"job-garbage", "job-empty", "job-bad.token", "notajob", "job-private"} {
-		if h.logs.count("WARN skipping a znode among the jobs") == 0 || h.logs.count(dir+"/"+name) == 0 {
-			t.Errorf("nothing logged about %s", name)
+	h.putJob("first", "first")
+	create(t, c, dir+"/job-garbage-0000000100", []byte("\xff\xff\xff\xff"), open)
+	create(t, c, dir+"/notajob", nil, open)
+	for key, payload := range map[string][]byte{"job-bad.token": mustJob(t, "bad token"), "foreign": mustJob(t, "foreign"), "job-empty": nil, "job-junk": []byte("\xff\xff")} {
+		if _, err := h.jobs.Put(t.Context(), key, payload); err != nil {
+			t.Fatal(err)
 		}
+	}
+	h.putJob("second", "second")
+	work := h.worker(always)
+	h.start(bossConfig{}, 1)
+	var got []string
+	for range 2 {
+		got = append(got, nextWork(t, work).Job.Id)
+	}
+	if want := "job-first job-second"; strings.Join(got, " ") != want {
+		t.Errorf("delegated %q, want %q", strings.Join(got, " "), want)
+	}
+	h.out.waitFor(t, "Job done: second (job-second)", 1)
+	for _, what := range []string{"job-garbage-0000000100", "notajob", "job-bad.token", "foreign", "job-empty", "job-junk"} {
+		h.logs.waitFor(t, what, 1)
+	}
+	if n := h.logs.count("WARN skipping a"); n < 6 {
+		t.Errorf("%d warnings about skipped items, want 6", n)
 	}
 }
 
+func mustJob(t *testing.T, text string) []byte {
+	t.Helper()
+	b, err := jobPayload(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // Submission is idempotent: the token is the job's identity, so a
-// requestor that resubmits after an unknown outcome (the create may have
-// been applied although the boss answered Rejected) finds its job instead
+// requestor that resubmits after an unknown outcome (the Put may have been
+// applied although the boss answered Rejected) finds its job instead
 // of recording it twice.
 func TestSubmitIsIdempotent(t *testing.T) {
 	h := newHarness(t)
-	c := h.foreign()
 	work := h.worker(func(w *bossv1.Work) bool { return w.Job.Id != "job-T2" }) // holds job-T2
 	h.start(bossConfig{}, 1)
-	h.logs.waitFor(t, "read the unfinished jobs", 1)
-	// The create of an earlier Submit was applied, but its reply was lost:
-	// the boss answered Rejected and did not queue the job. The requestor
-	// submits again, with the same token.
-	create(t, c, h.root+"/jobs/job-T1", jobData(t, "feed the cat", time.Now()), zk.WorldACL(zk.PermAll))
+	// The Put of an earlier Submit was applied, but its reply was lost: the
+	// boss answered Rejected. The requestor submits again, with the same
+	// token.
+	h.putJob("T1", "feed the cat")
 	h.mustAccept("T1", "feed the cat")
 	if w := nextWork(t, work); w.Job.Id != "job-T1" {
 		t.Fatalf("delegated %v, want job-T1", w.Job)
@@ -100,10 +107,10 @@ func TestSubmitIsIdempotent(t *testing.T) {
 	h.out.waitFor(t, "Job done: feed the cat (job-T1)", 1)
 
 	h.mustAccept("T2", "wash up")
-	h.mustAccept("T2", "wash up") // a resubmission: the same job
 	if w := nextWork(t, work); w.Job.Id != "job-T2" {
 		t.Fatalf("delegated %v, want job-T2", w.Job)
 	}
+	h.mustAccept("T2", "wash up") // a resubmission: the same job
 	res, err := h.submit("T2", "something else", wait)
 	if r, ok := res.(*bossv1.Rejected); err != nil || !ok || r.Retry || !strings.Contains(r.Reason, "already names a different job") {
 		t.Errorf("another job under a used token: %v, %v; want Rejected, not to retry", res, err)
@@ -118,31 +125,16 @@ func TestSubmitIsIdempotent(t *testing.T) {
 	if n := h.out.count("Delegating task: wash up"); n != 1 {
 		t.Errorf("job-T2 delegated %d times, want once", n)
 	}
-}
-
-// The same, through the store: a token names one job, whatever the number
-// of attempts.
-func TestJobStoreAddIsIdempotent(t *testing.T) {
-	h := newHarness(t)
-	ctx := t.Context()
-	a, err := h.jobs.Add(ctx, "tok", "one")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := h.jobs.Add(ctx, "tok", "one")
-	if err != nil {
-		t.Fatalf("second Add: %v", err)
-	}
-	if a.Id != "job-tok" || b.Id != a.Id || !b.SubmittedAt.AsTime().Equal(a.SubmittedAt.AsTime()) {
-		t.Errorf("Add twice: %v then %v, want the same job-tok", a, b)
-	}
-	if _, err := h.jobs.Add(ctx, "tok", "two"); err == nil || !strings.Contains(err.Error(), errTokenUsed.Error()) {
-		t.Errorf("Add of another text under a used token: %v, want %v", err, errTokenUsed)
-	}
-	jobs, err := h.jobs.List(ctx)
-	if err != nil || len(jobs) != 1 {
-		t.Errorf("List: %v, %v; want one job", jobs, err)
-	}
+	// Every job done is gone from the queue; job-T2's Done came from the
+	// test, so nothing is left at all.
+	c := h.foreign()
+	zktest.Eventually(t, wait, func() error {
+		names, _, err := c.Children(h.root + "/queues/jobs/items")
+		if err != nil || len(names) != 0 {
+			return fmt.Errorf("items left: %v, %v", names, err)
+		}
+		return nil
+	})
 }
 
 // A worker that holds a job past the assignment timeout (it restarted

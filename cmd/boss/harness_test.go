@@ -12,12 +12,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
+	"github.com/zkactor/zkactor/recipes/workqueue"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -133,7 +132,7 @@ type harness struct {
 	root    string
 	system  *actor.ActorSystem
 	session *cluster.Session
-	jobs    *jobStore
+	jobs    *workqueue.Queue
 	out     *lines // what the program prints
 	logs    *lines // its log records
 	boss    *actor.PID
@@ -171,7 +170,13 @@ func newHarness(t *testing.T, servers ...string) *harness {
 		h.system.Shutdown()
 		s.Close()
 	})
-	h.jobs = newJobStore(s, h.root, log)
+	q, err := workqueue.Open(ctx, s, queueName, workqueue.Options{Root: h.root, Producer: "harness", Logger: log})
+	if err != nil {
+		t.Fatalf("open the jobs queue: %v", err)
+	}
+	// After the boss stops (cleanups run last first): its feeder is gone.
+	t.Cleanup(q.Close)
+	h.jobs = q
 	return h
 }
 
@@ -274,12 +279,14 @@ func create(t *testing.T, c *zk.Conn, path string, data []byte, acl []zk.ACL) {
 	}
 }
 
-// jobData is a job znode's data, as the boss writes it.
-func jobData(t *testing.T, text string, at time.Time) []byte {
-	t.Helper()
-	data, err := proto.Marshal(&bossv1.Job{Text: text, SubmittedAt: timestamppb.New(at)})
+// putJob puts a job on the queue as the boss does.
+func (h *harness) putJob(token, text string) {
+	h.t.Helper()
+	payload, err := jobPayload(text)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	return data
+	if _, err := h.jobs.Put(h.t.Context(), jobID(token), payload); err != nil {
+		h.t.Fatalf("put job %s: %v", token, err)
+	}
 }

@@ -6,12 +6,14 @@
 //	boss [flags]                 persistent node: boss candidate, worker otherwise
 //	boss [flags] job words...    requestor: submit one job and exit
 //
-// Jobs are recorded in ZooKeeper (under <root>/jobs) before the boss
-// acknowledges them and deleted when a worker reports them done, so an
-// acknowledged job runs at least once whatever fails; it may run more than
-// once (a failover, a worker's death or an assignment timeout delegates it
-// again). The requestor names its job with a token, so a resubmission after
-// an unknown outcome records it at most once. See boss -h.
+// Jobs are put on zkactor's durable work queue (recipes/workqueue, under
+// <root>/queues/jobs) before the boss acknowledges them, held by the boss
+// while it delegates them, and acknowledged to the queue when a worker
+// reports them done, so an accepted job runs at least once whatever fails;
+// it may run more than once (a failover, a worker's death or an assignment
+// timeout delegates it again). The requestor names its job with a token,
+// the item's idempotency key, so a resubmission after an unknown outcome
+// records it at most once. See boss -h.
 package main
 
 import (
@@ -33,6 +35,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	zka "github.com/zkactor/zkactor/actor"
+	"github.com/zkactor/zkactor/recipes/workqueue"
 )
 
 const (
@@ -166,7 +169,12 @@ func persist(ctx context.Context, node *zka.Node, o options, out *printer, stdin
 		fmt.Fprintf(stderr, "boss: start worker: %v\n", err)
 		return 1
 	}
-	jobs := newJobStore(node.Session(), o.root, log)
+	jobs, err := workqueue.Open(ctx, node.Session(), queueName, workqueue.Options{Root: o.root, Producer: node.NodeID(), Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "boss: open the jobs queue: %v\n", err)
+		return 1
+	}
+	defer jobs.Close()
 	findWorkers := func(ctx context.Context) ([]*actor.PID, error) { return node.GetCapable(ctx, "worker") }
 	cfg := bossConfig{deadGrace: 2*o.sessionTimeout + time.Second, assignTimeout: o.assignTimeout}
 	bossProps := actor.PropsFromProducer(func() actor.Actor {

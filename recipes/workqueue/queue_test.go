@@ -140,6 +140,8 @@ func TestGarbageAmongItemsIsSkipped(t *testing.T) {
 		"junk":             "junk",
 		"k-0000000000":     "\xff\xff\xff\xff", // an item's name, garbage data
 		"k-00000000x1":     "",
+		"k-0000000003":     "",          // an empty record: no key
+		"j-0000000004":     "\x22\x01k", // a record of key "k" under "j"
 		"-0000000001":      "",
 		"a/b":              "",
 		"k-00000000000001": "",
@@ -163,7 +165,7 @@ func TestGarbageAmongItemsIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty(t, q)
-	if got := children(t, c, dir); len(got) != 6 {
+	if got := children(t, c, dir); len(got) != 8 {
 		t.Errorf("garbage touched: %v", got)
 	}
 }

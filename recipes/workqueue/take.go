@@ -126,6 +126,10 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 		q.skip(name, "its data is not an Item: "+err.Error())
 		return nil, nil
 	}
+	if key, _, _ := parseItem(name); rec.Key != key {
+		q.skip(name, fmt.Sprintf("its record names the key %q", rec.Key))
+		return nil, nil
+	}
 	rec.Attempts++
 	next, err := proto.Marshal(rec)
 	if err != nil {

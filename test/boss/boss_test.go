@@ -224,8 +224,9 @@ func testGarbageAmongJobs(t *testing.T, e *env) {
 	e.mustSubmit("lost and found")
 	e.out.waitLine(t, workTimeout, boss, "Where is my workforce?!", 1)
 	c := zktest.Dial(t, e.zkAddrs, 4*time.Second)
-	for name, data := range map[string]string{"job-garbage": "\xff\xff\xff\xff", "job-empty": "", "junk": "junk"} {
-		if _, err := c.Create(e.root+"/jobs/"+name, []byte(data), 0, zk.WorldACL(zk.PermAll)); err != nil {
+	// The jobs are items of the queue <root>/queues/jobs (recipes/workqueue).
+	for name, data := range map[string]string{"job-garbage-0000000000": "\xff\xff\xff\xff", "job-empty-0000000001": "", "junk": "junk"} {
+		if _, err := c.Create(e.root+"/queues/jobs/items/"+name, []byte(data), 0, zk.WorldACL(zk.PermAll)); err != nil {
 			t.Fatalf("create garbage %s: %v", name, err)
 		}
 	}
