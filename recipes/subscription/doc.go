@@ -33,6 +33,13 @@
 // listings), every kept child is checked with one exists, and one whose
 // creation zxid changed is reported as a leave and a join.
 //
+// Measured (BenchmarkSubscriptionChurn, one standalone server on loopback,
+// fsync on, a loaded 2-core machine): 1.5 requests, 1 watch event and 1
+// message per change at 10, 100 and 1,000 members, as for a bare
+// go-zookeeper client doing the same reads; from a Register on another
+// session to the Joined message, p50 1.0–1.3 ms next to the bare client's
+// 0.9–2.0 ms (create to data read).
+//
 // # Messages and their order
 //
 // The subscriber receives protobuf messages (proto/recipes/subscription/v1):
