@@ -60,6 +60,29 @@ type recorder struct {
 	sub      uint64
 	breaches []string
 	signal   chan struct{} // a message arrived
+
+	// The last change message's listing (zxid), kind and czxid: within a
+	// listing, leaves come before joins, each in creation order.
+	lastZxid  int64
+	lastJoin  bool
+	lastCzxid int64
+}
+
+// ordered notes a breach of the order promised within and across listings.
+// A listing of a directory that is gone has zxid 0, and is not checked.
+func (r *recorder) ordered(zxid int64, join bool, czxid int64) {
+	switch {
+	case zxid == 0:
+	case zxid < r.lastZxid:
+		r.breach("listing of zxid %d after one of %d", zxid, r.lastZxid)
+	case zxid == r.lastZxid && r.lastJoin && !join:
+		r.breach("a leave after a join in the listing of zxid %d", zxid)
+	case zxid == r.lastZxid && join == r.lastJoin && czxid < r.lastCzxid:
+		r.breach("czxid %d after %d in the listing of zxid %d", czxid, r.lastCzxid, zxid)
+	}
+	if zxid != 0 {
+		r.lastZxid, r.lastJoin, r.lastCzxid = zxid, join, czxid
+	}
 }
 
 func newRecorder(n *node) (*recorder, *actor.PID) {
@@ -79,7 +102,11 @@ func (r *recorder) receive(c actor.Context) {
 			r.breach("snapshot after %d messages", r.seq)
 		}
 		r.sub = m.Subscription
-		for _, mem := range m.Members {
+		r.lastZxid = m.Zxid
+		for i, mem := range m.Members {
+			if i > 0 && mem.Czxid < m.Members[i-1].Czxid {
+				r.breach("snapshot not in creation order")
+			}
 			r.members[mem.Id] = mem
 		}
 	case *subv1.Joined:
@@ -88,12 +115,14 @@ func (r *recorder) receive(c actor.Context) {
 			r.breach("join of %s (czxid %d) while it is held (czxid %d)", m.Member.Id, m.Member.Czxid, old.Czxid)
 		}
 		r.members[m.Member.Id] = m.Member
+		r.ordered(m.Zxid, true, m.Member.Czxid)
 	case *subv1.Left:
 		sub, seq = m.Subscription, m.Seq
 		if old, ok := r.members[m.Member.Id]; !ok || old.Czxid != m.Member.Czxid {
 			r.breach("leave of %s (czxid %d), not held", m.Member.Id, m.Member.Czxid)
 		}
 		delete(r.members, m.Member.Id)
+		r.ordered(m.Zxid, false, m.Member.Czxid)
 	default:
 		return
 	}
