@@ -51,7 +51,9 @@
 // call's write (every Record carries the random write id of the call that
 // wrote it), the call succeeds with that version instead of reporting a
 // conflict with itself. A delete sent again that finds the override gone
-// likewise counts as done.
+// likewise counts as done. A write applied and then
+// overwritten by another client before the read back is reported as a
+// conflict: from the record alone it cannot be told from one never applied.
 //
 // # The life of a subscription
 //

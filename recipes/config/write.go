@@ -56,8 +56,9 @@ func (st *Store) SetOverride(ctx context.Context, service, process string, value
 // DeleteOverride deletes the override of process in service if it is at
 // expectedVersion (AnyVersion: whatever it is, and an absent override is
 // no error). Another version, or no override, is a *ConflictError. A
-// delete retried after a lost reply that finds the override gone counts as
-// done: it was this call's.
+// delete sent again after its reply was lost that finds the override gone
+// counts as done: the first one was applied, or another client deleted it
+// in that window, which cannot be told apart.
 func (st *Store) DeleteOverride(ctx context.Context, service, process string, expectedVersion int32) error {
 	if err := validNames("delete override", service, process, true); err != nil {
 		return err
