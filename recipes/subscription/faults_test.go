@@ -1,12 +1,16 @@
 package subscription_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zkactor/zkactor/cluster"
 
 	subv1 "github.com/zkactor/zkactor/proto/recipes/subscription/v1"
 	"github.com/zkactor/zkactor/recipes/subscription"
@@ -233,4 +237,30 @@ func TestReRegistrationUnderTheSameIDIsALeaveAndAJoin(t *testing.T) {
 	if l.Id != j.Id || l.Czxid >= j.Czxid || j.GetRegistration().GetMetadata()["v"] != "2" || l.GetRegistration().GetMetadata()["v"] != "" {
 		t.Errorf("left %v, joined %v: want the same id, the old life and then the new one with v=2", l, j)
 	}
+}
+
+// Subscribe while ZooKeeper cannot be reached: an error within ctx, and
+// nothing left running.
+func TestSubscribeUnreachableFailsWithinCtx(t *testing.T) {
+	zkc := zktest.Shared(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	sub := newNode(t, []string{proxy.Addr()}, zktest.Root(t), 4*time.Second)
+	subs := subscriptions(t, sub, subscription.Options{})
+	_, pid := newRecorder(sub)
+	proxy.Cut()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if sub.Session.Connected() {
+			return fmt.Errorf("the subscriber is still connected")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	if _, err := subs.Subscribe(ctx, "svc", pid); !errors.Is(err, cluster.ErrNotConnected) {
+		t.Errorf("Subscribe while cut off: %v, want ErrNotConnected", err)
+	}
+	if n := subscription.Active(subs); n != 0 {
+		t.Errorf("%d subscriptions active after a failed Subscribe", n)
+	}
+	proxy.Restore()
 }
