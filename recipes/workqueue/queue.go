@@ -322,7 +322,10 @@ func (q *Queue) children(ctx context.Context, dir string, watch bool) ([]string,
 		}
 		return err
 	})
-	return names, err
+	if err != nil {
+		return nil, err // fn may still be writing names
+	}
+	return names, nil
 }
 
 func (q *Queue) get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
@@ -335,7 +338,10 @@ func (q *Queue) get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
 		data, stat, err = c.Get(p)
 		return err
 	})
-	return data, stat, err
+	if err != nil {
+		return nil, nil, err // fn may still be writing data and stat
+	}
+	return data, stat, nil
 }
 
 // backoff is the wait before the attempt after n failed ones.

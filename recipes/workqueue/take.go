@@ -281,32 +281,44 @@ func (q *Queue) Ack(ctx context.Context, it *Item) error {
 			ops = append(ops, &zk.DeleteRequest{Path: keyPath, Version: -1})
 			what = append(what, "key")
 		}
-		var res []zk.MultiResponse
 		err := q.s.Do(ctx, cluster.Op{Name: "ack", Path: itemPath, Idempotent: true}, func(c *zk.Conn) error {
-			var err error
-			res, err = c.Multi(ops...)
+			res, err := c.Multi(ops...)
+			if i := failed(res); err != nil && i >= 0 {
+				return &opError{op: what[i], err: err}
+			}
 			return err
 		})
 		if err == nil {
 			return nil
 		}
-		i := failed(res)
+		var failure *opError
+		if !errors.As(err, &failure) {
+			return fmt.Errorf("ack on queue %q: %w", q.name, err)
+		}
 		switch {
-		case i < 0:
-		case what[i] == "item" && errors.Is(err, zk.ErrNoNode):
+		case failure.op == "item" && errors.Is(err, zk.ErrNoNode):
 			return nil // acknowledged already
-		case what[i] == "item" && errors.Is(err, zk.ErrBadVersion):
+		case failure.op == "item" && errors.Is(err, zk.ErrBadVersion):
 			return fmt.Errorf("ack %s: %w", itemPath, ErrNotHeld)
-		case what[i] == "claim" && errors.Is(err, zk.ErrNoNode):
+		case failure.op == "claim" && errors.Is(err, zk.ErrNoNode):
 			withClaim = false // our session ended; nobody took the item since
 			continue
-		case what[i] == "key" && errors.Is(err, zk.ErrNoNode):
+		case failure.op == "key" && errors.Is(err, zk.ErrNoNode):
 			withKey = false // another client deleted it
 			continue
 		}
 		return fmt.Errorf("ack on queue %q: %w", q.name, err)
 	}
 }
+
+// opError is the error of a multi, with the op that failed it.
+type opError struct {
+	op  string // "item", "claim" or "key"
+	err error
+}
+
+func (e *opError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
 
 // failed returns the index of the op that failed a multi, -1 if none is
 // known: the first with an error (those before it succeeded, those after
