@@ -208,6 +208,7 @@ func BenchmarkRegisterThroughput(b *testing.B) {
 						pids[i] = pids[0]
 					}
 				}
+				before := plumbing.Requests(n.Session)
 				throughput(b, callers, func(i int) error {
 					name := "one"
 					if shape == "new-name" {
@@ -215,6 +216,9 @@ func BenchmarkRegisterThroughput(b *testing.B) {
 					}
 					return n.Registry.Register(ctx, name, pids[i], nil)
 				})
+				// The node's requests (creates, the keeper's listings) per
+				// registration, up to the last registration's return.
+				b.ReportMetric(float64(plumbing.Requests(n.Session)-before)/float64(b.N), "requests/reg")
 			})
 		}
 	}

@@ -118,6 +118,7 @@ const verifyDelay = 50 * time.Millisecond
 // dirWatch is what the keeper knows of a watched directory.
 type dirWatch struct {
 	scheduled bool  // a check is coming
+	listing   bool  // a check is listing the directory now: its watch covers what is created meanwhile
 	session   int64 // the session whose listing set the watch; 0: none is set
 }
 
@@ -128,7 +129,12 @@ func (k *keeper) watchDir(dir string) {
 	k.mu.Lock()
 	w, known := k.watched[dir]
 	k.mu.Unlock()
-	if !known || !w.scheduled && w.session != session {
+	// A listing on the wire sets the watch (covering a znode created before
+	// the server lists, and firing for one created after): a create that
+	// lands meanwhile needs no check of its own. Without this, creates
+	// racing each listing started another at once, and a busy directory was
+	// listed back to back instead of every verifyDelay.
+	if !known || !w.scheduled && !w.listing && w.session != session {
 		k.schedule(dir, 0)
 	}
 }
@@ -165,7 +171,7 @@ func (k *keeper) schedule(dir string, d time.Duration) {
 // nothing of ours left is no longer watched.
 func (k *keeper) verify(dir string) {
 	k.mu.Lock()
-	k.watched[dir] = dirWatch{} // no watch known to be set until the listing says so
+	k.watched[dir] = dirWatch{listing: true} // no watch known to be set until the listing says so
 	delete(k.timers, dir)
 	k.checking++
 	k.mu.Unlock()
@@ -216,12 +222,19 @@ func (k *keeper) verify(dir string) {
 			gone = append(gone, p)
 		}
 	}
+	resched := false
 	if w := k.watched[dir]; ours == 0 {
 		delete(k.watched, dir)
 	} else if !w.scheduled {
 		k.watched[dir] = dirWatch{session: on}
+		// A znode created on a newer session while the listing was out was
+		// not checked by its create (watchDir): check again, on it.
+		resched = err == nil && on != k.s.ID()
 	}
 	k.mu.Unlock()
+	if resched {
+		k.schedule(dir, 0)
+	}
 	for _, p := range gone {
 		k.missing(p, session)
 	}

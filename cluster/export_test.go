@@ -14,3 +14,7 @@ func Cached(r *Registry, name string) bool { _, ok := r.services.Peek(name); ret
 
 // CacheStats returns the counters and sizes of r's service cache.
 func CacheStats(r *Registry) watchcache.Stats { return r.services.Stats() }
+
+// VerifyDelay is how long the keeper batches the changes of a watched
+// directory before it lists it again.
+const VerifyDelay = verifyDelay
