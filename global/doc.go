@@ -29,6 +29,12 @@
 // record WhereisGlobal names no global while it heads the queue. Versions of
 // zkactor that stand together must agree on the shape.
 //
+// The queue is also a resource to watch (PettingZoo's leader queue): the
+// candidates behind the leader are the name's spare capacity. Queue lists
+// them (position, node, PID, sequence, epoch, session), Place tells this
+// node's candidacy where it stands, and ObserveQueue streams the queue's
+// size. They count exactly what the election counts, by the same rule.
+//
 // # The life of a candidacy
 //
 //	RegisterCandidate ─► candidate znode created, queued (a stand-in holds the PID, buffering messages)
