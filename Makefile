@@ -16,7 +16,7 @@ test:
 	go test -race -count=1 -timeout 20m ./...
 
 # Benchmarks; go list skips the directories that do not exist yet.
-BENCH_DIRS = cluster global test
+BENCH_DIRS = cluster global recipes test
 bench:
 	go test -run '^$$' -bench . -benchmem $$(go list $(patsubst %,./%/...,$(wildcard $(BENCH_DIRS))))
 
@@ -44,7 +44,7 @@ chaos:
 FUZZTIME ?= 30s
 FUZZ_TARGETS = ./cluster:FuzzValidateName \
 	./internal/records:FuzzRegistration ./internal/records:FuzzNode ./internal/records:FuzzCandidate \
-	./cmd/boss:FuzzJobInput ./cmd/boss:FuzzDecodeJob
+	./cmd/boss:FuzzJobInput ./cmd/boss:FuzzDecodeJob ./recipes/config:FuzzDecode
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
