@@ -56,6 +56,14 @@
 // 0.87 s after the cut and the next waiter took the lock about 0.26 s later.
 // Lock returns only while the lease holds, for the same reason.
 //
+// The lease costs a probe (a no-op write) every sixth of the session
+// timeout while any Lock waits or any tenure lasts on the session. On a
+// session that has held no lease for a while, the lease must be proven
+// again before a Lock can return: two probes a third of the session timeout
+// apart (measured: a first Lock after 5 s idle took 1.4 s with 4 s
+// sessions, 40 ms otherwise). A process that locks often and wants no such
+// wait keeps the lease fresh itself with cluster.Session.HoldLease.
+//
 // What no lease covers is the token's job: a holder paused between its
 // check of Lost and its action, or a request in flight when the lock is
 // lost. A resource guarded by the lock should remember the highest token it
