@@ -91,7 +91,8 @@ func Path(root, name string) string { return root + "/barriers/" + name }
 // entered (this one included), or ctx ends: then its znode is deleted and
 // ctx's error returned. A participant whose session expires while it waits
 // enters again on the new session; one whose session ends while it waits
-// does not count. Late arrivals pass at once while the barrier is open.
+// does not count. A late arrival passes at once while at least size
+// participants are inside.
 func (b *Barrier) Enter(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -30,8 +30,8 @@
 // highest sequence counted when it was created (last_sequence), so a ready
 // znode left over from an earlier round, or one holding garbage, admits
 // nobody new: the participant that completes the next count renews it.
-// Participants that arrive while the barrier is open pass at once (they
-// count at least size themselves).
+// A participant that arrives late, while at least size participants are
+// still inside, counts them and passes at once (renewing ready).
 //
 // A participant that dies before the count is reached (closed, killed, its
 // session expired) takes its ephemeral znode along and does not count: the
