@@ -247,10 +247,10 @@ func (a *Applicant) wait(ctx context.Context, d time.Duration) {
 		timer = t.C
 	}
 	select {
-	case <-a.specs.watch:
-		a.specs.fresh = false
+	case <-a.specs.watch: // a watch fires once (go-zookeeper then closes its channel)
+		a.specs.watch, a.specs.fresh = nil, false
 	case <-a.taken.watch:
-		a.taken.fresh = false
+		a.taken.watch, a.taken.fresh = nil, false
 	case <-a.wake:
 	case <-timer:
 	case <-ctx.Done():
