@@ -131,7 +131,11 @@ func (h *Held) monitor(own <-chan zk.Event) {
 				return
 			}
 		}
-		timer.Reset(time.Until(until) + time.Millisecond)
+		wait := time.Until(until) + time.Millisecond
+		if own == nil && wait > backoff {
+			wait = backoff // the watch could not be armed: try again soon
+		}
+		timer.Reset(wait)
 		select {
 		case <-h.unlock:
 			return
