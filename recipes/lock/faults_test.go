@@ -207,7 +207,8 @@ func TestSessionExpiryLosesLock(t *testing.T) {
 
 // TestPartitionedHolderLosesFirst: the holder is cut off (blackhole, no
 // byte passes); its Lost closes on its lease, before the servers expire its
-// session and hand the lock on. Measured on the monotonic clock.
+// session (as a third client sees its znode go) and hand the lock on.
+// Measured on the monotonic clock.
 func TestPartitionedHolderLosesFirst(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)
@@ -221,18 +222,31 @@ func TestPartitionedHolderLosesFirst(t *testing.T) {
 	}
 	lost := lostAt(t, h)
 	bres := lockAsync(ctx, b)
-	waitWaiters(t, zkc.Connect(t), lock.Path(root, "res"), 2)
+	raw := zkc.Connect(t)
+	waitWaiters(t, raw, lock.Path(root, "res"), 2)
+	// A third client sees A's znode go when the servers expire A's session.
+	_, _, gone, err := raw.ExistsW(h.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cut := time.Now()
 	proxy.Blackhole()
+	var expired time.Time
+	select {
+	case <-gone:
+		expired = time.Now()
+	case <-time.After(15 * time.Second):
+		t.Fatal("A's znode still there 15s after the cut")
+	}
 	r := await(t, bres, 15*time.Second)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if lost().IsZero() || !lost().Before(r.at) {
-		t.Fatalf("A's Lost at %v, B acquired at %v: want A's loss first", lost(), r.at)
+	if lost().IsZero() || !lost().Before(expired) || !lost().Before(r.at) {
+		t.Fatalf("A's Lost at %v, its session expired at %v, B acquired at %v: want A's loss first", lost(), expired, r.at)
 	}
-	t.Logf("after the cut: A lost the lock at %v, B took it at %v",
-		lost().Sub(cut).Round(time.Millisecond), r.at.Sub(cut).Round(time.Millisecond))
+	t.Logf("after the cut: A lost the lock at %v, its znode went at %v, B took it at %v",
+		lost().Sub(cut).Round(time.Millisecond), expired.Sub(cut).Round(time.Millisecond), r.at.Sub(cut).Round(time.Millisecond))
 	if err := h.Err(); !errors.Is(err, lock.ErrLost) || !strings.Contains(err.Error(), "lease") {
 		t.Errorf("A's Err = %v, want ErrLost by the lease", err)
 	}
