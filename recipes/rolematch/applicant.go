@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"sort"
 	"sync"
@@ -66,6 +67,7 @@ type Applicant struct {
 	specs     view
 	taken     view
 	bad       map[string]bool // roles whose spec is unusable, until the specs change
+	over      bool            // the Elections closed: no holder can start any more
 	notBefore time.Time       // when the next create may be tried (herd order)
 }
 
@@ -95,7 +97,7 @@ func (r *Roles) Apply(ctx context.Context, set string, limit int, props *actor.P
 	if err := cluster.ValidateName(set); err != nil {
 		return nil, fmt.Errorf("zkactor: apply for roles of %q: %w", set, err)
 	}
-	if limit < 1 {
+	if limit < 1 || limit > math.MaxInt32 {
 		return nil, fmt.Errorf("zkactor: apply for roles of %q with limit %d: %w", set, limit, ErrBadLimit)
 	}
 	if props == nil {
@@ -234,7 +236,12 @@ func (a *Applicant) run() {
 			continue
 		}
 		a.release()
-		a.wait(ctx, a.claim(ctx))
+		d := a.claim(ctx)
+		if a.over {
+			a.log.Info("the elections closed: the application ends")
+			return
+		}
+		a.wait(ctx, d)
 	}
 }
 
@@ -434,6 +441,10 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 		return true
 	}
 	tenure, err := a.r.el.NewTenure("role "+a.set+"/"+role, "role-"+role)
+	if errors.Is(err, cluster.ErrClosed) {
+		a.over = true
+		return true
+	}
 	if err != nil {
 		a.log.Warn("preparing a holder", "role", role, "err", err)
 		return false

@@ -44,13 +44,17 @@
 // role. The guard hands the holder its term's epoch first; a context
 // decorator shows it to the holder as the role's Assigned message. The
 // holder's PID is fixed before the assignment is created (it is stored in
-// it); messages sent to it before the holder starts wait for it.
+// it); messages sent to it before the holder starts wait for it. After a
+// lease that ran out while the session survived, the holding resumes with
+// a new actor under the same PID, which gets Assigned again with the same
+// epoch: nobody else can have held the role in between.
 //
 // # The life of an application
 //
 //	Apply ─► applicant znode (ephemeral) ─► watch specs and assignments ─► room and a free role ─► create
 //	session expired ─► holders stopped (their lease ended first) ─► applicant znode created again ─► apply again
 //	Stop / Roles.Close ─► every holder stopped, assignments deleted, applicant znode deleted
+//	the Elections close ─► their tenures end (holders stopped, assignments deleted) ─► the application ends
 //
 // The application lists the specs and the assignments with a watch, and
 // lists a directory again only when its watch fires. A role is free when

@@ -311,3 +311,34 @@ func TestMessagesToHolderAfterAssigned(t *testing.T) {
 		t.Errorf("second message %v", second)
 	}
 }
+
+// Elections closed under a running application: its holders stop and
+// their assignments go with the tenures, and the application ends (no
+// holder can start any more) instead of retrying.
+func TestElectionsClosedEndsApplications(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	a := newMember(t, "a", zkc.Addrs(), root, 4*time.Second)
+	post(t, a, "set", "r0", "r1")
+	app := apply(t, a, "set", 2, &j)
+	j.allHeld(t, a, "set", []string{"r0", "r1"}, 10*time.Second)
+	if err := a.Elections.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(j.running()); n != 0 {
+		t.Errorf("%d holders run after the elections closed", n)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if hs, err := a.roles.Holders(context.Background(), "set"); err != nil || len(hs) != 0 {
+			return fmt.Errorf("holders %v, %v", hs, err)
+		}
+		if infos := mustApplicants(t, a, "set"); len(infos) != 0 {
+			return fmt.Errorf("applicants %+v", infos)
+		}
+		return nil
+	})
+	if err := app.Stop(ctxT(t)); err != nil { // already over: returns at once
+		t.Error(err)
+	}
+}

@@ -25,8 +25,9 @@ import (
 // that carry znodes near 1 MiB.
 const MaxSpecSize = 64 << 10
 
-// ErrBadLimit: Apply was asked to hold fewer than one role.
-var ErrBadLimit = errors.New("zkactor: role match: limit must be at least 1")
+// ErrBadLimit: Apply was asked to hold fewer than one role (or more than
+// 2³¹−1).
+var ErrBadLimit = errors.New("zkactor: role match: limit out of range")
 
 // Options configures Roles.
 type Options struct {
