@@ -33,6 +33,16 @@
 // listings), every kept child is checked with one exists, and one whose
 // creation zxid changed is reported as a leave and a join.
 //
+// The reads come after the listing, so they may see later changes. A read
+// that finds a creation zxid above the listing's zxid (or finds a kept
+// child gone) saw a change that belongs to a later listing, one that the
+// listing's watch has already asked for. A joined child's newer life is
+// left to that listing (as a child deleted before its read is); a kept
+// child's is the whole listing's business, since which life it showed is
+// then unknown: nothing is sent and the next listing decides. Reporting
+// such a change with this listing would put it before changes that
+// happened earlier.
+//
 // Measured (BenchmarkSubscriptionChurn, one standalone server on loopback,
 // fsync on, a loaded 2-core machine): 1.5 requests, 1 watch event and 1
 // message per change at 10, 100 and 1,000 members, as for a bare
@@ -92,8 +102,11 @@
 // not with what happened meanwhile. While ZooKeeper cannot be reached the
 // subscription retries its listing, with a backoff up to two seconds,
 // until it can or until it ends. Children whose data is not a Registration
-// (or Node) record, written by another client, are remembered, skipped
-// with a Debug log, and never reported.
+// (or Node) record, written by another client, or whose ACL does not let
+// this session read them, are remembered, skipped with a Debug log, and
+// never reported. (A directory this session may not list is retried like
+// an unreachable ZooKeeper: Subscribe reports it, a running subscription
+// waits for the ACL to change.)
 //
 // Each subscription has one goroutine, owned by Subscriptions: it ends
 // with the subscription, and Close waits for all of them. The subscriber is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -25,6 +26,11 @@ const (
 // readParallelism bounds the concurrent reads of one listing (go-zookeeper
 // pipelines them on the one connection).
 const readParallelism = 16
+
+// testHookListed, when set (by tests), runs after each successful listing
+// and before the reads it asks for: a test changes ZooKeeper there to play
+// a change that races the reads.
+var testHookListed atomic.Pointer[func()]
 
 // follow is one subscription. Its goroutine (run) owns the view and the
 // sequence number; other goroutines only cancel it.
@@ -102,7 +108,20 @@ func (f *follow) sync(ctx context.Context) (<-chan zk.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h := testHookListed.Load(); h != nil {
+		(*h)()
+	}
 	p := diff(&f.view, names, stat)
+
+	// The listing's zxid: every child it shows was created at or before
+	// it, so a read that finds a creation zxid above it (or nothing) saw a
+	// change made after the listing. Such a change belongs to a later
+	// listing (the watch this one set has fired for it): reporting it now
+	// would put it before changes that happened earlier.
+	var listed int64
+	if stat != nil {
+		listed = stat.Pzxid
+	}
 
 	// Kept children whose life the listing does not prove: those with a
 	// new creation zxid left and came back.
@@ -113,8 +132,14 @@ func (f *follow) sync(ctx context.Context) (<-chan zk.Event, error) {
 		}
 		for i, n := range p.verify {
 			switch st := stats[i].stat; {
-			case st == nil: // gone since the listing: its leave is real
-				p.gone = append(p.gone, n)
+			case st == nil || st.Czxid > listed:
+				// Changed since the listing, and which life the listing
+				// showed is unknown: the known one (its leave comes after
+				// this listing) or another (it left before). Tell nothing
+				// and let the next listing, which the watch has already
+				// asked for, decide.
+				f.log.Debug("a kept child changed after the listing; listing again", "path", f.dir+"/"+n)
+				return watch, nil
 			case st.Czxid != f.view.children[n].czxid:
 				p.gone = append(p.gone, n)
 				p.fresh = append(p.fresh, n)
@@ -136,10 +161,18 @@ func (f *follow) sync(ctx context.Context) (<-chan zk.Event, error) {
 	}
 	for i, n := range p.fresh {
 		r := read[i]
-		if r.stat == nil {
-			continue // deleted before its data could be read: never reported
+		if r.stat == nil || r.stat.Czxid > listed {
+			// Deleted before its data could be read: never reported. A
+			// newer life (created after the listing) is a join of the
+			// next listing, which finds it unknown and reads it again.
+			continue
 		}
 		m := &subv1.Member{Id: n, Czxid: r.stat.Czxid}
+		if r.refused != nil {
+			f.log.Debug("skipping a child this session may not read", "path", f.dir+"/"+n, "err", r.refused)
+			f.view.children[n] = known{czxid: r.stat.Czxid}
+			continue
+		}
 		if err := f.decode(m, r.data); err != nil {
 			f.log.Debug("skipping a child that is not a usable record", "path", f.dir+"/"+n, "bytes", len(r.data), "err", err)
 			f.view.children[n] = known{czxid: r.stat.Czxid}
@@ -188,8 +221,13 @@ func (f *follow) list(ctx context.Context) ([]string, *zk.Stat, <-chan zk.Event,
 			names, stat, watch, err = c.ChildrenW(f.dir)
 			return err
 		})
-		if !errors.Is(err, zk.ErrNoNode) {
-			return names, stat, watch, err
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			// The request may still be running (Do stopped waiting when
+			// ctx ended): what it writes is not ours to read.
+			return nil, nil, nil, err
+		}
+		if err == nil {
+			return names, stat, watch, nil
 		}
 		var exists bool
 		err = f.s.s.Do(ctx, cluster.Op{Name: "exists", Path: f.dir, Idempotent: true}, func(c *zk.Conn) error {
@@ -207,10 +245,12 @@ func (f *follow) list(ctx context.Context) ([]string, *zk.Stat, <-chan zk.Event,
 	}
 }
 
-// childRead is the outcome of reading one child: stat nil when it is gone.
+// childRead is the outcome of reading one child: stat nil when it is gone;
+// refused set when its ACL does not let this session read its data.
 type childRead struct {
-	data []byte
-	stat *zk.Stat
+	data    []byte
+	stat    *zk.Stat
+	refused error
 }
 
 // readAll reads the children names of the directory, a few at a time:
@@ -245,6 +285,26 @@ func (f *follow) readAll(ctx context.Context, names []string, withData bool) ([]
 					}
 					return err
 				})
+			}
+			if withData && errors.Is(err, zk.ErrNoAuth) {
+				// Another client's child that this session may not read:
+				// not a usable record. Failing the listing instead would
+				// retry it forever and report nothing else. Its stat
+				// (exists needs no permission) lets it be remembered.
+				refused := err
+				var st *zk.Stat
+				err = f.s.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
+					var err error
+					var ok bool
+					ok, st, err = c.Exists(p)
+					if !ok {
+						st = nil
+					}
+					return err
+				})
+				if err == nil && st != nil {
+					r = childRead{stat: st, refused: refused}
+				}
 			}
 			switch {
 			case errors.Is(err, zk.ErrNoNode): // gone: out[i] stays empty

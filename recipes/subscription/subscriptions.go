@@ -139,6 +139,7 @@ func (s *Subscriptions) start(ctx context.Context, service, dir string, pid *act
 		defer s.wg.Done()
 		defer close(f.done)
 		defer stopWithLife()
+		defer f.cancel() // ended by its session: release ctx's child
 		defer s.remove(f)
 		f.run(watch)
 	}()
