@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math"
-	mrand "math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -29,11 +29,12 @@ const (
 	// backoff is how long the loop waits before it retries a request that
 	// failed, unless something wakes it first.
 	backoff = 100 * time.Millisecond
-	// herdStep orders the applicants that race for a freed role: one
-	// waits herdStep for every role it already holds, plus up to herdStep
-	// at random, before it tries the create. The least loaded go first;
-	// the others usually see the new assignment (their watch fires)
-	// before their turn and send nothing.
+	// herdStep orders the applicants that race for a freed role: an
+	// applicant waits herdStep for every applicant ranked before it for
+	// that role (rendezvous hashing of the role and the applicants' ids)
+	// and for every role it already holds. One applicant, the first ranked
+	// among the least loaded, tries at once; the others usually see its
+	// assignment (their watch fires) before their turn and send nothing.
 	herdStep = 10 * time.Millisecond
 )
 
@@ -66,8 +67,10 @@ type Applicant struct {
 	session   int64  // the session that owns path
 	specs     view
 	taken     view
+	apps      view            // the applicants, for the herd order
 	bad       map[string]bool // roles whose spec is unusable, until the specs change
 	over      bool            // the Elections closed: no holder can start any more
+	pending   string          // the role the loop means to try at notBefore
 	notBefore time.Time       // when the next create may be tried (herd order)
 }
 
@@ -258,6 +261,8 @@ func (a *Applicant) wait(ctx context.Context, d time.Duration) {
 		a.specs.watch, a.specs.fresh = nil, false
 	case <-a.taken.watch:
 		a.taken.watch, a.taken.fresh = nil, false
+	case <-a.apps.watch:
+		a.apps.watch, a.apps.fresh = nil, false
 	case <-a.wake:
 	case <-timer:
 	case <-ctx.Done():
@@ -300,6 +305,12 @@ func (a *Applicant) enter(ctx context.Context) error {
 // refresh lists the specs and the assignments whose watch has fired (or
 // that were never listed), leaving a new watch.
 func (a *Applicant) refresh(ctx context.Context) error {
+	// One change often fires several watches at once (a dead applicant's
+	// assignments and its own znode go in one transaction): see them all
+	// before deciding anything.
+	a.specs.poll()
+	a.taken.poll()
+	a.apps.poll()
 	if !a.specs.fresh {
 		if err := a.list(ctx, a.r.specsPath(a.set), &a.specs); err != nil {
 			return err
@@ -312,7 +323,22 @@ func (a *Applicant) refresh(ctx context.Context) error {
 		}
 		clear(a.bad) // (a re-posted spec changes no listing: look again now and then)
 	}
+	if !a.apps.fresh {
+		if err := a.list(ctx, a.r.applicantsPath(a.set), &a.apps); err != nil {
+			return err
+		}
+		a.pending = "" // the herd order changed
+	}
 	return nil
+}
+
+// poll marks the view stale if its watch has fired.
+func (v *view) poll() {
+	select {
+	case <-v.watch:
+		v.watch, v.fresh = nil, false
+	default:
+	}
 }
 
 // list reads dir's children with a watch; a dir that does not exist has
@@ -402,21 +428,60 @@ func (a *Applicant) claim(ctx context.Context) time.Duration {
 	}
 	a.mu.Unlock()
 	if held >= a.limit || len(free) == 0 {
-		a.notBefore = time.Time{}
+		a.pending, a.notBefore = "", time.Time{}
 		return 0
 	}
+	sort.Strings(free)
+	if len(free) > maxRanked {
+		free = free[:maxRanked]
+	}
+	role, delay := "", time.Duration(math.MaxInt64)
+	for _, f := range free {
+		if d := a.herdDelay(f, held); d < delay || d == delay && f < role {
+			role, delay = f, d
+		}
+	}
 	now := time.Now()
-	if a.notBefore.IsZero() {
-		a.notBefore = now.Add(time.Duration(held)*herdStep + mrand.N(herdStep))
+	if role != a.pending {
+		a.pending, a.notBefore = role, now.Add(delay)
 	}
 	if now.Before(a.notBefore) {
 		return a.notBefore.Sub(now)
 	}
-	a.notBefore = time.Time{}
-	if !a.try(ctx, free[mrand.IntN(len(free))]) {
+	a.pending, a.notBefore = "", time.Time{}
+	if !a.try(ctx, role) {
 		return backoff
 	}
 	return 0
+}
+
+// maxRanked bounds the free roles an applicant ranks itself for at once
+// (the first by name, when more are free: at the start of a large set).
+const maxRanked = 64
+
+// herdDelay is how long this applicant lets others go first for role:
+// herdStep for each applicant ranked before it (rendezvous hashing of role
+// and applicant ids, so every applicant computes the same order without
+// reading anything but the applicants' names) and for each role it holds,
+// plus a millisecond per rank to break ties.
+func (a *Applicant) herdDelay(role string, held int) time.Duration {
+	mine := rendezvous(role, a.id)
+	rank := 0
+	for id := range a.apps.names {
+		if id != a.id && rendezvous(role, id) < mine {
+			rank++
+		}
+	}
+	return time.Duration(rank+held)*herdStep + time.Duration(rank)*time.Millisecond
+}
+
+// rendezvous is the weight of applicant id for role.
+func rendezvous(role, id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(role))
+	h.Write([]byte{'/'})
+	h.Write([]byte(id))
+	return h.Sum64()
 }
 
 // try creates role's assignment; if it wins, the holder starts as a

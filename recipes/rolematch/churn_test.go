@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,7 +33,10 @@ func TestChurnInvariants(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if s, err := strconv.ParseUint(os.Getenv("ZKACTOR_CHURN_SEED"), 10, 64); err == nil {
+		seed = s // to replay the faults of a failed run (their timing differs)
+	}
+	t.Logf("seed %d (ZKACTOR_CHURN_SEED replays it)", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	var j journal
 	roles := roleNames("r", 6)
