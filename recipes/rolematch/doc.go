@@ -51,19 +51,25 @@
 //
 // # The life of an application
 //
-//	Apply ─► applicant znode (ephemeral) ─► watch specs and assignments ─► room and a free role ─► create
+//	Apply ─► applicant znode (ephemeral) ─► watch specs, assignments, applicants ─► room and a free role ─► create
 //	session expired ─► holders stopped (their lease ended first) ─► applicant znode created again ─► apply again
 //	Stop / Roles.Close ─► every holder stopped, assignments deleted, applicant znode deleted
 //	the Elections close ─► their tenures end (holders stopped, assignments deleted) ─► the application ends
 //
-// The application lists the specs and the assignments with a watch, and
-// lists a directory again only when its watch fires. A role is free when
-// it is posted and has no assignment. When a role frees, every applicant
-// with room hears of it at once; to keep that herd small, an applicant
-// waits 10 ms for every role it already holds, plus up to 10 ms at random,
-// before it sends its create, and gives up as soon as the assignment
-// appears. The least loaded applicants therefore try first and the rest
-// usually send nothing; whoever loses a create race pays one failed create.
+// The application lists the specs, the assignments and the applicants
+// with a watch, and lists a directory again only when its watch fires. A
+// role is free when it is posted and has no assignment. When a role frees,
+// every applicant with room hears of it at once; to keep that herd small,
+// the applicants take turns: for each free role, each ranks itself among
+// the applicants by rendezvous hashing of the role and the applicants' ids
+// (the same order everywhere, from the names alone) and waits 10 ms for
+// every applicant ranked before it and for every role it already holds,
+// then sends its create unless the assignment has appeared meanwhile. The
+// first ranked of the least loaded applicants tries at once and the others
+// usually send nothing; one whose turn comes while the first is partitioned
+// or full tries 10 ms later. A lost race costs one failed create. With
+// many roles free at once (a new set), each applicant goes for the free
+// role it ranks first for, so the roles spread across the applicants.
 // An application never holds more than its limit: a role counts from the
 // create until its holder has stopped and its assignment is deleted.
 //
@@ -83,6 +89,20 @@
 // heard of it (the overlap of one notification). Resources a holder writes
 // to should refuse writes of an epoch lower than one they have seen, or
 // fence ZooKeeper writes with the Assigned message's assignment path.
+//
+// An application holds its session's lease (cluster.Session.HoldLease) for
+// its whole life, so that a role it wins is held at once.
+//
+// # Observing holders
+//
+// Holders reads the assignments afresh: role, holder PID, node,
+// application, epoch and owning session. Two holders of one role never
+// run at once; to check that from outside (the fault checker), record in
+// the holder when it gets its Assigned (start, with the epoch) and when it
+// gets Stopping (stop), on the monotonic clock: the guard lets no message
+// through after the lease, so a holding is over by the time another
+// applicant's assignment can exist. A resumed holding (same epoch) is a new
+// start after a stop.
 //
 // # Order of shutdown
 //
