@@ -99,10 +99,13 @@
 // application, epoch and owning session. Two holders of one role never
 // run at once; to check that from outside (the fault checker), record in
 // the holder when it gets its Assigned (start, with the epoch) and when it
-// gets Stopping (stop), on the monotonic clock: the guard lets no message
-// through after the lease, so a holding is over by the time another
-// applicant's assignment can exist. A resumed holding (same epoch) is a new
-// start after a stop.
+// gets Stopping (stop), on the monotonic clock (CLOCK_MONOTONIC is one
+// clock for every process of a Linux machine). The guard lets no message
+// through once the lease has run out and stops the actor then; the lease
+// ends a tenth of the session timeout before ZooKeeper may expire the
+// session and another applicant create the assignment, which is the margin
+// a recorded stop has. A resumed holding (same epoch) is a new start after
+// a stop.
 //
 // # Order of shutdown
 //
