@@ -2,6 +2,7 @@ package global
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -89,8 +90,11 @@ func (e *Elections) Place(ctx context.Context, name string) (int, error) {
 // ends or Elections closes; then the channel is closed. A slow reader sees
 // only the latest. It is a channel, as Observe is, because its readers are
 // monitors rather than actors. A change costs one listing and one exists
-// per candidate that joined, whatever the queue's length. A bad name gives
-// a channel closed at once.
+// per candidate that joined, whatever the queue's length (one per
+// candidate when the directory's children version shows changes that the
+// names hide: a znode deleted and created again under its name, or one
+// that came and went between two listings). A bad name gives a channel
+// closed at once.
 func (e *Elections) ObserveQueue(ctx context.Context, name string) <-chan int {
 	out := make(chan int, 1)
 	if err := cluster.ValidateName(name); err != nil {
@@ -176,6 +180,22 @@ func (e *Elections) readQueue(ctx context.Context, name string) ([]Candidate, er
 			data, stat, err = c.Get(p)
 			return err
 		})
+		if errors.Is(err, zk.ErrNoAuth) {
+			// Another client's znode that this session may not read: it
+			// takes part as any other (takesPart reads only its owner,
+			// which exists shows without permission), with no record.
+			// Failing instead would hide the whole queue while it lives.
+			data = nil
+			err = e.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
+				var err error
+				var ok bool
+				ok, stat, err = c.Exists(p)
+				if err == nil && !ok {
+					err = zk.ErrNoNode
+				}
+				return err
+			})
+		}
 		if isNoNode(err) {
 			continue
 		}
@@ -199,12 +219,39 @@ func (e *Elections) readQueue(ctx context.Context, name string) ([]Candidate, er
 }
 
 // queueMemo is what ObserveQueue learnt of a queue's znodes: whether each
-// takes part. A candidate's name is never reused within one life of the
-// directory (sequence numbers only grow), nor its owner changed, so a name
-// is looked at once per directory life (czxid).
+// takes part, and the directory's children at that listing. A znode's
+// owner never changes, and ZooKeeper never reuses a sequence number in
+// one life of the directory (czxid), but another client may delete a
+// znode and create one under the same name (a persistent one replaced by
+// an ephemeral one, say) between two listings. So the memo is trusted
+// only when the directory's children version moved by exactly the
+// creates and deletes the names show; otherwise every name is looked at
+// again.
 type queueMemo struct {
 	czxid     int64
+	cversion  int32
+	children  map[string]bool // every child at the last listing
 	takesPart map[string]bool
+}
+
+// provesSame reports whether a listing (the directory's stat and its
+// children) shows no change beyond its names since the memo's listing.
+func (m *queueMemo) provesSame(stat *zk.Stat, listed map[string]bool) bool {
+	if m.takesPart == nil || m.czxid != stat.Czxid {
+		return false
+	}
+	changes := 0
+	for n := range listed {
+		if !m.children[n] {
+			changes++
+		}
+	}
+	for n := range m.children {
+		if !listed[n] {
+			changes++
+		}
+	}
+	return int64(stat.Cversion)-int64(m.cversion) == int64(changes)
 }
 
 // queueSize lists name's queue with a watch and counts the candidates that
@@ -235,19 +282,22 @@ func (e *Elections) queueSize(ctx context.Context, name string, memo *queueMemo)
 			if exists {
 				continue
 			}
-			memo.czxid, memo.takesPart = 0, nil
+			*memo = queueMemo{}
 			return 0, watch, nil
 		}
 		if err != nil {
 			return 0, nil, err
 		}
-		if memo.czxid != stat.Czxid || memo.takesPart == nil {
-			memo.czxid, memo.takesPart = stat.Czxid, map[string]bool{}
-		}
 		listed := make(map[string]bool, len(names))
+		for _, n := range names {
+			listed[n] = true
+		}
+		if !memo.provesSame(stat, listed) {
+			memo.takesPart = map[string]bool{}
+		}
+		memo.czxid, memo.cversion, memo.children = stat.Czxid, stat.Cversion, listed
 		size := 0
 		for _, n := range queue(names) {
-			listed[n] = true
 			part, ok := memo.takesPart[n]
 			if !ok {
 				p := dir + "/" + n
