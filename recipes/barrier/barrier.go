@@ -169,7 +169,9 @@ func (p *participant) open(ctx context.Context, seq int64) (ok bool, version int
 		return false, -1, watch, nil
 	}
 	var rec barrierv1.Ready
-	if err := proto.Unmarshal(data, &rec); err != nil {
+	// A participant always writes a size: an empty record (which any
+	// bytes that parse may be) admits nobody, not the sequences up to 0.
+	if err := proto.Unmarshal(data, &rec); err != nil || rec.Size < 1 {
 		p.b.log.Debug("the ready znode holds no Ready record: ignored", "path", path)
 		return false, stat.Version, watch, nil
 	}
@@ -269,7 +271,11 @@ func (p *participant) leave(ctx context.Context) error {
 }
 
 // watch leaves a watch on the participant target; gone when it has left
-// already, a nil watch when no session stands behind it.
+// already, a nil watch when no session stands behind it. A znode this
+// session may not read (another client's ACL) gets no watch, and Leave
+// polls it after the backoff: an exists watch would be set but, on current
+// servers, never fire for it (they deliver no event on a znode the watcher
+// may not read).
 func (p *participant) watch(ctx context.Context, target string) (<-chan zk.Event, bool, error) {
 	path := p.b.dir + "/" + target
 	var (

@@ -22,8 +22,8 @@
 // # Entering
 //
 //	Enter ─► participant znode created ─► ready exists and admits it? ─► in
-//	      ─► else count the participants ─► at least size? ─► create (or renew) ready ─► in
-//	      ─► else wait on ready's watch ─► ready created ─► in
+//	      ─► else count the live participants ─► at least size? ─► create (or renew) ready ─► in
+//	      ─► else wait on ready's watch ─► ready created or changed ─► does it admit it? …
 //
 // A waiting participant watches ready only: an arrival wakes nobody, the
 // opening wakes each waiter once. Ready admits the participants up to the
@@ -31,7 +31,14 @@
 // znode left over from an earlier round, or one holding garbage, admits
 // nobody new: the participant that completes the next count renews it.
 // A participant that arrives late, while at least size participants are
-// still inside, counts them and passes at once (renewing ready).
+// still inside, counts them and passes at once (renewing ready). A waiter
+// woken by ready's creation reads it like any other: a ready that no
+// participant wrote (garbage, an empty record) admits nobody.
+//
+// Only participant znodes with a session behind them count. A persistent
+// znode of that shape never leaves: Enter passes it over as Leave does.
+// The participant whose listing reaches size checks the others it has not
+// checked yet (exists, sent together: one round trip) before it opens.
 //
 // A participant that dies before the count is reached (closed, killed, its
 // session expired) takes its ephemeral znode along and does not count: the
@@ -60,5 +67,10 @@
 //
 // ErrEntered and ErrNotEntered report Enter and Leave called out of turn;
 // everything else is wrapped with the barrier's name, the operation and the
-// path. A bad name or root wraps cluster.ErrBadName.
+// path. A bad name or root wraps cluster.ErrBadName. An ACL that refuses
+// this session a request Enter needs (zk.ErrNoAuth: another identity's
+// ready or directory) ends Enter with that error and takes its znode
+// away; retrying would not cure it. A participant znode this session may
+// not read (a foreign client's) cannot be watched, since servers deliver
+// no event on it: Leave looks at it again after each backoff.
 package barrier

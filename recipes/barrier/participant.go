@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -21,9 +22,10 @@ type participant struct {
 	prefix string // dir/_c_<guid>-p-
 	data   []byte
 
-	path    string // the participant znode, "" = none
-	session int64  // the session that owns path
-	strays  bool   // a create's outcome was lost: znodes of ours may exist besides path
+	path    string          // the participant znode, "" = none
+	session int64           // the session that owns path
+	strays  bool            // a create's outcome was lost: znodes of ours may exist besides path
+	live    map[string]bool // participant-shaped names checked: has a session behind it
 }
 
 // enter is the first half of the double barrier: add the participant, then
@@ -52,8 +54,10 @@ func (p *participant) enter(ctx context.Context) error {
 		}
 		me := p.path[strings.LastIndexByte(p.path, '/')+1:]
 		_, seq, _ := parseParticipant(me)
+		// An error that retrying cannot cure (an ACL that refuses this
+		// session) ends Enter; any other is retried after the backoff.
 		ok, version, watch, err := p.open(ctx, seq)
-		if errors.Is(err, cluster.ErrClosed) {
+		if refused(err) {
 			return err
 		}
 		if err != nil {
@@ -64,7 +68,7 @@ func (p *participant) enter(ctx context.Context) error {
 			return nil
 		}
 		names, err := children(ctx, s, p.b.dir)
-		if errors.Is(err, cluster.ErrClosed) {
+		if refused(err) {
 			return err
 		}
 		if err != nil {
@@ -79,27 +83,86 @@ func (p *participant) enter(ctx context.Context) error {
 			continue
 		}
 		if len(q) >= p.b.size {
+			// Only participants with a session behind them count: a
+			// persistent znode of that shape would open the barrier early
+			// (and, with a high sequence, admit every later arrival).
+			if q, err = p.liveOnly(ctx, q, me); refused(err) {
+				return err
+			} else if err != nil {
+				p.sleep(ctx)
+				continue
+			}
+		}
+		if len(q) >= p.b.size {
 			_, last, _ := parseParticipant(q[len(q)-1])
 			opened, err := p.openUp(ctx, version, last)
-			if errors.Is(err, cluster.ErrClosed) {
+			switch {
+			case refused(err):
 				return err
-			}
-			if opened {
+			case err != nil:
+				p.sleep(ctx) // not at once: the ensemble is struggling
+			case opened:
 				return nil
 			}
 			continue // ready changed meanwhile: look again
 		}
 		p.b.log.Debug("waiting for more participants", "here", len(q), "size", p.b.size)
+		// Ready's creation, change or deletion: look again. A creation is
+		// not taken as the opening without reading it: a ready that a
+		// participant did not write (garbage, an empty record) admits
+		// nobody.
 		select {
-		case ev := <-watch:
-			if ev.Type == zk.EventNodeCreated {
-				// Created after this participant arrived (the watch was
-				// set after its create): the barrier opened for it.
-				return nil
-			}
+		case <-watch:
 		case <-ctx.Done():
 		}
 	}
+}
+
+// liveOnly returns q without the participant-shaped znodes that no session
+// stands behind or that are gone; me is this participant's, live. Each
+// name is checked once: a live ephemeral znode stays live until it is
+// deleted, and then it leaves the listing. The checks go out together (one
+// round trip; exists needs no permission).
+func (p *participant) liveOnly(ctx context.Context, q []string, me string) ([]string, error) {
+	if p.live == nil {
+		p.live = map[string]bool{}
+	}
+	var check []string
+	for _, n := range q {
+		if _, known := p.live[n]; !known && n != me {
+			check = append(check, n)
+		}
+	}
+	if len(check) > 0 {
+		found := make([]bool, len(check))
+		stats := make([]*zk.Stat, len(check))
+		err := p.b.s.Do(ctx, cluster.Op{Name: "exists", Path: p.b.dir + "/*", Idempotent: true}, func(conn *zk.Conn) error {
+			errs := make([]error, len(check))
+			var wg sync.WaitGroup
+			for i, n := range check {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					found[i], stats[i], errs[i] = conn.Exists(p.b.dir + "/" + n)
+				}()
+			}
+			wg.Wait()
+			return errors.Join(errs...)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i, n := range check {
+			p.live[n] = found[i] && live(stats[i])
+		}
+	}
+	out := q[:0:0]
+	for _, n := range q {
+		if n == me || p.live[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // create makes the participant znode: ephemeral, sequential and protected
@@ -147,6 +210,13 @@ func (p *participant) create(ctx context.Context) error {
 				return nil
 			}
 			continue // gone with the old session
+		}
+		if ctx.Err() != nil {
+			// Do gave up waiting: the create may still have been applied,
+			// and its late outcome may not reach the callback above (it
+			// can finish just as Do stops waiting). Abandon sweeps.
+			p.strays = true
+			return err
 		}
 		if !zkutil.IsTransient(err) {
 			return err
