@@ -35,7 +35,8 @@ type Candidate struct {
 	Epoch int64
 	// PID is the global's PID if this candidate is elected, and NodeID the
 	// node it stands for; nil and "" when the znode's data is not a
-	// Candidate record (it still holds its place).
+	// Candidate record, or its ACL does not let this session read it (it
+	// still holds its place).
 	PID    *actor.PID
 	NodeID string
 	// Session is the ZooKeeper session that owns the znode.
