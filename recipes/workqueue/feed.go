@@ -33,6 +33,10 @@ type FeedOptions struct {
 // back) sent to Delivery.feeder; at most Window deliveries are unanswered
 // at once.
 //
+// After the session's end (an expiry), the items delivered before are
+// free again: they come again, to this consumer or another, with one more
+// attempt; an answer to an item delivered twice applies to the last take.
+//
 // The feeder follows the consumer: it watches it and stops when it stops.
 // Stopping the feeder (the PID returned) gives back the items it holds
 // unanswered. Failures to take are logged and retried with backoff.
@@ -103,8 +107,14 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 	me := &zkactorv1.PID{Address: self.Address, Id: self.Id}
 	failures := 0
 	for {
+		changed := f.q.nextChange() // a new session, among others
+		f.voidLost()                // after the snapshot: no session change slips between
 		select {
 		case <-f.slots:
+		case <-changed:
+			continue
+		case <-f.q.done:
+			return
 		case <-ctx.Done():
 			return
 		}
@@ -119,6 +129,8 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 			f.q.log.Error("cannot take an item; trying again", "err", err, "attempt", failures, "backoff", delay)
 			select {
 			case <-time.After(delay):
+			case <-f.q.done:
+				return
 			case <-ctx.Done():
 				return
 			}
@@ -127,10 +139,16 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 		failures = 0
 		f.mu.Lock()
 		stopped := f.stopped
+		_, again := f.held[it.ID]
 		if !stopped {
 			f.held[it.ID] = it
 		}
 		f.mu.Unlock()
+		if again {
+			// Taken again after this session lost its claim (an expiry): the
+			// earlier take is void, and its slot free.
+			f.slots <- struct{}{}
+		}
 		if stopped {
 			f.finish(it, false, nil)
 			return
@@ -139,6 +157,20 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 			Id: it.ID, Key: it.Key, Payload: it.Payload, Producer: it.Producer,
 			PutAt: timestamppb.New(it.PutAt), Attempts: uint32(it.Attempts), Feeder: me,
 		})
+	}
+}
+
+// voidLost forgets the items whose claims went with an earlier session:
+// they are free in the queue again, and their slots here too.
+func (f *feeder) voidLost() {
+	current := f.q.s.ID()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, it := range f.held {
+		if it.session != current {
+			delete(f.held, id)
+			f.slots <- struct{}{} // a slot per held item: never blocks
+		}
 	}
 }
 

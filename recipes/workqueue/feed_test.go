@@ -104,3 +104,46 @@ func TestFeedFollowsTheConsumer(t *testing.T) {
 		t.Fatalf("after the consumer stopped, took %s attempt %d, want c attempt 2", it.Key, it.Attempts)
 	}
 }
+
+// At least once, fed: when the feeder's session expires while the consumer
+// holds an item, the item comes again (attempt 2), and the consumer's Ack
+// then removes it.
+func TestFeedAfterSessionExpiry(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	s := dial(t, []string{proxy.Addr()}, time.Second)
+	q := open(t, s, root, "jobs", "fed")
+	put(t, q, "only", "the one")
+	system := newSystem(t)
+	got := make(chan *workqueuev1.Delivery, 10)
+	consumer := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		d, ok := c.Message().(*workqueuev1.Delivery)
+		if !ok {
+			return
+		}
+		got <- d
+		if d.Attempts > 1 {
+			c.Send(actor.NewPID(d.Feeder.Address, d.Feeder.Id), &workqueuev1.Ack{Id: d.Id})
+		}
+	}))
+	q.Feed(system.Root, consumer, workqueue.FeedOptions{Window: 1})
+	next := func() *workqueuev1.Delivery {
+		t.Helper()
+		select {
+		case d := <-got:
+			return d
+		case <-time.After(20 * time.Second):
+			t.Fatal("no delivery")
+			return nil
+		}
+	}
+	if d := next(); d.Key != "only" || d.Attempts != 1 {
+		t.Fatalf("first delivery %s attempt %d", d.Key, d.Attempts)
+	}
+	zkc.ExpireSession(t, proxy, s.ID())
+	if d := next(); d.Key != "only" || d.Attempts != 2 {
+		t.Fatalf("after the expiry: %s attempt %d, want only attempt 2", d.Key, d.Attempts)
+	}
+	eventuallyChildren(t, zkc.Connect(t), root+"/queues/jobs/items", 0)
+}

@@ -58,6 +58,7 @@ type Queue struct {
 	log      *slog.Logger
 
 	taking chan struct{} // a token: one Take of this handle at a time
+	done   chan struct{} // closed by Close
 
 	mu      sync.Mutex
 	changed chan struct{}   // closed and replaced on every change of items/ or claims/
@@ -99,6 +100,7 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 		producer: opts.Producer,
 		log:      log.With("queue", name),
 		taking:   make(chan struct{}, 1),
+		done:     make(chan struct{}),
 		changed:  make(chan struct{}),
 		strays:   map[string]bool{},
 		bad:      map[string]bool{},
@@ -134,6 +136,7 @@ func (q *Queue) Close() {
 		return
 	}
 	q.closed = true
+	close(q.done)
 	q.mu.Unlock()
 	q.stopWatch()
 	q.stopNotify()

@@ -26,6 +26,7 @@ type Item struct {
 	Attempts int       // takes so far, this one included: above 1, an earlier taker did not acknowledge it
 
 	version int32 // the item znode's version after this take: only this take's Ack matches it
+	session int64 // the session whose claim holds it
 }
 
 // maxBad bounds the remembered names of undecodable items.
@@ -59,6 +60,7 @@ func (q *Queue) Take(ctx context.Context) (*Item, error) {
 		}
 		select {
 		case <-changed:
+		case <-q.done:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("take from queue %q: %w", q.name, ctx.Err())
 		}
@@ -143,11 +145,16 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 	// A caller that gives up before the reply leaves a claim that may be
 	// ours: the next take removes it (removeStrays).
 	late := func(error) { q.addStray(name) }
+	var session int64 // read only when the request's outcome is known
 	err = plumbing.DoLate(ctx, q.s, "claim", claimPath, late, func(c *zk.Conn) error {
+		before := c.SessionID()
 		_, err := c.Multi(
 			&zk.SetDataRequest{Path: itemPath, Data: next, Version: stat.Version},
 			&zk.CreateRequest{Path: claimPath, Data: claim, Acl: q.s.ACL(), Flags: zk.FlagEphemeral},
 		)
+		if c.SessionID() == before {
+			session = before
+		}
 		return err
 	})
 	switch {
@@ -161,9 +168,10 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 			q.addStray(name)
 			return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
 		}
-		if !ours {
+		if ours == 0 {
 			return nil, nil
 		}
+		session = ours
 	default:
 		if isTransient(err) {
 			q.addStray(name)
@@ -172,25 +180,25 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 	}
 	return &Item{
 		ID: name, Key: rec.Key, Payload: rec.Payload, Producer: rec.Producer,
-		PutAt: rec.PutAt.AsTime(), Attempts: int(rec.Attempts), version: stat.Version + 1,
+		PutAt: rec.PutAt.AsTime(), Attempts: int(rec.Attempts), version: stat.Version + 1, session: session,
 	}, nil
 }
 
-// ownClaim reports whether the claim of name is this session's, made by the
-// take with token.
-func (q *Queue) ownClaim(ctx context.Context, name, token string) (bool, error) {
+// ownClaim returns the session that owns the claim of name if the take
+// with token made it and that session is the current one; 0 otherwise.
+func (q *Queue) ownClaim(ctx context.Context, name, token string) (int64, error) {
 	data, stat, err := q.get(ctx, q.claims+"/"+name)
 	if errors.Is(err, zk.ErrNoNode) {
-		return false, nil
+		return 0, nil
 	}
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	c := &workqueuev1.Claim{}
-	if proto.Unmarshal(data, c) != nil {
-		return false, nil
+	if proto.Unmarshal(data, c) != nil || c.Taker != q.producer+"/"+token || stat.EphemeralOwner != q.s.ID() {
+		return 0, nil
 	}
-	return stat.EphemeralOwner == q.s.ID() && c.Taker == q.producer+"/"+token, nil
+	return stat.EphemeralOwner, nil
 }
 
 func isTransient(err error) bool {
