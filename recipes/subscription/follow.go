@@ -133,13 +133,13 @@ func (f *follow) sync(ctx context.Context) (<-chan zk.Event, error) {
 		for i, n := range p.verify {
 			switch st := stats[i].stat; {
 			case st == nil || st.Czxid > listed:
-				// Changed since the listing, and which life the listing
-				// showed is unknown: the known one (its leave comes after
-				// this listing) or another (it left before). Tell nothing
-				// and let the next listing, which the watch has already
-				// asked for, decide.
-				f.log.Debug("a kept child changed after the listing; listing again", "path", f.dir+"/"+n)
-				return watch, nil
+				// Changed since the listing: the listing most likely
+				// showed the known life, whose leave then comes after
+				// this listing. Keep it as known and let the next
+				// listing, which the watch has already asked for, report
+				// it. (Listing again until nothing changes meanwhile
+				// would never end under steady churn.)
+				f.log.Debug("a kept child changed after the listing; the next listing reports it", "path", f.dir+"/"+n)
 			case st.Czxid != f.view.children[n].czxid:
 				p.gone = append(p.gone, n)
 				p.fresh = append(p.fresh, n)
