@@ -54,6 +54,12 @@
 // likewise counts as done. A write applied and then
 // overwritten by another client before the read back is reported as a
 // conflict: from the record alone it cannot be told from one never applied.
+// Versions start again at 0 when a znode is deleted and created again, so
+// a write sent again can also act on a record that another client deleted
+// and created meanwhile: a create whose reply was lost creates the record
+// again if it was deleted in that window, and a delete at version 0 deletes
+// an override created again at version 0. That is ZooKeeper's
+// compare-and-set, retried or not: it compares versions, not creations.
 //
 // # The life of a subscription
 //
@@ -88,7 +94,18 @@
 // the znode; a subscriber is sent a Config whose Error says the same and
 // whose Values are the last good merged config it received, and a Warn is
 // logged. A znode without data counts as an empty record. A znode whose
-// ACL refuses this client gives an error wrapping ErrNotAllowed.
+// ACL refuses this client gives an error wrapping ErrNotAllowed: from Get,
+// and from Subscribe for the first read. Give every subscriber READ on the
+// config znodes (the Session's ACL gives it to the world): ZooKeeper sends
+// no watch event for a change of a znode the client may not read (servers
+// with the fix of CVE-2024-23944: 3.8.4, 3.9.2 and later, and patched
+// builds), so a part made unreadable is not followed. When a later read
+// is refused (after a new session), the subscription logs a Warn once,
+// sends nothing and reads again, with a backoff growing to 5 s, until the
+// ACL allows it.
+//
+// A subscriber owns every Config it is sent and may edit it: each message
+// is a copy, shared with neither the subscription nor other messages.
 //
 // While ZooKeeper is unreachable, calls wait within their ctx and fail
 // with cluster.ErrNotConnected; subscriptions keep waiting and read again

@@ -18,8 +18,16 @@ import (
 )
 
 // backoff is how long a subscription waits before it reads again after a
-// failed or stale read.
-const backoff = 100 * time.Millisecond
+// failed or stale read. After reads refused by an ACL it doubles with each
+// one in a row, up to maxBackoff: the refusal lasts as long as an operator
+// takes to repair the ACL, ZooKeeper sends no watch event for a znode the
+// client may not read, so reading again is the only way to see the repair,
+// and it must not cost ten requests a second meanwhile. (Other failures
+// wait for the connection inside the read: no backoff makes them busy.)
+const (
+	backoff    = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
 
 // subscription is one Subscribe: its goroutine (run) owns the parts and
 // the watches on them; other goroutines only stop it.
@@ -36,6 +44,7 @@ type subscription struct {
 	// Owned by run (by Subscribe before run starts).
 	svc, ov         *part // as last read, with their watches
 	readSvc, readOv bool  // the part changed (or its watch ended): read it again
+	refused         bool  // a read was refused by an ACL (warned); reset by a good read
 	resync          bool  // a read went back: sync with the quorum leader before the next
 	last            *configv1.Config
 	lastGood        *structpb.Struct
@@ -45,7 +54,8 @@ type subscription struct {
 // for the service's record alone) at once, as a *configv1.Config, and
 // again after every change of either part: the service's record or the
 // process's override, written, created or deleted. It returns once the
-// first config is sent; ctx bounds that first read only.
+// first config is sent; ctx bounds that first read only. A Close of the
+// store meanwhile makes it fail with cluster.ErrClosed.
 //
 // The subscription lasts until cancel is called (cancel returns once no
 // more messages will be sent), until the actor pid stops (the store watches
@@ -60,6 +70,8 @@ type subscription struct {
 // subscription: pid is sent a Config whose Error names the znode and what
 // is wrong, whose Values are the last good merged config it was sent, and
 // a Warn is logged. A config follows once the data is repaired.
+//
+// Each message is pid's own copy: the receiver may edit it.
 func (st *Store) Subscribe(ctx context.Context, service, process string, pid *actor.PID) (cancel func(), err error) {
 	if err := validNames("subscribe", service, process, false); err != nil {
 		return nil, err
@@ -92,6 +104,10 @@ func (st *Store) Subscribe(ctx context.Context, service, process string, pid *ac
 	defer stopWith()
 	if err := sub.refresh(first); err != nil {
 		sub.end()
+		if st.life.Err() != nil {
+			// Close ended the read: say so, not that ZooKeeper was slow.
+			err = cluster.ErrClosed
+		}
 		return nil, fmt.Errorf("zkactor: config subscribe %q/%q: %w", service, process, err)
 	}
 	sub.offer()
@@ -130,6 +146,7 @@ func (sub *subscription) end() {
 func (sub *subscription) run(watcher *actor.PID) {
 	defer sub.end()
 	defer sub.st.system.Root.Stop(watcher)
+	refusedWait := backoff // grows with reads refused in a row
 	for {
 		if !sub.readSvc && !sub.readOv {
 			select {
@@ -152,19 +169,30 @@ func (sub *subscription) run(watcher *actor.PID) {
 		}
 		err := sub.refresh(sub.ctx)
 		if err == nil && sub.offer() {
+			refusedWait, sub.refused = backoff, false
 			continue
 		}
 		if errors.Is(err, cluster.ErrClosed) {
 			sub.log.Debug("the session is closed: ending the subscription")
 			return
 		}
-		if err != nil && sub.ctx.Err() == nil {
+		switch {
+		case errors.Is(err, ErrNotAllowed) && !sub.refused:
+			// Nothing else tells anyone: the subscriber is sent nothing
+			// until the part can be read.
+			sub.refused = true
+			sub.log.Warn("a config znode's ACL refuses this client the read: the subscription reads it again until allowed", "err", err)
+		case err != nil && sub.ctx.Err() == nil:
 			sub.log.Debug("reading the config failed; trying again", "err", err)
+		}
+		wait := backoff
+		if errors.Is(err, ErrNotAllowed) {
+			wait, refusedWait = refusedWait, min(2*refusedWait, maxBackoff)
 		}
 		select {
 		case <-sub.ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -243,13 +271,16 @@ func (sub *subscription) offer() bool {
 		sub.log.Warn("a config znode holds no usable record: the subscriber keeps the last good config", "err", cfg.Error)
 		cfg.Values = &structpb.Struct{Fields: map[string]*structpb.Value{}}
 		if sub.lastGood != nil {
-			cfg.Values = proto.Clone(sub.lastGood).(*structpb.Struct)
+			cfg.Values = sub.lastGood
 		}
 	} else {
-		sub.lastGood = proto.Clone(cfg.Values).(*structpb.Struct) // the sent one is the receiver's
+		sub.lastGood = cfg.Values
 	}
 	sub.last = cfg
-	sub.st.system.Root.Send(sub.pid, cfg)
+	// The receiver owns the message it is sent and may edit it; cfg shares
+	// its parts with the subscription (a part that did not change is
+	// reused by the next Config), so the receiver gets a copy.
+	sub.st.system.Root.Send(sub.pid, proto.Clone(cfg))
 	return true
 }
 
