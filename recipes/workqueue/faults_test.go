@@ -331,3 +331,53 @@ func TestChurnClaimsAreExclusive(t *testing.T) {
 		}
 	}
 }
+
+// A Take that gives up while its claim is in flight (the reply comes after
+// its ctx ended) may leave a claim of its own session behind, which would
+// hide the item from everyone until the session ends. The handle's next
+// Take removes it and takes the item again.
+func TestTakeGivenUpLeavesNoClaim(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	q := open(t, dial(t, []string{proxy.Addr()}, 4*time.Second), root, "jobs", "p")
+	c := zkc.Connect(t)
+	claims := root + "/queues/jobs/claims"
+	put(t, q, "k", "the item")
+	proxy.Delay(150 * time.Millisecond) // every reply late: a Take is four round trips
+	stray := false
+	for wait := 100 * time.Millisecond; wait < 3*time.Second && !stray; wait += 40 * time.Millisecond {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		it, err := q.Take(ctx)
+		cancel()
+		if err == nil {
+			if err := q.Release(ctxT(t), it); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		// Did the claim land after the Take gave up? The claim's create is
+		// the Take's last request: its fate is known a round trip later.
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(deadline) && !stray {
+			names, _, err := c.Children(claims)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stray = len(names) == 1
+			time.Sleep(5 * time.Millisecond) // polling a state that may never come, not synchronising
+		}
+	}
+	if !stray {
+		t.Fatal("no Take gave up with its claim in flight; the test did not reach its case")
+	}
+	proxy.Delay(0)
+	it := take(t, q)
+	if it.Key != "k" {
+		t.Fatalf("took %s", it.ID)
+	}
+	if err := q.Ack(ctxT(t), it); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyChildren(t, c, claims, 0)
+}
