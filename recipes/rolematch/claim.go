@@ -68,6 +68,10 @@ func (a *Applicant) claim(ctx context.Context) time.Duration {
 	return 0
 }
 
+// testHookBeforeCreate, when a test sets it, runs just before an
+// assignment's create is sent.
+var testHookBeforeCreate func(path string)
+
 // maxRanked bounds the free roles an applicant ranks itself for at once
 // (the first by name, when more are free: at the start of a large set).
 const maxRanked = 64
@@ -135,6 +139,9 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 		tenure.Stop()
 		a.log.Error("encoding an assignment", "role", role, "err", err)
 		return false
+	}
+	if testHookBeforeCreate != nil {
+		testHookBeforeCreate(p)
 	}
 	session, won, err := a.create(ctx, p, rec)
 	if err != nil || !won {

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/recipes/rolematch"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -163,4 +166,53 @@ func TestMemberClosedWithoutCleanup(t *testing.T) {
 	if err := a.roles.Close(ctx); err != nil {
 		t.Errorf("closing the dead member's roles: %v", err)
 	}
+}
+
+// The reply to an assignment's create is lost (the server made it): once
+// reconnected, the applicant reads the assignment, finds it is its own
+// (its session's, naming its application), and holds the role; nobody
+// else does, and nothing is left behind.
+func TestCreateReplyLost(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newMember(t, "a", []string{proxy.Addr()}, root, 4*time.Second)
+	b := newMember(t, "b", zkc.Addrs(), root, 4*time.Second)
+	app := apply(t, a, "set", 1, &j)
+	raw := zkc.Connect(t)
+	// The directory exists, so that the create is one request.
+	if _, err := raw.Create(root+"/roles/set/assignments", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	dropped := make(chan struct{})
+	rolematch.SetTestHookBeforeCreate(t, func(string) {
+		select {
+		case <-dropped:
+		default:
+			proxy.DropFromTarget() // the create reaches the server; its reply does not come back
+			close(dropped)
+		}
+	})
+	post(t, b, "set", "r")
+	<-dropped
+	zktest.Eventually(t, 10*time.Second, func() error {
+		ok, _, err := raw.Exists(root + "/roles/set/assignments/r")
+		if err != nil || !ok {
+			return fmt.Errorf("no assignment yet: %v", err)
+		}
+		return nil
+	})
+	proxy.Restore() // the silenced connection closes; a reconnects to the same session
+	h := j.allHeld(t, b, "set", []string{"r"}, 10*time.Second)["r"]
+	if h.member != "a" {
+		t.Fatalf("held by %s", h.member)
+	}
+	hs, err := b.roles.Holders(ctxT(t), "set")
+	if err != nil || len(hs) != 1 || hs[0].Applicant != app.ID() || hs[0].Session != a.Session.ID() {
+		t.Errorf("Holders = %+v, %v; want a's application on a's session", hs, err)
+	}
+	apply(t, b, "set", 1, &j) // room elsewhere changes nothing: the role is a's
+	j.allHeld(t, b, "set", []string{"r"}, 5*time.Second)
+	j.noOverlap(t)
 }

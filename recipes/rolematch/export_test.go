@@ -1,0 +1,9 @@
+package rolematch
+
+import "testing"
+
+// SetTestHookBeforeCreate sets testHookBeforeCreate for the test's duration.
+func SetTestHookBeforeCreate(t *testing.T, f func(path string)) {
+	testHookBeforeCreate = f
+	t.Cleanup(func() { testHookBeforeCreate = nil })
+}
