@@ -295,3 +295,40 @@ func TestAttackLostDeleteReplyMeetsARecreatedOverride(t *testing.T) {
 		t.Errorf("the override created again in the window: exists %v (%v); the documented behaviour is that the retried delete removed it", ok, err)
 	}
 }
+
+// ZooKeeper unreachable: Subscribe fails within its ctx with
+// cluster.ErrNotConnected and leaves no subscription behind; once
+// ZooKeeper is back, a Subscribe works.
+func TestAttackSubscribeWhileUnreachable(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	n := newNode(t, []string{proxy.Addr()}, root, 4*time.Second)
+	ctx := ctxT(t)
+	if _, err := n.store.Set(ctx, "svc", values(t, `{"a":1}`), config.Absent); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if n.session.Connected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	r := newRecorder(n)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := n.store.Subscribe(short, "svc", "p", r.pid); !errors.Is(err, cluster.ErrNotConnected) {
+		t.Errorf("Subscribe while unreachable = %v, want ErrNotConnected", err)
+	}
+	if c := config.Subscriptions(n.store); c != 0 {
+		t.Errorf("%d subscriptions left by a failed Subscribe", c)
+	}
+	proxy.Restore()
+	if _, err := n.store.Subscribe(ctx, "svc", "p", r.pid); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.waitN(t, 1); jsonOf(got.Values) != `{"a":1}` || r.count() != 1 {
+		t.Errorf("after the outage: %v (%d configs)", got, r.count())
+	}
+}

@@ -95,14 +95,17 @@
 // whose Values are the last good merged config it received, and a Warn is
 // logged. A znode without data counts as an empty record. A znode whose
 // ACL refuses this client gives an error wrapping ErrNotAllowed: from Get,
-// and from Subscribe for the first read. Give every subscriber READ on the
-// config znodes (the Session's ACL gives it to the world): ZooKeeper sends
-// no watch event for a change of a znode the client may not read (servers
-// with the fix of CVE-2024-23944: 3.8.4, 3.9.2 and later, and patched
-// builds), so a part made unreadable is not followed. When a later read
-// is refused (after a new session), the subscription logs a Warn once,
-// sends nothing and reads again, with a backoff growing to 5 s, until the
-// ACL allows it.
+// and from Subscribe for the first read.
+//
+// Give every subscriber READ on the config znodes (the Session's ACL gives
+// it to the world). ZooKeeper sends no watch event for a change of a znode
+// the client may not read (servers with the fix of CVE-2024-23944: 3.8.4,
+// 3.9.2 and later, and patched builds), and spends the watch all the same:
+// a part made unreadable is not followed, even once readable again, until
+// the subscription reads it again after a reconnect or on a new session.
+// When such a read is refused, the subscription logs a Warn once, sends
+// nothing, and reads again with a backoff growing to 5 s until the ACL
+// allows it.
 //
 // A subscriber owns every Config it is sent and may edit it: each message
 // is a copy, shared with neither the subscription nor other messages.
