@@ -83,5 +83,11 @@
 //
 // ErrLocked (TryLock) and ErrLost (Held.Err) are for decisions; everything
 // else is wrapped with the lock's name, the operation and the path. A bad
-// name or root wraps cluster.ErrBadName.
+// name or root wraps cluster.ErrBadName. An ACL that refuses this session
+// the create or the listing (zk.ErrNoAuth: another identity's directory)
+// ends Lock and TryLock with that error, leaving nothing behind; retrying
+// would not cure it. A waiter znode this session may not read (a foreign
+// client's) is still a waiter: exists tells whether a session stands
+// behind it, and since servers deliver no watch event on it, a Lock
+// behind it looks again after each backoff.
 package lock

@@ -64,7 +64,9 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			}
 		}
 		names, err := w.children(ctx)
-		if errors.Is(err, cluster.ErrClosed) {
+		if refused(err) {
+			// ErrClosed, or a directory this session may not list
+			// (another identity's ACL): retrying cannot cure it.
 			return fmt.Errorf("lock %q: %w", w.m.name, err)
 		}
 		if err != nil {
@@ -74,6 +76,12 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 		q := queue(names)
 		me := w.path[strings.LastIndexByte(w.path, '/')+1:]
 		w.removeStrays(ctx, q, me)
+		if w.strays {
+			// A stray of ours is still there: it must not stay ahead of
+			// (or be counted beside) this one. Try again before going on.
+			w.sleep(ctx, nil)
+			continue
+		}
 		idx := indexOf(q, me)
 		if idx < 0 {
 			w.m.log.Debug("the waiter znode is gone: queueing again", "path", w.path)
@@ -81,7 +89,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			continue
 		}
 		pred, watch, err := w.predecessor(ctx, q, idx, !try)
-		if errors.Is(err, cluster.ErrClosed) {
+		if refused(err) {
 			return fmt.Errorf("lock %q: %w", w.m.name, err)
 		}
 		if err != nil {
@@ -107,8 +115,15 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			return nil
 		}
 		w.m.log.Debug("waiting for the predecessor", "path", w.path, "predecessor", pred)
+		// A predecessor this session may not read has no watch: look
+		// again after the backoff.
+		poll := time.NewTimer(backoff)
+		if watch != nil {
+			poll.Stop()
+		}
 		select {
 		case <-watch: // deleted, changed, or the session ended: look again
+		case <-poll.C:
 		case ev := <-w.own:
 			w.own = nil
 			if ev.Type == zk.EventNodeDeleted {
@@ -117,6 +132,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			}
 		case <-ctx.Done():
 		}
+		poll.Stop()
 	}
 }
 
@@ -165,6 +181,13 @@ func (w *waiter) enter(ctx context.Context) error {
 				return nil
 			}
 			continue // gone with the old session
+		}
+		if ctx.Err() != nil {
+			// Do gave up waiting: the create may still have been applied,
+			// and its late outcome may not reach the callback above (it
+			// can finish just as Do stops waiting). Abandon sweeps.
+			w.strays = true
+			return err
 		}
 		if !zkutil.IsTransient(err) {
 			return err
@@ -236,6 +259,11 @@ func children(ctx context.Context, s *cluster.Session, dir string) ([]string, er
 // is set, watches it: the only znode whose deletion wakes this waiter.
 // Waiters gone meanwhile and znodes with no session behind them are passed
 // over. It returns "" when none is left: this waiter heads the queue.
+//
+// A waiter znode this session may not read (a foreign client's ACL) is
+// looked at with exists, which needs no permission, and returned with no
+// watch: the server sets none on a refused read, and sends no event on
+// such a znode to an exists watch either, so the caller polls it.
 func (w *waiter) predecessor(ctx context.Context, q []string, idx int, watch bool) (string, <-chan zk.Event, error) {
 	for i := idx - 1; i >= 0; i-- {
 		p := w.m.dir + "/" + q[i]
@@ -251,6 +279,14 @@ func (w *waiter) predecessor(ctx context.Context, q []string, idx int, watch boo
 				_, stat, ch, err = conn.GetW(p)
 			} else {
 				_, stat, err = conn.Get(p)
+			}
+			if errors.Is(err, zk.ErrNoAuth) {
+				var found bool
+				ch = nil
+				found, stat, err = conn.Exists(p)
+				if err == nil && !found {
+					err = zk.ErrNoNode
+				}
 			}
 			return err
 		})
