@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +71,9 @@ func New(s *cluster.Session, root, name string, size int, opts Options) (*Barrie
 	if err := cluster.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("barrier: %w", err)
 	}
-	if size < 1 {
-		return nil, fmt.Errorf("barrier %q: size %d, want at least 1", name, size)
+	if size < 1 || size > math.MaxInt32 {
+		// Ready records the size as an int32.
+		return nil, fmt.Errorf("barrier %q: size %d, want 1 to %d", name, size, math.MaxInt32)
 	}
 	log := opts.Logger
 	if log == nil {

@@ -77,6 +77,12 @@ func (p *participant) enter(ctx context.Context) error {
 		}
 		q := queue(names)
 		p.removeStrays(ctx, q, me)
+		if p.strays {
+			// A stray of ours is still there: it must not stay ahead of
+			// (or be counted beside) this one. Try again before going on.
+			p.sleep(ctx)
+			continue
+		}
 		if indexOf(q, me) < 0 {
 			p.b.log.Debug("the participant znode is gone: arriving again", "path", p.path)
 			p.path = ""
