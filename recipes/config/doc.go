@@ -67,7 +67,7 @@
 //	waiting ── a part written, created or deleted ──► that part read again (watching) ──► Config sent
 //	waiting ── session expired (every watch ends) ──► both read again on the new session ──►
 //	           Config sent only if a part changed meanwhile
-//	any ── cancel, the subscriber actor stops (watched), Store.Close ──► ended: no message after it
+//	any ── cancel, the subscriber actor stops (watched), Store.Close, Session.Close ──► ended: no message after it
 //
 // A part that exists is read with a data watch, one that does not with an
 // exists watch, so that its creation is seen. After reading one part, the

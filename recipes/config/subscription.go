@@ -59,9 +59,10 @@ type subscription struct {
 //
 // The subscription lasts until cancel is called (cancel returns once no
 // more messages will be sent), until the actor pid stops (the store watches
-// it), or until the store is closed. It survives disconnects and session
-// expiry: it reads both parts again on the new session and sends a config
-// only if one of them changed meanwhile. Its messages never repeat a state
+// it), until the store is closed, or until the session is closed. It
+// survives disconnects and session expiry: it reads both parts again on
+// the new session and sends a config only if one of them changed
+// meanwhile. Its messages never repeat a state
 // and never go back: each one has a larger Revision than the one before,
 // and the two parts of a message held together at one moment (a part that
 // changed while the other was read is read again first).
@@ -72,6 +73,10 @@ type subscription struct {
 // a Warn is logged. A config follows once the data is repaired.
 //
 // Each message is pid's own copy: the receiver may edit it.
+//
+// An ended subscription's two watches stay in go-zookeeper's client, which
+// cannot remove a watch, until their znodes next change: subscribe for an
+// actor's lifetime, not once per request.
 func (st *Store) Subscribe(ctx context.Context, service, process string, pid *actor.PID) (cancel func(), err error) {
 	if err := validNames("subscribe", service, process, false); err != nil {
 		return nil, err
