@@ -217,18 +217,15 @@ func (p *participant) create(ctx context.Context) error {
 			}
 			continue // gone with the old session
 		}
-		if ctx.Err() != nil {
-			// Do gave up waiting: the create may still have been applied,
-			// and its late outcome may not reach the callback above (it
-			// can finish just as Do stops waiting). Abandon sweeps.
-			p.strays = true
-			return err
-		}
-		if !zkutil.IsTransient(err) {
+		// Unless the server refused it, the create may have been applied
+		// (a lost reply, or Do gave up waiting: its late outcome may not
+		// reach the callback above if it finishes just as Do stops
+		// waiting). The next listing, or abandon, deletes what it made.
+		p.strays = !refused(err)
+		if ctx.Err() != nil || !zkutil.IsTransient(err) {
 			return err
 		}
 		// Unknown outcome: look for our GUID once reconnected.
-		p.strays = true
 		path, owner, err := p.findOwn(ctx)
 		if err != nil {
 			return err
@@ -343,8 +340,10 @@ func (p *participant) sweepLater(session int64) {
 			if id := s.ID(); id != session && id != 0 {
 				return // gone with their session
 			}
-			if s.Connected() && sweep(s, dir, guid) == nil {
-				return
+			if s.Connected() {
+				if err := sweep(s, dir, guid); err == nil || refused(err) {
+					return // done, or never will be (an ACL refuses it)
+				}
 			}
 			select {
 			case <-s.Done():

@@ -182,18 +182,15 @@ func (w *waiter) enter(ctx context.Context) error {
 			}
 			continue // gone with the old session
 		}
-		if ctx.Err() != nil {
-			// Do gave up waiting: the create may still have been applied,
-			// and its late outcome may not reach the callback above (it
-			// can finish just as Do stops waiting). Abandon sweeps.
-			w.strays = true
-			return err
-		}
-		if !zkutil.IsTransient(err) {
+		// Unless the server refused it, the create may have been applied
+		// (a lost reply, or Do gave up waiting: its late outcome may not
+		// reach the callback above if it finishes just as Do stops
+		// waiting). The next listing, or abandon, deletes what it made.
+		w.strays = !refused(err)
+		if ctx.Err() != nil || !zkutil.IsTransient(err) {
 			return err
 		}
 		// Unknown outcome: look for our GUID once reconnected.
-		w.strays = true
 		path, owner, err := w.findOwn(ctx)
 		if err != nil {
 			return err
@@ -437,8 +434,8 @@ func (m *Mutex) sweepLater(guid string, session int64) {
 				ctx, cancel := context.WithTimeout(context.Background(), m.s.RequestTimeout())
 				err := m.sweep(ctx, guid)
 				cancel()
-				if err == nil {
-					return
+				if err == nil || refused(err) {
+					return // done, or never will be (an ACL refuses it)
 				}
 			}
 			select {
