@@ -3,6 +3,7 @@ package barrier_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -146,4 +147,16 @@ func TestAttackUnreadableParticipantDoesNotStrandLeave(t *testing.T) {
 		}
 	}
 	waitParticipants(t, raw, dir, 0)
+}
+
+// TestAttackNewBadArguments: a nil session, and a size that Ready's int32
+// cannot hold, are refused by New, not left to the first Enter.
+func TestAttackNewBadArguments(t *testing.T) {
+	if b, err := barrier.New(nil, "/zkactor", "phase", 2, barrier.Options{}); err == nil {
+		t.Errorf("New without a session = %v, nil", b)
+	}
+	s := dial(t, zktest.Shared(t).Addrs(), 4*time.Second)
+	if b, err := barrier.New(s, "/zkactor", "phase", math.MaxInt32+1, barrier.Options{}); err == nil {
+		t.Errorf("New with size %d = %v, nil", math.MaxInt32+1, b)
+	}
 }

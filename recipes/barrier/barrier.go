@@ -65,6 +65,9 @@ type Barrier struct {
 // such as "/zkactor") on session s, for a barrier of size participants.
 // It makes no request. Every participant must agree on size.
 func New(s *cluster.Session, root, name string, size int, opts Options) (*Barrier, error) {
+	if s == nil {
+		return nil, fmt.Errorf("barrier %q: no session", name)
+	}
 	if err := cluster.ValidateRoot(root); err != nil {
 		return nil, fmt.Errorf("barrier %q: %w", name, err)
 	}

@@ -171,3 +171,41 @@ func TestAttackFollowStoppedActor(t *testing.T) {
 	}
 	waitWaiters(t, raw, dir, 0)
 }
+
+// TestAttackFollowNil: Follow with a nil PID or actor system is a caller's
+// mistake; it must not crash the process later, from the goroutine that
+// watches the tenure, when the lock is lost.
+func TestAttackFollowNil(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	ctx := ctxT(t)
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
+	m := newMutex(t, dial(t, zkc.Addrs(), 4*time.Second), root, "res")
+	h, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Follow(system, nil)
+	h.Follow(nil, system.NewLocalPID("nobody"))
+	if err := raw.Delete(h.Path(), -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost did not close after the znode was deleted")
+	}
+	if err := h.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttackNewWithoutSession: a nil session is refused by New, not left
+// to panic in the first Lock.
+func TestAttackNewWithoutSession(t *testing.T) {
+	if m, err := lock.New(nil, "/zkactor", "res", lock.Options{}); err == nil {
+		t.Fatalf("New without a session = %v, nil", m)
+	}
+}

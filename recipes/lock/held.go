@@ -223,8 +223,15 @@ func (h *Held) end(lost *lockv1.LockLost) {
 // Follow ties the lock to an actor: pid receives a *lockv1.LockLost if the
 // lock is lost, and the lock is released when the actor stops. Following a
 // tenure that has ended already sends the LockLost at once (after a loss)
-// or does nothing (after Unlock).
+// or does nothing (after Unlock). With a nil system or pid there is no
+// actor to follow: Follow logs that and does nothing.
 func (h *Held) Follow(system *actor.ActorSystem, pid *actor.PID) {
+	if system == nil || pid == nil {
+		// Not later, from the monitor's goroutine: a LockLost sent to a
+		// nil PID would crash the process when the lock is lost.
+		h.m.log.Warn("Follow with a nil actor system or PID: ignored", "path", h.path)
+		return
+	}
 	f := &follower{system: system, pid: pid}
 	f.start(h)
 	h.mu.Lock()

@@ -56,6 +56,9 @@ type Mutex struct {
 // on session s. It makes no request. The name must pass
 // cluster.ValidateName, the root cluster.ValidateRoot.
 func New(s *cluster.Session, root, name string, opts Options) (*Mutex, error) {
+	if s == nil {
+		return nil, fmt.Errorf("lock %q: no session", name)
+	}
 	if err := cluster.ValidateRoot(root); err != nil {
 		return nil, fmt.Errorf("lock %q: %w", name, err)
 	}
