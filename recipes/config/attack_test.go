@@ -332,3 +332,54 @@ func TestAttackSubscribeWhileUnreachable(t *testing.T) {
 		t.Errorf("after the outage: %v (%d configs)", got, r.count())
 	}
 }
+
+// Subscribe and cancel, again and again, on a config that does not change
+// (an actor per request that follows the config while it lives): every
+// subscription left its two watches in go-zookeeper's client, which cannot
+// remove one, so the client's memory grew with every Subscribe until the
+// znodes next changed. A subscription now takes over the unfired watches
+// an ended one left on its znodes: the client holds no more watches than
+// subscriptions ever lived at once.
+func TestAttackSubscribeCancelLeavesNoWatches(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	n := newNode(t, zkc.Addrs(), root, 0)
+	ctx := ctxT(t)
+	if _, err := n.store.Set(ctx, "svc", values(t, `{"a":1}`), config.Absent); err != nil {
+		t.Fatal(err)
+	}
+	svcPath, ovPath := n.store.ServicePath("svc"), n.store.OverridePath("svc", "p")
+	r := newRecorder(n)
+	const rounds = 20
+	for i := range rounds {
+		cancel, err := n.store.Subscribe(ctx, "svc", "p", r.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.waitN(t, i+1)
+		cancel()
+	}
+	conn := n.session.Conn()
+	if s, o := config.ClientWatches(conn, svcPath), config.ClientWatches(conn, ovPath); s > 1 || o > 1 {
+		t.Errorf("after %d subscriptions, one at a time: go-zookeeper holds %d watches on the record and %d on the override; want at most 1 each", rounds, s, o)
+	}
+	// The watches taken over still work: a change reaches a subscriber.
+	last, err := n.store.Subscribe(ctx, "svc", "p", r.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last()
+	r.waitN(t, rounds+1)
+	if _, err := n.store.SetOverride(ctx, "svc", "p", values(t, `{"b":2}`), config.Absent); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.waitN(t, rounds+2); jsonOf(got.Values) != `{"a":1,"b":2}` {
+		t.Errorf("after the override was created: %v", got)
+	}
+	if _, err := n.store.Set(ctx, "svc", values(t, `{"a":3}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.waitN(t, rounds+3); jsonOf(got.Values) != `{"a":3,"b":2}` {
+		t.Errorf("after the record changed: %v", got)
+	}
+}

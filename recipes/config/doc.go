@@ -70,7 +70,10 @@
 //	any ── cancel, the subscriber actor stops (watched), Store.Close, Session.Close ──► ended: no message after it
 //
 // A part that exists is read with a data watch, one that does not with an
-// exists watch, so that its creation is seen. After reading one part, the
+// exists watch, so that its creation is seen. go-zookeeper cannot remove a
+// watch: those of an ended subscription stay armed in the client until
+// their znode changes, and the next subscription on that znode takes them
+// over (with a read without a watch) instead of adding another. After reading one part, the
 // subscription checks whether the other's watch has fired (ZooKeeper sends
 // a client a watch event before the reply to any later request): if it
 // has, that part is read again first, so the two parts of every Config

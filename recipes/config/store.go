@@ -51,6 +51,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	subs   map[*subscription]struct{}
+	spares map[string][]<-chan zk.Event // by path: watches ended subscriptions left armed
 	closed bool
 }
 
@@ -72,6 +73,7 @@ func NewStore(system *actor.ActorSystem, s *cluster.Session, opts Options) (*Sto
 		root:   opts.Root,
 		log:    opts.Logger.With("recipe", "config"),
 		subs:   map[*subscription]struct{}{},
+		spares: map[string][]<-chan zk.Event{},
 	}
 	st.life, st.endLife = context.WithCancel(context.Background())
 	return st, nil
@@ -82,6 +84,7 @@ func NewStore(system *actor.ActorSystem, s *cluster.Session, opts Options) (*Sto
 func (st *Store) Close(ctx context.Context) error {
 	st.mu.Lock()
 	st.closed = true
+	st.spares = nil
 	subs := make([]*subscription, 0, len(st.subs))
 	for sub := range st.subs {
 		subs = append(subs, sub)
@@ -179,7 +182,75 @@ func (st *Store) readParts(ctx context.Context, service, process string, watch b
 // creation is seen. An absent znode's revision is the pzxid of its nearest
 // existing ancestor: the zxid of the last create or delete among that
 // ancestor's children, which is at or after the znode's own deletion.
+//
+// When an ended subscription left an unfired watch on p, the read takes it
+// over instead of setting one more (see keepSpare): armed before the read
+// and not fired, it fires for every change after the read, and one that
+// fired before the read's reply is seen by the caller's check of its
+// watches after the read.
 func (st *Store) readPart(ctx context.Context, p string, watch bool) (*part, error) {
+	if !watch {
+		return st.readPartOnce(ctx, p, false)
+	}
+	spare := st.takeSpare(p)
+	if spare == nil {
+		return st.readPartOnce(ctx, p, true)
+	}
+	out, err := st.readPartOnce(ctx, p, false)
+	if err != nil {
+		st.keepSpare(p, spare)
+		return nil, err
+	}
+	out.watch = spare
+	return out, nil
+}
+
+// keepSpare keeps a watch on p that nobody waits on any more (its
+// subscription ended) for the next subscription's read of p.
+// go-zookeeper cannot remove a watch: each one stays in the client until
+// its znode changes, so without this every Subscribe on a config that does
+// not change would leave two more behind.
+func (st *Store) keepSpare(p string, w <-chan zk.Event) {
+	if w == nil || spent(w) {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.spares != nil {
+		st.spares[p] = append(st.spares[p], w)
+	}
+}
+
+// takeSpare returns an unfired watch kept on p, or nil.
+func (st *Store) takeSpare(p string) <-chan zk.Event {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for ws := st.spares[p]; len(ws) > 0; ws = st.spares[p] {
+		w := ws[len(ws)-1]
+		if len(ws) == 1 {
+			delete(st.spares, p)
+		} else {
+			st.spares[p] = ws[:len(ws)-1]
+		}
+		if !spent(w) {
+			return w
+		}
+	}
+	return nil
+}
+
+// spent reports a watch that fired (or ended with the session). Nobody
+// else waits on a kept watch, so taking its event loses nothing.
+func spent(w <-chan zk.Event) bool {
+	select {
+	case <-w:
+		return true
+	default:
+		return false
+	}
+}
+
+func (st *Store) readPartOnce(ctx context.Context, p string, watch bool) (*part, error) {
 	for {
 		var (
 			data []byte

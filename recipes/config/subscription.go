@@ -74,9 +74,10 @@ type subscription struct {
 //
 // Each message is pid's own copy: the receiver may edit it.
 //
-// An ended subscription's two watches stay in go-zookeeper's client, which
-// cannot remove a watch, until their znodes next change: subscribe for an
-// actor's lifetime, not once per request.
+// An ended subscription's watches stay in go-zookeeper's client, which
+// cannot remove a watch, until their znodes next change; the next
+// subscription on the same znodes takes them over, so the client holds no
+// more watches on a znode than subscriptions to it ever lived at once.
 func (st *Store) Subscribe(ctx context.Context, service, process string, pid *actor.PID) (cancel func(), err error) {
 	if err := validNames("subscribe", service, process, false); err != nil {
 		return nil, err
@@ -136,12 +137,19 @@ func (st *Store) Subscribe(ctx context.Context, service, process string, pid *ac
 
 func (sub *subscription) stop() { sub.stopOnce.Do(sub.cancel) }
 
-// end takes the subscription out of the store.
+// end takes the subscription out of the store, leaving its watches, still
+// armed, to the next subscription on the same znodes.
 func (sub *subscription) end() {
 	sub.stop()
 	sub.st.mu.Lock()
 	delete(sub.st.subs, sub)
 	sub.st.mu.Unlock()
+	if sub.svc != nil {
+		sub.st.keepSpare(sub.st.ServicePath(sub.service), sub.svc.watch)
+	}
+	if sub.process != "" {
+		sub.st.keepSpare(sub.st.OverridePath(sub.service, sub.process), sub.ov.watch)
+	}
 	close(sub.done)
 	sub.st.wg.Done()
 }
