@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/recipes/lock"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -208,4 +209,45 @@ func TestAttackNewWithoutSession(t *testing.T) {
 	if m, err := lock.New(nil, "/zkactor", "res", lock.Options{}); err == nil {
 		t.Fatalf("New without a session = %v, nil", m)
 	}
+}
+
+// TestAttackSecondUnlockWhileUnreachable: Unlock promises an error when
+// ZooKeeper cannot be reached within ctx. A second Unlock while the first
+// is still trying (an actor's Follow and the caller, say) must not report
+// the lock released while its znode is still there.
+func TestAttackSecondUnlockWhileUnreachable(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	ctx := ctxT(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	s := dial(t, []string{proxy.Addr()}, 4*time.Second)
+	m := newMutex(t, s, root, "res")
+	h, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Blackhole()
+	before := plumbing.Requests(s)
+	first := make(chan error, 1)
+	go func() { first <- h.Unlock(ctx) }()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if plumbing.Requests(s) == before {
+			return errors.New("the first Unlock has not sent its delete yet")
+		}
+		return nil
+	})
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	err = h.Unlock(short)
+	if ok, _, xerr := raw.Exists(h.Path()); xerr != nil || ok && err == nil {
+		t.Fatalf("a second Unlock while ZooKeeper is unreachable = %v with the znode still there (%v, %v)", err, ok, xerr)
+	}
+	proxy.Restore()
+	select {
+	case <-first:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first Unlock did not return")
+	}
+	waitWaiters(t, raw, lock.Path(root, "res"), 0)
 }

@@ -35,19 +35,22 @@ type Held struct {
 	unlock     chan struct{}
 	unlockOnce sync.Once
 	done       chan struct{} // the monitor has returned
+	released   chan struct{} // the first Unlock's delete is over
 
-	mu       sync.Mutex
-	err      error
-	reason   string // of the loss
-	unlocked bool
-	ended    bool        // lost or unlocked: no more followers
-	follows  []*follower // actors tied to the lock
+	mu        sync.Mutex
+	err       error
+	reason    string // of the loss
+	unlocked  bool
+	unlockErr error       // the first Unlock's outcome, once released is closed
+	ended     bool        // lost or unlocked: no more followers
+	follows   []*follower // actors tied to the lock
 }
 
 func newHeld(m *Mutex, w *waiter, release func()) *Held {
 	h := &Held{
 		m: m, path: w.path, session: w.session, token: w.token, release: release,
 		lost: make(chan struct{}), unlock: make(chan struct{}), done: make(chan struct{}),
+		released: make(chan struct{}),
 	}
 	go h.monitor(w.own)
 	return h
@@ -82,14 +85,29 @@ func (h *Held) Err() error {
 // takes over at once. It is idempotent, and returns nil after a loss (the
 // znode was given up then). If ZooKeeper cannot be reached within ctx, it
 // returns an error and the session deletes the znode as soon as it can;
-// the lock counts as released either way.
+// the lock counts as released either way. An Unlock while another is under
+// way (an actor's Follow and the caller, say) waits for that one's outcome
+// within its own ctx.
 func (h *Held) Unlock(ctx context.Context) error {
 	h.unlockOnce.Do(func() { close(h.unlock) })
 	<-h.done
 	h.mu.Lock()
-	if h.unlocked || h.err != nil {
+	if h.err != nil {
 		h.mu.Unlock()
 		return nil
+	}
+	if h.unlocked {
+		h.mu.Unlock()
+		// Not nil at once: the znode may still be there, and ZooKeeper
+		// unreachable.
+		select {
+		case <-h.released:
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.unlockErr
+		case <-ctx.Done():
+			return fmt.Errorf("unlock %q: %w", h.m.name, context.Cause(ctx))
+		}
 	}
 	h.unlocked = true
 	h.mu.Unlock()
@@ -102,10 +120,15 @@ func (h *Held) Unlock(ctx context.Context) error {
 	h.release()
 	if err != nil {
 		s.DeleteWhenConnected(p)
-		return fmt.Errorf("unlock %q: %w", h.m.name, err)
+		err = fmt.Errorf("unlock %q: %w", h.m.name, err)
+	} else {
+		h.m.log.Debug("unlocked", "path", p, "token", h.token)
 	}
-	h.m.log.Debug("unlocked", "path", p, "token", h.token)
-	return nil
+	h.mu.Lock()
+	h.unlockErr = err
+	h.mu.Unlock()
+	close(h.released)
+	return err
 }
 
 // monitor watches the tenure until Unlock or a loss: the lease on the
