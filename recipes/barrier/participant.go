@@ -221,7 +221,7 @@ func (p *participant) create(ctx context.Context) error {
 		// (a lost reply, or Do gave up waiting: its late outcome may not
 		// reach the callback above if it finishes just as Do stops
 		// waiting). The next listing, or abandon, deletes what it made.
-		p.strays = !refused(err)
+		p.strays = p.strays || !refused(err)
 		if ctx.Err() != nil || !zkutil.IsTransient(err) {
 			return err
 		}

@@ -186,7 +186,7 @@ func (w *waiter) enter(ctx context.Context) error {
 		// (a lost reply, or Do gave up waiting: its late outcome may not
 		// reach the callback above if it finishes just as Do stops
 		// waiting). The next listing, or abandon, deletes what it made.
-		w.strays = !refused(err)
+		w.strays = w.strays || !refused(err)
 		if ctx.Err() != nil || !zkutil.IsTransient(err) {
 			return err
 		}
