@@ -22,6 +22,7 @@ const (
 	kindNoLeader       = "no-leader"         // live candidates, but the head of the queue is unreadable
 	kindACL            = "acl"               // an ACL that differs from the parent's, or world-writable beside a digest
 	kindDuplicateAddr  = "duplicate-address" // two nodes with one address
+	kindInconsistent   = "inconsistent"      // records that contradict each other (a claim without its item, ...)
 )
 
 // Finding is one thing that looks wrong.
@@ -46,6 +47,7 @@ type sessions struct {
 type doctor struct {
 	root     *znode
 	sessions sessions
+	probe    prober // nil: findings are not confirmed by a second read
 	findings []Finding
 }
 
@@ -53,8 +55,8 @@ func (d *doctor) add(kind, path, format string, args ...any) {
 	d.findings = append(d.findings, Finding{Kind: kind, Path: path, Problem: fmt.Sprintf(format, args...)})
 }
 
-func diagnose(tree *znode, s sessions) []Finding {
-	d := &doctor{root: tree, sessions: s}
+func diagnose(tree *znode, s sessions, probe prober) []Finding {
+	d := &doctor{root: tree, sessions: s, probe: probe}
 	d.checkLayout()
 	d.checkACLs(tree)
 	sort.SliceStable(d.findings, func(i, j int) bool { return d.findings[i].Path < d.findings[j].Path })
@@ -81,21 +83,51 @@ func (d *doctor) checkLayout() {
 				d.checkDir(dir)
 				d.checkGlobal(dir)
 			}
-		case jobsDir:
+		case activationsDir:
 			d.persistent(z)
-			for _, job := range z.children {
-				d.leaf(job)
-				if _, err := decodeJob(job); err != nil {
-					d.add(kindGarbage, job.path, "not a cmd/boss job: %v", err)
-				} else if job.ephemeral() {
-					d.add(kindGarbage, job.path, "an ephemeral job (cmd/boss records jobs persistent, to outlive the boss)")
-				}
+			for _, dir := range z.children {
+				d.checkDir(dir)
+				d.checkActivations(dir)
 			}
+		case queuesDir:
+			d.persistent(z)
+			for _, dir := range z.children {
+				d.checkQueue(dir)
+			}
+		case rolesDir:
+			d.persistent(z)
+			for _, dir := range z.children {
+				d.checkRoleSet(dir)
+			}
+		case locksDir:
+			d.persistent(z)
+			for _, dir := range z.children {
+				d.checkLock(dir)
+			}
+		case barriersDir:
+			d.persistent(z)
+			for _, dir := range z.children {
+				d.checkBarrier(dir)
+			}
+		case configDir:
+			d.persistent(z)
+			for _, svc := range z.children {
+				d.checkConfig(svc)
+			}
+		case oldJobsDir:
+			d.add(kindGarbage, z.path, "cmd/boss's old job store, which it no longer reads (it keeps its jobs in %s/%s/%s): its %d job(s) are done by nobody; submit them again, then delete it",
+				d.root.path, queuesDir, jobsQueue, len(z.children))
 		default:
-			d.add(kindGarbage, z.path, "not part of zkactor's layout (%s, %s, %s, %s)", nodesDir, servicesDir, globalsDir, jobsDir)
+			d.add(kindGarbage, z.path, "not part of zkactor's layout (%s)", strings.Join(layoutDirs, ", "))
 		}
 	}
 }
+
+// layoutDirs are the children of the root that zkactor's packages keep.
+var layoutDirs = []string{nodesDir, servicesDir, globalsDir, activationsDir, queuesDir, rolesDir, locksDir, barriersDir, configDir}
+
+// oldJobsDir is where cmd/boss kept its jobs before it used a work queue.
+const oldJobsDir = "jobs"
 
 func (d *doctor) persistent(z *znode) {
 	if z.ephemeral() {
@@ -123,6 +155,7 @@ func (d *doctor) leaf(z *znode) {
 
 func (d *doctor) checkNodes(dir *znode) {
 	byAddr := map[string][]string{}
+	sessionsAt := map[string]map[int64]bool{} // address -> owners
 	for _, z := range dir.children {
 		d.leaf(z)
 		rec, err := records.Node(z.data)
@@ -133,6 +166,10 @@ func (d *doctor) checkNodes(dir *znode) {
 				d.add(kindGarbage, z.path, "the record names node %q", rec.GetId())
 			}
 			byAddr[rec.GetAddress()] = append(byAddr[rec.GetAddress()], z.name)
+			if sessionsAt[rec.GetAddress()] == nil {
+				sessionsAt[rec.GetAddress()] = map[int64]bool{}
+			}
+			sessionsAt[rec.GetAddress()][z.stat.EphemeralOwner] = true
 		}
 		if !z.ephemeral() {
 			d.add(kindGarbage, z.path, "persistent: a node znode must be ephemeral, or it outlives its node")
@@ -142,7 +179,9 @@ func (d *doctor) checkNodes(dir *znode) {
 	}
 	addrs := make([]string, 0, len(byAddr))
 	for a, ids := range byAddr {
-		if len(ids) > 1 {
+		// Nodes of one session are one process (a provider member and
+		// its singletons' node, <id>-singletons).
+		if len(ids) > 1 && (len(sessionsAt[a]) > 1 || sessionsAt[a][0]) {
 			addrs = append(addrs, a)
 		}
 	}

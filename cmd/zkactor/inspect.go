@@ -29,6 +29,13 @@ type Report struct {
 	Globals    []Global     `json:"globals"`
 	Jobs       []Job        `json:"jobs"`
 	Unreadable []Unreadable `json:"unreadable"`
+
+	Activations []KindActivations `json:"activations"`
+	Queues      []WorkQueue       `json:"queues"`
+	Roles       []RoleSet         `json:"roles"`
+	Locks       []Lock            `json:"locks"`
+	Barriers    []Barrier         `json:"barriers"`
+	Configs     []Config          `json:"configs"`
 }
 
 type Node struct {
@@ -36,6 +43,9 @@ type Node struct {
 	Address   string    `json:"address"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	Session   string    `json:"session"`
+	// Kinds are the protoactor kinds a cluster member hosts (package
+	// provider); empty for a node that is not a member.
+	Kinds []string `json:"kinds"`
 }
 
 type Service struct {
@@ -86,10 +96,19 @@ type Candidate struct {
 	Error       string    `json:"error,omitempty"`
 }
 
+// Job is one of cmd/boss's jobs: an item of the work queue "jobs" whose
+// key is the job's id and whose payload its text. SubmittedAt is the
+// item's PutAt; Claim is the boss's claim while one delegates it.
 type Job struct {
 	ID          string    `json:"id"`
 	Text        string    `json:"text"`
 	SubmittedAt time.Time `json:"submitted_at,omitzero"`
+	Item        string    `json:"item"`
+	Key         string    `json:"key"`
+	Attempts    int       `json:"attempts"`
+	Producer    string    `json:"producer"`
+	PutAt       time.Time `json:"put_at,omitzero"`
+	Claim       *Claim    `json:"claim"`
 }
 
 // Unreadable is a znode inspect skipped: its data is not the record its
@@ -112,13 +131,15 @@ func pidOf(p *pb.PID) PID { return PID{Address: p.GetAddress(), ID: p.GetId()} }
 
 // buildReport reads the tree the way zkactor's nodes do: records that do
 // not decode are listed as unreadable, and a global's queue follows the
-// election's rule (candidate-shaped and ephemeral; global/queue.go).
+// election's rule (candidate-shaped and ephemeral; global/queue.go), a
+// lock's and a barrier's theirs.
 func buildReport(tree *znode, servers []string, readAt time.Time) *Report {
 	r := &Report{
 		Root: tree.path, Servers: servers, ReadAt: readAt.UTC(),
 		Nodes: []Node{}, Services: []Service{}, Globals: []Global{}, Jobs: []Job{}, Unreadable: []Unreadable{},
+		Activations: []KindActivations{}, Queues: []WorkQueue{}, Roles: []RoleSet{}, Locks: []Lock{}, Barriers: []Barrier{}, Configs: []Config{},
 	}
-	skip := func(z *znode, err error) { r.Unreadable = append(r.Unreadable, Unreadable{z.path, err.Error()}) }
+	skip := r.skip
 
 	for _, z := range tree.child(nodesDir).childList() {
 		rec, err := records.Node(z.data)
@@ -126,7 +147,11 @@ func buildReport(tree *znode, servers []string, readAt time.Time) *Report {
 			skip(z, err)
 			continue
 		}
-		r.Nodes = append(r.Nodes, Node{ID: z.name, Address: rec.GetAddress(), StartedAt: timeOf(rec.GetStartedAt()), Session: session(z.stat.EphemeralOwner)})
+		kinds := rec.GetKinds()
+		if kinds == nil {
+			kinds = []string{}
+		}
+		r.Nodes = append(r.Nodes, Node{ID: z.name, Address: rec.GetAddress(), StartedAt: timeOf(rec.GetStartedAt()), Session: session(z.stat.EphemeralOwner), Kinds: kinds})
 	}
 	for _, dir := range tree.child(servicesDir).childList() {
 		s := Service{Name: dir.name, Members: []Member{}}
@@ -170,14 +195,12 @@ func buildReport(tree *znode, servers []string, readAt time.Time) *Report {
 		}
 		r.Globals = append(r.Globals, g)
 	}
-	for _, z := range tree.child(jobsDir).childList() {
-		job, err := decodeJob(z)
-		if err != nil {
-			skip(z, err)
-			continue
-		}
-		r.Jobs = append(r.Jobs, Job{ID: z.name, Text: job.GetText(), SubmittedAt: timeOf(job.GetSubmittedAt())})
-	}
+	r.addActivations(tree)
+	r.addQueues(tree) // and the jobs
+	r.addRoles(tree)
+	r.addLocks(tree)
+	r.addBarriers(tree)
+	r.addConfigs(tree)
 	return r
 }
 
@@ -206,13 +229,15 @@ func electionQueue(dir *znode) []*znode {
 	return q
 }
 
-// decodeJob decodes a job znode as cmd/boss does (cmd/boss/jobs.go).
-func decodeJob(z *znode) (*bossv1.Job, error) {
-	if _, ok := jobToken(z.name); !ok {
-		return nil, fmt.Errorf("name %q is not job-<token> (1-64 letters, digits, '-', '_')", z.name)
+// decodeJob decodes a job as cmd/boss does (cmd/boss/jobs.go): id is
+// the item's key (or the znode's name in the old job store), data the
+// item's payload (or the znode's data).
+func decodeJob(id string, data []byte) (*bossv1.Job, error) {
+	if _, ok := jobToken(id); !ok {
+		return nil, fmt.Errorf("key %q is not job-<token> (1-64 letters, digits, '-', '_')", id)
 	}
 	job := &bossv1.Job{}
-	if err := proto.Unmarshal(z.data, job); err != nil {
+	if err := proto.Unmarshal(data, job); err != nil {
 		return nil, fmt.Errorf("not a boss.v1.Job: %w", err)
 	}
 	if job.GetText() == "" {
@@ -266,10 +291,10 @@ func writeText(w io.Writer, r *Report) error {
 
 	p("\nNODES (%d)", len(r.Nodes))
 	if len(r.Nodes) > 0 {
-		p("  ID\tADDRESS\tSTARTED\tSESSION")
+		p("  ID\tADDRESS\tSTARTED\tSESSION\tKINDS")
 	}
 	for _, n := range r.Nodes {
-		p("  %s\t%s\t%s\t%s", n.ID, n.Address, formatTime(n.StartedAt), n.Session)
+		p("  %s\t%s\t%s\t%s\t%s", n.ID, n.Address, formatTime(n.StartedAt), n.Session, orDash(strings.Join(n.Kinds, ",")))
 	}
 
 	p("\nSERVICES (%d)", len(r.Services))
@@ -305,13 +330,15 @@ func writeText(w io.Writer, r *Report) error {
 		}
 	}
 
-	p("\nJOBS (%d)", len(r.Jobs))
+	p("\nJOBS (%d, queue %s)", len(r.Jobs), jobsQueue)
 	if len(r.Jobs) > 0 {
-		p("  ID\tSUBMITTED\tTEXT")
+		p("  ID\tSUBMITTED\tATTEMPTS\tCLAIMED BY\tTEXT")
 	}
 	for _, j := range r.Jobs {
-		p("  %s\t%s\t%s", j.ID, formatTime(j.SubmittedAt), excerpt(j.Text))
+		p("  %s\t%s\t%d\t%s\t%s", j.ID, formatTime(j.SubmittedAt), j.Attempts, formatClaim(j.Claim), excerpt(j.Text))
 	}
+
+	writeRecipes(p, r)
 
 	if len(r.Unreadable) > 0 {
 		p("\n%d znode(s) skipped, not the records their place calls for (zkactor doctor tells more):", len(r.Unreadable))

@@ -30,7 +30,8 @@ func main() {
 }
 
 const usage = `Usage:
-  zkactor inspect [flags]   print nodes, services, globals with their queues, and boss jobs
+  zkactor inspect [flags]   print nodes, services, globals, activations, work queues
+                            (and boss jobs), roles, locks, barriers and configs
   zkactor doctor [flags]    print what looks wrong, one finding per line; exit 1 if any
 
 zkactor only reads: it never writes to ZooKeeper. Exit status 2 when it cannot
@@ -203,7 +204,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	live, complete, consErr := liveSessions(c.servers, c.timeout)
 	findings := diagnose(tree, sessions{
 		nodes: nodeSessions(tree), live: live, complete: complete, consErr: consErr, servers: joinServers(c.servers),
-	})
+	}, cl)
 	if err := writeFindings(stdout, findings, *asJSON); err != nil {
 		fmt.Fprintf(stderr, "zkactor: %v\n", err)
 		return exitFailed

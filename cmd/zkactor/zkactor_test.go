@@ -18,12 +18,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	bossv1 "github.com/zkactor/zkactor/proto/boss/v1"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
+	"github.com/zkactor/zkactor/recipes/workqueue"
 	"github.com/zkactor/zkactor/test/testnode"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -31,7 +31,8 @@ import (
 func TestMain(m *testing.M) { zktest.Main(m) }
 
 // fixture is a small cluster: two nodes, a service on both with metadata, a
-// global with a queue of two (n1 leads), and one boss job.
+// global with a queue of two (n1 leads), and one boss job in the work
+// queue "jobs".
 type fixture struct {
 	servers []string
 	root    string
@@ -39,6 +40,8 @@ type fixture struct {
 	raw     *zk.Conn // a plain client, for what the test plants
 	leader  *actor.PID
 	epoch   int64
+	jobs    *workqueue.Queue // n1's handle on cmd/boss's queue
+	job     string           // the job's item id
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -72,9 +75,25 @@ func newFixture(t *testing.T) *fixture {
 		}
 		return nil
 	})
-	job, _ := proto.Marshal(&bossv1.Job{Text: "feed the cat", SubmittedAt: timestamppb.Now()})
-	f.create(t, f.raw, "/jobs/job-abc", job, 0)
+	// As cmd/boss records a job (cmd/boss/jobs.go): key job-<token>, payload its text.
+	f.jobs = openQueue(t, f.n1, f.root, "jobs")
+	job, _ := proto.Marshal(&bossv1.Job{Text: "feed the cat"})
+	if f.job, err = f.jobs.Put(ctx, "job-abc", job); err != nil {
+		t.Fatalf("put the job: %v", err)
+	}
 	return f
+}
+
+func openQueue(t *testing.T, n *testnode.Node, root, name string) *workqueue.Queue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := workqueue.Open(ctx, n.Session, name, workqueue.Options{Root: root, Producer: n.Registry.NodeID()})
+	if err != nil {
+		t.Fatalf("open queue %s: %v", name, err)
+	}
+	t.Cleanup(q.Close)
+	return q
 }
 
 // create plants a znode (the command never writes; the test does).
@@ -154,8 +173,10 @@ func TestInspectJSON(t *testing.T) {
 		t.Errorf("queue %+v, want n1 then n2", g.Queue)
 	}
 
-	if len(r.Jobs) != 1 || r.Jobs[0].ID != "job-abc" || r.Jobs[0].Text != "feed the cat" || r.Jobs[0].SubmittedAt.IsZero() {
-		t.Errorf("jobs %+v, want job-abc", r.Jobs)
+	if len(r.Jobs) != 1 || r.Jobs[0].ID != "job-abc" || r.Jobs[0].Text != "feed the cat" || r.Jobs[0].SubmittedAt.IsZero() ||
+		r.Jobs[0].Item != f.job || r.Jobs[0].Key != "job-abc" || r.Jobs[0].Producer != f.n1.Registry.NodeID() ||
+		r.Jobs[0].PutAt != r.Jobs[0].SubmittedAt || r.Jobs[0].Attempts != 0 || r.Jobs[0].Claim != nil {
+		t.Errorf("jobs %+v, want job-abc, unclaimed", r.Jobs)
 	}
 	// Stable names: the raw document has them, and nothing null where a list belongs.
 	for _, key := range []string{`"nodes":`, `"services":`, `"members":`, `"metadata":`, `"globals":`, `"leader":`, `"epoch":`,
@@ -179,7 +200,7 @@ func TestInspectText(t *testing.T) {
 		"NODES (2)", n1 + "  ", n2 + "  ", f.n1.System.Address(),
 		"SERVICES (1)", "worker (2)", "zone=a", "zone=b",
 		"GLOBALS (1)", fmt.Sprintf("boss: leader %s/%s on %s, epoch %d", f.leader.Address, f.leader.Id, n1, f.epoch),
-		"JOBS (1)", "job-abc", "feed the cat",
+		"JOBS (1, queue jobs)", "job-abc", "feed the cat",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in the output", want)
@@ -246,8 +267,8 @@ func TestInspectWatch(t *testing.T) {
 	})
 
 	// One change at a time, each waited for, so that each needs its own
-	// watch: a job's data (a data watch), a new service (a children watch),
-	// the leader resigning (a deletion).
+	// watch: a job taken (its item's data and a child of claims/), a new
+	// service (a children watch), the leader resigning (a deletion).
 	last := func() (Report, error) {
 		rs, err := reports()
 		if err != nil {
@@ -255,19 +276,19 @@ func TestInspectWatch(t *testing.T) {
 		}
 		return rs[len(rs)-1], nil
 	}
-	job, _ := proto.Marshal(&bossv1.Job{Text: "walk the dog"})
-	if _, err := f.raw.Set(f.root+"/jobs/job-abc", job, -1); err != nil {
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if _, err := f.jobs.Take(ctx2); err != nil {
 		t.Fatal(err)
 	}
+	claimedBy := session(f.n1.Session.ID())
 	zktest.Eventually(t, 10*time.Second, func() error {
 		r, err := last()
-		if err == nil && (len(r.Jobs) != 1 || r.Jobs[0].Text != "walk the dog") {
-			err = fmt.Errorf("the last report has jobs %+v", r.Jobs)
+		if err == nil && (len(r.Jobs) != 1 || r.Jobs[0].Attempts != 1 || r.Jobs[0].Claim == nil || r.Jobs[0].Claim.Session != claimedBy) {
+			err = fmt.Errorf("the last report has jobs %+v, want job-abc claimed by %s", r.Jobs, claimedBy)
 		}
 		return err
 	})
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel2()
 	if err := f.n1.Registry.Register(ctx2, "late", f.n1.Spawn(t), nil); err != nil {
 		t.Fatal(err)
 	}
