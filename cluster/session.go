@@ -551,16 +551,21 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	// The outcome goes to exactly one of the two: the caller (through done)
+	// or late. Deciding and handing over under one lock closes the gap in
+	// which a reply that came as the caller gave up reached neither.
 	go func() {
 		defer s.wg.Done()
 		err := fn(s.conn)
 		mu.Lock()
 		gone := abandoned
+		if !gone {
+			done <- err // buffered: the caller takes it, now or when it checks below
+		}
 		mu.Unlock()
 		if gone && late != nil {
 			late(err)
 		}
-		done <- err
 	}()
 	select {
 	case err := <-done:
@@ -568,12 +573,13 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 	case <-ctx.Done():
 		mu.Lock()
 		abandoned = true
-		mu.Unlock()
 		select {
 		case err := <-done: // it finished in the meantime: its result counts
+			mu.Unlock()
 			return err
 		default:
 		}
+		mu.Unlock()
 		if !s.Connected() {
 			return fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
 		}
