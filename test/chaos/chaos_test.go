@@ -21,6 +21,7 @@ var (
 	timeout = flag.Duration("session-timeout", 2*time.Second, "the nodes' ZooKeeper session timeout")
 	each    = flag.Bool("stop-each-class", false, "stop every node after each class to check for leftover ephemerals")
 	grains  = flag.Bool("grains", true, "run a protoactor cluster member (package provider) in every node process, with its invariants")
+	roles   = flag.Bool("roles", true, "every node process applies for the roles of a role set (package recipes/rolematch), with their invariants")
 	verbose = flag.Bool("v", false, "log every event and trial (pass as -args -v to go test)")
 )
 
@@ -64,6 +65,7 @@ func TestChaos(t *testing.T) {
 		StopEachClass:  *each,
 		Verbose:        *verbose,
 		Grains:         *grains,
+		Roles:          *roles,
 	})
 	for _, c := range run {
 		r.RunClass(c)

@@ -21,6 +21,7 @@ import (
 	zka "github.com/zkactor/zkactor/actor"
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/provider"
+	"github.com/zkactor/zkactor/recipes/rolematch"
 )
 
 // The environment of a node process; see the package doc.
@@ -86,6 +87,15 @@ func RunChild() int {
 	stopNotify := node.Session().Notify(func(ev cluster.Event) {
 		out.emit("session", ev.Kind, ev.SessionID, ev.NewSession)
 	})
+	if os.Getenv(childRolesEnv) != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c.roles, err = startRoles(ctx, node, log, out)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: roles: %v\n", err)
+			return 1
+		}
+	}
 	out.emit("ready", node.Address(), node.NodeID(), node.Session().ID())
 
 	var wg sync.WaitGroup
@@ -108,6 +118,13 @@ func RunChild() int {
 	}
 	wg.Wait()
 	stopNotify()
+	if c.roles != nil { // before the node's elections, which run the holders
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := c.roles.Close(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: roles close: %v\n", err)
+		}
+		cancel()
+	}
 	if c.grains != nil {
 		if err := c.grains.Shutdown(true); err != nil {
 			fmt.Fprintf(os.Stderr, "chaos child: grains shutdown: %v\n", err)
@@ -146,6 +163,7 @@ type child struct {
 	root string
 
 	grains *provider.Supervisor // with Config.Grains: this process's cluster member (grains.go)
+	roles  *rolematch.Roles     // with Config.Roles: its application for the role set (roles.go)
 
 	mu     sync.Mutex
 	actors map[string]*actor.PID // service actors by id

@@ -56,7 +56,7 @@ func DefaultFaultClasses() []FaultClass {
 		zkRestart, zkLeader, zkPause, quorumPartition,
 		deleteCandidate, deleteRegistration, garbage,
 		burstCandidates, burstRegistrations,
-		deleteActivation, deleteMember,
+		deleteActivation, deleteMember, deleteAssignment,
 	}
 }
 
@@ -72,8 +72,10 @@ func (tr *Trial) pickNode() (*nodeProc, error) {
 		name := names[tr.Rand.IntN(len(names))]
 		var leader string
 		tr.r.withState(func(s *state) {
+			// Running just now (at == now would exclude every open term:
+			// running wants it to end after at).
 			now := Now()
-			if rs := s.tl.running(name, now, now); len(rs) == 1 {
+			if rs := s.tl.running(name, now-1, now); len(rs) == 1 {
 				leader = rs[0].Src
 			}
 		})

@@ -40,6 +40,7 @@ func DefaultInvariants() []Invariant {
 		&liveGlobal{}, &capable{}, &jobs{}, &leftovers{},
 		newOneGlobal(), &epochs{}, &noEphemerals{},
 		newOneActivation(), &liveActivation{},
+		newOneHolder(), &liveRole{},
 	}
 }
 

@@ -88,6 +88,7 @@ func (r *Run) startNode(slot int) (*nodeProc, error) {
 		childSessionTimeoutEnv+"="+r.cfg.SessionTimeout.String(),
 		childLogLevelEnv+"="+level,
 		childGrainsEnv+"="+map[bool]string{true: "1"}[r.cfg.Grains],
+		childRolesEnv+"="+map[bool]string{true: "1"}[r.cfg.Roles],
 		// A race report must not change the exit status: the driver reads
 		// the reports from stderr and judges them (see raceViolations).
 		"GORACE=exitcode=0",

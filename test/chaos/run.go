@@ -34,7 +34,10 @@ type Config struct {
 	Verbose       bool // log every trial and the nodes' debug logs
 	// Grains runs a protoactor cluster member on zkactor's provider in every
 	// node process, with its workload and invariants (grains.go).
-	Grains       bool
+	Grains bool
+	// Roles makes every node process apply for the roles of a role set
+	// (package recipes/rolematch), with their invariants (roles.go).
+	Roles        bool
 	Invariants   []Invariant
 	FaultClasses []FaultClass
 }
@@ -377,6 +380,9 @@ func (r *Run) Finish() *Report {
 	}
 	for _, ts := range r.st.atl.terms {
 		rep.Activations += len(ts)
+	}
+	for _, ts := range r.st.rtl.terms {
+		rep.Holdings += len(ts)
 	}
 	for _, e := range r.history {
 		if e.Kind == activationTerms.act {

@@ -36,6 +36,7 @@ type state struct {
 	fence     []Event                      // jobdo events below a worker's served epoch
 	tl        *timeline                    // the globals' terms
 	atl       *timeline                    // the grain activations' terms
+	rtl       *timeline                    // the roles' holdings
 	sessions  map[int64]string             // ZooKeeper session id -> label
 	badFirst  []Event                      // gbad events
 	lookups   map[string]map[string]string // label -> service -> last capable result
@@ -54,6 +55,7 @@ func newState() *state {
 		served:    map[string]int64{},
 		tl:        newTimeline(globalTerms),
 		atl:       newTimeline(activationTerms),
+		rtl:       newTimeline(roleTerms),
 		sessions:  map[int64]string{},
 		lookups:   map[string]map[string]string{},
 		stopped:   map[string]bool{},
@@ -64,6 +66,7 @@ func newState() *state {
 func (s *state) apply(e Event) {
 	s.tl.add(e)
 	s.atl.add(e)
+	s.rtl.add(e)
 	switch e.Kind {
 	case "ready":
 		s.nodeState[e.Src] = "running"

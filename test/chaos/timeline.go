@@ -47,6 +47,8 @@ var (
 	globalTerms = termEvents{"gstart", "gtick", "gstop"}
 	// astart <kind/identity> <epoch> <pid> <member>, amsg <kind/identity> <epoch> <began>, astop <kind/identity> <epoch>
 	activationTerms = termEvents{"astart", "amsg", "astop"}
+	// rstart role/<r> <epoch> <pid> <set>, rtick role/<r> <epoch> <began>, rstop role/<r> <epoch>
+	roleTerms = termEvents{"rstart", "rtick", "rstop"}
 )
 
 // timeline holds the terms of every name (global names, or grain
