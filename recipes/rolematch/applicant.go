@@ -52,6 +52,8 @@ type Applicant struct {
 	mu       sync.Mutex
 	enterErr error
 	held     map[string]*holding
+	bad      map[string]bool // roles whose spec is unusable, until the specs change or the spec's watch fires
+	badWatch map[string]bool // roles whose unusable spec is watched
 
 	// Owned by the loop.
 	path      string // the applicant znode, "" = none
@@ -59,7 +61,8 @@ type Applicant struct {
 	specs     view
 	taken     view
 	apps      view            // the applicants, for the herd order
-	bad       map[string]bool // roles whose spec is unusable, until the specs change
+	strays    map[string]bool // roles whose assignment this application may have made without holding it
+	entering  bool            // an applicant znode's create was sent: finish deletes what it made
 	over      bool            // the Elections closed: no holder can start any more
 	pending   string          // the role the loop means to try at notBefore
 	notBefore time.Time       // when the next create may be tried (herd order)
@@ -104,13 +107,15 @@ func (r *Roles) Apply(ctx context.Context, set string, limit int, props *actor.P
 	}
 	a := &Applicant{
 		r: r, set: set, id: id, limit: limit, props: props, data: data,
-		log:     r.log.With("set", set, "applicant", id),
-		wake:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		entered: make(chan struct{}),
-		done:    make(chan struct{}),
-		held:    map[string]*holding{},
-		bad:     map[string]bool{},
+		log:      r.log.With("set", set, "applicant", id),
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		entered:  make(chan struct{}),
+		done:     make(chan struct{}),
+		held:     map[string]*holding{},
+		bad:      map[string]bool{},
+		badWatch: map[string]bool{},
+		strays:   map[string]bool{},
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -229,6 +234,14 @@ func (a *Applicant) run() {
 			a.wait(ctx, backoff)
 			continue
 		}
+		if a.path == "" {
+			continue // the applicant znode was deleted by someone else: enter again
+		}
+		if err := a.sweep(ctx, s.ID()); err != nil {
+			a.log.Debug("deleting an assignment whose create was lost", "err", err)
+			a.wait(ctx, backoff)
+			continue
+		}
 		a.release()
 		d := a.claim(ctx)
 		if a.over {
@@ -266,6 +279,7 @@ func (a *Applicant) enter(ctx context.Context) error {
 	s := a.r.s
 	p := a.r.applicantPath(a.set, a.id)
 	var before, after int64
+	a.entering = true
 	err := s.Do(ctx, cluster.Op{Name: "create", Path: p}, func(conn *zk.Conn) error {
 		before = conn.SessionID()
 		_, err := zkutil.CreateWithParents(conn, a.r.root, p, a.data, zk.FlagEphemeral, s.ACL())
@@ -274,6 +288,7 @@ func (a *Applicant) enter(ctx context.Context) error {
 	})
 	if err == nil && before == after {
 		a.path, a.session = p, after
+		a.apps.fresh = false // list the applicants after this create: see refresh
 		return nil
 	}
 	if err != nil && !errors.Is(err, zk.ErrNodeExists) && !zkutil.IsTransient(err) {
@@ -290,6 +305,7 @@ func (a *Applicant) enter(ctx context.Context) error {
 		return fmt.Errorf("create %s: owned by session %#x, not ours", p, stat.EphemeralOwner)
 	}
 	a.path, a.session = p, stat.EphemeralOwner
+	a.apps.fresh = false
 	return nil
 }
 
@@ -306,19 +322,27 @@ func (a *Applicant) refresh(ctx context.Context) error {
 		if err := a.list(ctx, a.r.specsPath(a.set), &a.specs); err != nil {
 			return err
 		}
+		a.mu.Lock()
 		clear(a.bad) // the specs changed: try every role again
+		a.mu.Unlock()
 	}
 	if !a.taken.fresh {
 		if err := a.list(ctx, a.r.assignmentsPath(a.set), &a.taken); err != nil {
 			return err
 		}
-		clear(a.bad) // (a re-posted spec changes no listing: look again now and then)
 	}
 	if !a.apps.fresh {
 		if err := a.list(ctx, a.r.applicantsPath(a.set), &a.apps); err != nil {
 			return err
 		}
 		a.pending = "" // the herd order changed
+		if a.path != "" && !a.apps.names[a.id] {
+			// Listed after our create (enter marks the view stale), so
+			// someone else deleted it: without it the application is
+			// missing from Applicants and from everyone's herd order.
+			a.log.Warn("the applicant znode was deleted by someone else: applying again", "path", a.path)
+			a.path = ""
+		}
 	}
 	return nil
 }
@@ -425,9 +449,25 @@ func (a *Applicant) finish() {
 	a.mu.Unlock()
 	a.stopNotify()
 	a.releaseLease()
-	if a.path != "" && a.session == a.r.s.ID() {
-		s := a.r.s
-		p, session := a.path, a.session
+	s := a.r.s
+	if session := s.ID(); len(a.strays) > 0 && session != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
+		err := cluster.ErrNotConnected
+		if s.Connected() {
+			err = a.sweep(ctx, session)
+		}
+		cancel()
+		if err != nil {
+			a.log.Warn("deleting assignments whose create was lost once connected (they go with the session at the latest)", "err", err)
+			a.sweepLater(session)
+		}
+	}
+	// Whenever a create was sent, not only when its reply came: a create
+	// given up (Apply's ctx ended, the reply lost) may have been applied.
+	// The path is this application's alone, so deleting what the current
+	// session owns there is safe.
+	if session := s.ID(); a.entering && session != 0 {
+		p := a.r.applicantPath(a.set, a.id)
 		ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
 		err := cluster.ErrNotConnected
 		if s.Connected() {

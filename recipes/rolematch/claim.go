@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
-	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	rolematchv1 "github.com/zkactor/zkactor/proto/recipes/rolematch/v1"
 )
@@ -32,10 +31,12 @@ const herdStep = 10 * time.Millisecond
 // no timer.
 func (a *Applicant) claim(ctx context.Context) time.Duration {
 	a.mu.Lock()
-	held := len(a.held)
+	// A stray (an assignment of ours that may exist, not held) counts until
+	// it is known to be gone: the limit counts assignments, not holders.
+	held := len(a.held) + len(a.strays)
 	var free []string
 	for role := range a.specs.names {
-		if !a.taken.names[role] && a.held[role] == nil && !a.bad[role] {
+		if !a.taken.names[role] && a.held[role] == nil && !a.bad[role] && !a.strays[role] {
 			free = append(free, role)
 		}
 	}
@@ -72,6 +73,10 @@ func (a *Applicant) claim(ctx context.Context) time.Duration {
 // assignment's create is sent.
 var testHookBeforeCreate func(path string)
 
+// testHookUnusableSpec, when a test sets it, runs when a role is skipped
+// because its spec cannot be decoded.
+var testHookUnusableSpec func(role string)
+
 // maxRanked bounds the free roles an applicant ranks itself for at once
 // (the first by name, when more are free: at the start of a large set).
 const maxRanked = 64
@@ -107,7 +112,7 @@ func rendezvous(role, id string) uint64 {
 // a won one need none, as the watches fire, and a role whose spec is
 // garbage is skipped at once.
 func (a *Applicant) try(ctx context.Context, role string) bool {
-	data, _, err := a.r.get(ctx, a.r.specPath(a.set, role))
+	data, stat, err := a.r.get(ctx, a.r.specPath(a.set, role))
 	if errors.Is(err, zk.ErrNoNode) {
 		return true // removed meanwhile: the specs watch fires
 	}
@@ -118,7 +123,12 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 	spec, err := decodeRole(data)
 	if err != nil {
 		a.log.Warn("skipping a role whose spec zkactor cannot read", "role", role, "err", err)
-		a.bad[role] = true
+		if !a.watchBad(ctx, role, stat.Mzxid) {
+			return false
+		}
+		if testHookUnusableSpec != nil {
+			testHookUnusableSpec(role)
+		}
 		a.wakeUp() // look at the other free roles
 		return true
 	}
@@ -143,7 +153,7 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 	if testHookBeforeCreate != nil {
 		testHookBeforeCreate(p)
 	}
-	session, won, err := a.create(ctx, p, rec)
+	session, won, err := a.create(ctx, role, p, rec)
 	if err != nil || !won {
 		tenure.Stop()
 		if err != nil {
@@ -169,16 +179,16 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 // create creates the assignment znode: exactly one applicant's create
 // succeeds. After a lost reply, or a session that changed during the
 // create, the znode is ours if the current session owns it and its data
-// names this application.
-func (a *Applicant) create(ctx context.Context, p string, data []byte) (session int64, won bool, err error) {
+// names this application. Unless the server refused the create, it may
+// have been applied while its outcome stays unknown (the reply lost and
+// the read after it failed, or Do gave up waiting: ctx ended): the role is
+// then a stray, which the loop or finish deletes (sweep). A late outcome
+// alone cannot be relied on: Do may stop waiting just as the create
+// finishes, and the connection's end reports an applied create as an error.
+func (a *Applicant) create(ctx context.Context, role, p string, data []byte) (session int64, won bool, err error) {
 	s := a.r.s
 	var before, after int64
-	late := func(err error) {
-		if err == nil { // landed after the loop gave up: not held by anyone
-			s.DeleteWhenConnected(p)
-		}
-	}
-	err = plumbing.DoLate(ctx, s, "create", p, late, func(conn *zk.Conn) error {
+	err = s.Do(ctx, cluster.Op{Name: "create", Path: p}, func(conn *zk.Conn) error {
 		before = conn.SessionID()
 		_, err := zkutil.CreateWithParents(conn, a.r.root, p, data, zk.FlagEphemeral, s.ACL())
 		after = conn.SessionID()
@@ -189,19 +199,146 @@ func (a *Applicant) create(ctx context.Context, p string, data []byte) (session 
 		return after, true, nil
 	case errors.Is(err, zk.ErrNodeExists):
 		return 0, false, nil
-	case err != nil && !zkutil.IsTransient(err):
+	case refused(err):
+		return 0, false, err
+	}
+	a.strays[role] = true
+	if err != nil && !zkutil.IsTransient(err) {
 		return 0, false, err
 	}
 	got, stat, err := a.r.get(ctx, p)
 	switch {
 	case errors.Is(err, zk.ErrNoNode):
+		delete(a.strays, role)
 		return 0, false, nil
 	case err != nil:
 		return 0, false, err
 	}
+	delete(a.strays, role) // read after the create: known now
 	rec, derr := decodeAssignment(got)
 	if derr != nil || rec.Applicant != a.id || stat.EphemeralOwner != s.ID() {
 		return 0, false, nil
 	}
 	return stat.EphemeralOwner, true, nil
+}
+
+// watchBad marks role's spec unusable until it changes: a data watch on
+// the spec wakes the loop to try the role again (re-posting a role sets
+// its data, which changes no listing). mzxid is the version of the spec
+// that was read; one that changed since is tried again at once. It reports
+// false when the loop should retry after a backoff.
+func (a *Applicant) watchBad(ctx context.Context, role string, mzxid int64) bool {
+	a.mu.Lock()
+	watched := a.badWatch[role]
+	if watched {
+		a.bad[role] = true
+	}
+	a.mu.Unlock()
+	if watched {
+		return true
+	}
+	p := a.r.specPath(a.set, role)
+	var (
+		found bool
+		stat  *zk.Stat
+		watch <-chan zk.Event
+	)
+	err := a.r.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		found, stat, watch, err = conn.ExistsW(p)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	a.mu.Lock()
+	a.badWatch[role] = true
+	if found && stat.Mzxid == mzxid {
+		a.bad[role] = true
+	}
+	a.mu.Unlock()
+	go func() { // ends when the spec changes (or the session ends) or with the application
+		select {
+		case <-watch:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
+		delete(a.bad, role)
+		delete(a.badWatch, role)
+		a.mu.Unlock()
+		a.wakeUp()
+	}()
+	return true
+}
+
+// sweep deletes the strays of this application (see create) that session
+// owns, and forgets those that are gone or not ours. A refused delete (an
+// ACL) is given up: the znode goes with the session.
+func (a *Applicant) sweep(ctx context.Context, session int64) error {
+	for role := range a.strays {
+		if a.held[role] != nil {
+			delete(a.strays, role) // held after all
+			continue
+		}
+		err := a.deleteIfOurs(ctx, a.r.assignmentPath(a.set, role), session)
+		if err != nil && !refused(err) {
+			return err
+		}
+		delete(a.strays, role)
+	}
+	return nil
+}
+
+// deleteIfOurs deletes the assignment p if session owns it and it names
+// this application: nobody else's assignment of the role, nor one of
+// another application on this node's session, is touched.
+func (a *Applicant) deleteIfOurs(ctx context.Context, p string, session int64) error {
+	return a.r.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+		data, stat, err := conn.Get(p)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rec, derr := decodeAssignment(data); stat.EphemeralOwner != session || derr != nil || rec.Applicant != a.id {
+			return nil
+		}
+		a.log.Info("deleting an assignment whose create was lost", "path", p)
+		err = conn.Delete(p, stat.Version)
+		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrBadVersion) {
+			return nil
+		}
+		return err
+	})
+}
+
+// sweepLater sweeps the strays left when the application ended while
+// ZooKeeper could not be reached, once connected on session. The goroutine
+// belongs to the session: it ends once they are gone, with the session
+// (which takes them along), or when the Session is closed.
+func (a *Applicant) sweepLater(session int64) {
+	s := a.r.s
+	go func() {
+		t := time.NewTicker(backoff)
+		defer t.Stop()
+		for {
+			if id := s.ID(); id != session && id != 0 {
+				return
+			}
+			if s.Connected() {
+				ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
+				err := a.sweep(ctx, session)
+				cancel()
+				if err == nil {
+					return
+				}
+			}
+			select {
+			case <-s.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }

@@ -7,3 +7,9 @@ func SetTestHookBeforeCreate(t *testing.T, f func(path string)) {
 	testHookBeforeCreate = f
 	t.Cleanup(func() { testHookBeforeCreate = nil })
 }
+
+// SetTestHookUnusableSpec sets testHookUnusableSpec for the test's duration.
+func SetTestHookUnusableSpec(t *testing.T, f func(role string)) {
+	testHookUnusableSpec = f
+	t.Cleanup(func() { testHookUnusableSpec = nil })
+}

@@ -1,0 +1,197 @@
+package rolematch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/recipes/rolematch"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// mkdirs creates the set's directories from a raw connection, so that a
+// create of the recipe's is one request and garbage can be planted.
+func mkdirs(t *testing.T, conn *zk.Conn, root, set string) {
+	t.Helper()
+	acl := zk.WorldACL(zk.PermAll)
+	for _, p := range []string{root, root + "/roles", root + "/roles/" + set, root + "/roles/" + set + "/specs",
+		root + "/roles/" + set + "/assignments", root + "/roles/" + set + "/applicants"} {
+		if _, err := conn.Create(p, nil, 0, acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sameSessionBack waits until m is connected again and checks that its
+// session survived the fault: an expired session takes its ephemeral
+// znodes along, and the test would prove nothing.
+func sameSessionBack(t *testing.T, m *member, id int64) {
+	t.Helper()
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if !m.Session.Connected() {
+			return errors.New("not connected yet")
+		}
+		return nil
+	})
+	if got := m.Session.ID(); got != id {
+		t.Fatalf("the session changed (%#x → %#x): the fault must keep it", id, got)
+	}
+}
+
+// An applicant stopped while the reply to its assignment's create is lost
+// (the server made the znode): the assignment must not outlive the
+// application, or the role stays taken by nobody for as long as the
+// node's session lives. Before the fix the late reply (the closed
+// connection's error) deleted nothing and the applicant forgot the create.
+func TestAttackStopWhileCreateReplyLost(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newMember(t, "a", []string{proxy.Addr()}, root, 8*time.Second)
+	b := newMember(t, "b", zkc.Addrs(), root, 4*time.Second)
+	raw := zkc.Connect(t)
+	mkdirs(t, raw, root, "set")
+	app := apply(t, a, "set", 1, &j)
+	sid := a.Session.ID()
+	dropped := make(chan struct{})
+	rolematch.SetTestHookBeforeCreate(t, func(string) {
+		select {
+		case <-dropped:
+		default:
+			proxy.DropFromTarget()
+			close(dropped)
+		}
+	})
+	post(t, b, "set", "r")
+	<-dropped
+	p := root + "/roles/set/assignments/r"
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if ok, _, err := raw.Exists(p); err != nil || !ok {
+			return fmt.Errorf("no assignment yet: %v", err)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := app.Stop(ctx); err != nil { // the create is abandoned
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	sameSessionBack(t, a, sid)
+	apply(t, b, "set", 1, &j)
+	zktest.Eventually(t, 15*time.Second, func() error {
+		h, err := j.holder("r")
+		if err != nil {
+			_, stat, _ := raw.Get(p)
+			return fmt.Errorf("%w (assignment %+v)", err, stat)
+		}
+		if h.member != "b" {
+			return fmt.Errorf("held by %s", h.member)
+		}
+		return nil
+	})
+	j.noOverlap(t)
+}
+
+// Apply given up (ctx ended) while the reply to the applicant znode's
+// create is lost: the znode must not stay behind as an application that
+// no longer exists (Applicants lists it, the herd order ranks it).
+func TestAttackApplyCancelledWhileCreateReplyLost(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newMember(t, "a", []string{proxy.Addr()}, root, 8*time.Second)
+	b := newMember(t, "b", zkc.Addrs(), root, 4*time.Second)
+	raw := zkc.Connect(t)
+	mkdirs(t, raw, root, "set")
+	sid := a.Session.ID()
+	proxy.DropFromTarget()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	applied := make(chan error, 1)
+	go func() {
+		_, err := a.roles.Apply(ctx, "set", 1, j.props("a"))
+		applied <- err
+	}()
+	dir := root + "/roles/set/applicants"
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if names, _, err := raw.Children(dir); err != nil || len(names) != 1 {
+			return fmt.Errorf("applicants %v, %v", names, err)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-applied; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply: %v, want context.Canceled", err)
+	}
+	proxy.Restore()
+	sameSessionBack(t, a, sid)
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if infos := mustApplicants(t, b, "set"); len(infos) != 0 {
+			return fmt.Errorf("applicants %+v after Apply failed", infos)
+		}
+		return nil
+	})
+}
+
+// A role whose spec was garbage is posted again with a good spec: it must
+// be held. Re-posting sets the data, which changes no listing, and before
+// the fix the applicant looked at the role again only when the specs or
+// the assignments changed.
+func TestAttackRepostedSpecIsHeld(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	raw := zkc.Connect(t)
+	mkdirs(t, raw, root, "set")
+	if _, err := raw.Create(root+"/roles/set/specs/r", []byte{0xff, 0xff, 0xff}, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	skipped := make(chan struct{})
+	rolematch.SetTestHookUnusableSpec(t, func(role string) {
+		select {
+		case <-skipped:
+		default:
+			close(skipped)
+		}
+	})
+	apply(t, m, "set", 1, &j)
+	<-skipped
+	post(t, m, "set", "r")
+	zktest.Eventually(t, 10*time.Second, func() error {
+		_, err := j.holder("r")
+		return err
+	})
+}
+
+// The applicant znode deleted by someone else (an operator, a cleanup
+// script): the application is still live and must show in Applicants
+// again, as its holders do in Holders.
+func TestAttackApplicantZnodeDeletedBySomeoneElse(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	post(t, m, "set", "r")
+	app := apply(t, m, "set", 1, &j)
+	j.allHeld(t, m, "set", []string{"r"}, 10*time.Second)
+	raw := zkc.Connect(t)
+	if err := raw.Delete(root+"/roles/set/applicants/"+app.ID(), -1); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		infos := mustApplicants(t, m, "set")
+		if len(infos) != 1 || infos[0].ID != app.ID() || infos[0].Held != 1 {
+			return fmt.Errorf("applicants %+v, want %s holding 1", infos, app.ID())
+		}
+		return nil
+	})
+	j.allHeld(t, m, "set", []string{"r"}, 5*time.Second)
+}
