@@ -11,8 +11,10 @@
 // Flags: -seed (every random choice derives from it), -trials (per class),
 // -classes (comma-separated, or "all"), -nodes, -session-timeout,
 // -stop-each-class, -grains (default true: every node process also runs a
-// protoactor cluster member on package provider, see grains.go), and -v
-// (after -args: log every event).
+// protoactor cluster member on package provider, see grains.go), -roles
+// (default true: every node process applies for the roles of a role set,
+// package recipes/rolematch, see roles.go), and -v (after -args: log every
+// event).
 //
 // # Design
 //
@@ -101,6 +103,9 @@
 //	astart <kind/id> <epoch> <pid> <member>  a grain activation started (its Started)
 //	amsg <kind/id> <epoch> <began>           it began handling a request
 //	astop <kind/id> <epoch>                  it handled Stopping: the activation ended
+//	rstart role/<r> <epoch> <pid> <set>      a role's holder handled Assigned: its holding began
+//	rtick role/<r> <epoch> <began>           it handled a tick (every 100 ms)
+//	rstop role/<r> <epoch>                   it handled Stopping: the holding ended
 //	bye | stopfail <error>                   Node.Stop returned
 //
 // The driver adds its own events to the history (source "driver"): run,
@@ -147,7 +152,17 @@
 //     for every identity succeeds from every live node, and the nodes of one
 //     round of requests all reach the same activation (member and epoch).
 //
-// no-ephemerals covers the members' znodes too (under <root>/grains).
+// And for role match (issue 11), when -roles is on (roles r0..r3, each node
+// applying for two):
+//
+//  9. one-holder: never two holders of one role at once: (1) over the
+//     holdings (rstart to rstop, death, or a freeze after which the holder
+//     handled nothing), with a foreign delete's allowance.
+//  10. live-role: within session timeout + 3 s of the heal, every role is
+//     held by exactly one holder on a live node, as long as the live nodes
+//     have room for all of them.
+//
+// no-ephemerals covers the members' and the roles' znodes too.
 //
 // And after every trial, leftovers: within session timeout + 3 s of the
 // heal, no running node's session owns a registration it unregistered (or
