@@ -2,6 +2,7 @@ package workqueue
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // DefaultWindow is FeedOptions.Window's default.
 const DefaultWindow = 16
 
-// answerTimeout bounds the Ack or Release of one delivery.
-const answerTimeout = 10 * time.Second
+// answerTimeout bounds one attempt at the Ack or Release of a delivery;
+// an attempt that fails for want of ZooKeeper is retried (a var for tests).
+var answerTimeout = 10 * time.Second
 
 // FeedOptions configures Feed.
 type FeedOptions struct {
@@ -37,9 +39,12 @@ type FeedOptions struct {
 // free again: they come again, to this consumer or another, with one more
 // attempt; an answer to an item delivered twice applies to the last take.
 //
-// The feeder follows the consumer: it watches it and stops when it stops.
-// Stopping the feeder (the PID returned) gives back the items it holds
-// unanswered. Failures to take are logged and retried with backoff.
+// The feeder follows the consumer: it watches it and stops when it stops,
+// and it stops when the Queue is closed. Stopping the feeder (the PID
+// returned) or closing the Queue gives back the items it holds unanswered.
+// Failures to take are logged and retried with backoff; so are answers
+// that cannot reach ZooKeeper, while the session that holds the item lives
+// (an item must not stay claimed by a live session nobody answers for).
 func (q *Queue) Feed(spawner actor.SpawnerContext, consumer *actor.PID, opts FeedOptions) *actor.PID {
 	window := opts.Window
 	if window <= 0 {
@@ -77,6 +82,9 @@ func (f *feeder) Receive(c actor.Context) {
 		for range f.window {
 			f.slots <- struct{}{}
 		}
+		// Known to the queue before it takes anything, so that Close gives
+		// back whatever it comes to hold.
+		f.q.addFeeder(f)
 		if f.q.spawn(func() { f.take(ctx, c.ActorSystem(), c.Self()) }) != nil {
 			c.Stop(c.Self()) // the queue is closed
 		}
@@ -90,15 +98,35 @@ func (f *feeder) Receive(c actor.Context) {
 		}
 	case *actor.Stopping:
 		f.cancel()
-		f.mu.Lock()
-		f.stopped = true
-		left := f.held
-		f.held = map[string]*Item{}
-		f.mu.Unlock()
-		for _, it := range left {
-			f.finish(it, false, nil)
+		// A closed queue gives back what the feeder holds in Close.
+		_ = f.q.spawn(func() {
+			for _, it := range f.stop() {
+				f.q.settle(it, false)
+			}
+		})
+	case *actor.Stopped:
+		f.q.removeFeeder(f)
+	}
+}
+
+// giveBack releases what the feeder holds, and takes no more. Whoever
+// calls it first (the feeder stopping, or Close) gives the items back.
+func (f *feeder) giveBack(ctx context.Context) {
+	for _, it := range f.stop() {
+		if err := f.q.Release(ctx, it); err != nil {
+			f.q.log.Warn("giving back a delivery; it comes back with the session's end", "item", it.ID, "err", err)
 		}
 	}
+}
+
+// stop makes the feeder take no more, and returns what it held.
+func (f *feeder) stop() map[string]*Item {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	left := f.held
+	f.held = map[string]*Item{}
+	return left
 }
 
 // take takes items while the feeder runs and a slot is free, and delivers
@@ -114,6 +142,7 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 		case <-changed:
 			continue
 		case <-f.q.done:
+			system.Root.Stop(self) // Close gives back what it holds
 			return
 		case <-ctx.Done():
 			return
@@ -121,7 +150,11 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 		it, err := f.q.Take(ctx)
 		if err != nil {
 			f.slots <- struct{}{}
-			if ctx.Err() != nil || f.q.isClosed() {
+			if ctx.Err() != nil {
+				return
+			}
+			if f.q.isClosed() {
+				system.Root.Stop(self)
 				return
 			}
 			delay := backoff(failures)
@@ -130,6 +163,7 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 			select {
 			case <-time.After(delay):
 			case <-f.q.done:
+				system.Root.Stop(self)
 				return
 			case <-ctx.Done():
 				return
@@ -193,23 +227,51 @@ func (f *feeder) answer(id string, ack bool) {
 // then, if not nil, runs after it.
 func (f *feeder) finish(it *Item, ack bool, then func()) {
 	err := f.q.spawn(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
-		defer cancel()
-		var err error
-		if ack {
-			err = f.q.Ack(ctx, it)
-		} else {
-			err = f.q.Release(ctx, it)
-		}
-		if err != nil {
-			// Unacknowledged, the item goes back with this session's end.
-			f.q.log.Warn("answering a delivery", "item", it.ID, "ack", ack, "err", err)
-		}
+		f.q.settle(it, ack)
 		if then != nil {
 			then()
 		}
 	})
 	if err != nil {
 		f.q.log.Debug("the queue is closed: the item goes back with the session", "item", it.ID, "ack", ack)
+	}
+}
+
+// settle acknowledges or releases a delivered item. An attempt that fails
+// for want of ZooKeeper (an outage longer than answerTimeout) is tried
+// again: given up, it would leave the item claimed by this session, hidden
+// from every taker for as long as the session lives. A Release stops
+// trying once the session that held the item has ended (its claim went
+// with it); an Ack tries until the item is gone or taken by another, or
+// the queue is closed.
+func (q *Queue) settle(it *Item, ack bool) {
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(q.life, answerTimeout)
+		var err error
+		if ack {
+			err = q.Ack(ctx, it)
+		} else {
+			err = q.Release(ctx, it)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		retry := isTransient(err) || errors.Is(err, context.DeadlineExceeded)
+		if !ack && q.s.ID() != it.session {
+			retry = false // the claim went with the session
+		}
+		if !retry {
+			// Unacknowledged, the item goes back with this session's end.
+			q.log.Warn("answering a delivery", "item", it.ID, "ack", ack, "err", err)
+			return
+		}
+		delay := backoff(attempt - 1)
+		q.log.Warn("answering a delivery; trying again", "item", it.ID, "ack", ack, "err", err, "attempt", attempt, "backoff", delay)
+		select {
+		case <-time.After(delay):
+		case <-q.done:
+			return // the item goes back with this session's end
+		}
 	}
 }

@@ -59,12 +59,23 @@ type Queue struct {
 
 	taking chan struct{} // a token: one Take of this handle at a time
 	done   chan struct{} // closed by Close
+	life   context.Context // ends with Close: bounds the handle's own goroutines
+	end    context.CancelFunc
 
 	mu      sync.Mutex
 	changed chan struct{}   // closed and replaced on every change of items/ or claims/
-	strays  map[string]bool // claims a Take gave up on, whose outcome may be ours
+	strays  map[string]string // item -> token of a take that gave up on its claim, whose outcome may be ours
 	bad     map[string]bool // item names whose data is not an Item: skipped
 	closed  bool
+	feeders map[*feeder]bool // running feeders: Close gives back what they hold
+	// armed: the session whose watch on items/ or claims/ has not fired
+	// yet; watchGen counts the watch events of each. go-zookeeper cannot
+	// remove a watch, and keeps a channel for every one set: a take that
+	// set another while one is armed would grow its memory with every take
+	// until the directory next changed (takes and releases change claims/
+	// but never items/).
+	armed    map[string]int64
+	watchGen map[string]uint64
 
 	stopWatch, stopNotify func()
 	wg                    sync.WaitGroup // feeders' goroutines
@@ -101,17 +112,25 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 		log:      log.With("queue", name),
 		taking:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		feeders:  map[*feeder]bool{},
+		armed:    map[string]int64{},
+		watchGen: map[string]uint64{},
 		changed:  make(chan struct{}),
-		strays:   map[string]bool{},
+		strays:   map[string]string{},
 		bad:      map[string]bool{},
 	}
 	if err := q.makeDirs(ctx); err != nil {
 		return nil, err
 	}
+	q.life, q.end = context.WithCancel(context.Background())
 	// Watch events of items/ and claims/ wake waiting Takes; so does a new
 	// session (the old one's watches are gone with it). Neither blocks.
 	q.stopWatch = s.OnWatchEvent(func(ev zk.Event) {
 		if ev.Path == q.items || ev.Path == q.claims {
+			q.mu.Lock()
+			q.watchGen[ev.Path]++ // the session's watch on it has fired
+			delete(q.armed, ev.Path)
+			q.mu.Unlock()
 			q.wake()
 		}
 	})
@@ -126,9 +145,11 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 // Name is the queue's name.
 func (q *Queue) Name() string { return q.name }
 
-// Close stops the handle: waiting Takes and feeders end (feeders give
-// their items back). It does not close the session, and leaves the
-// queue's znodes in place. Claims still held go with the session.
+// Close stops the handle: waiting Takes and feeders end, and feeders give
+// back the items their consumers hold unanswered (Close waits for that,
+// up to the session's RequestTimeout). It does not close the session, and
+// leaves the queue's znodes in place. Items taken with Take and not yet
+// acknowledged or released stay held until the session ends.
 func (q *Queue) Close() {
 	q.mu.Lock()
 	if q.closed {
@@ -137,11 +158,27 @@ func (q *Queue) Close() {
 	}
 	q.closed = true
 	close(q.done)
+	q.end()
 	q.mu.Unlock()
 	q.stopWatch()
 	q.stopNotify()
 	q.wake()
 	q.wg.Wait()
+	// Nothing runs on the handle's goroutines now. What the feeders hold
+	// and the claims takes gave up on would otherwise hide their items for
+	// as long as the session lives, which may be much longer than the handle.
+	q.mu.Lock()
+	feeders := make([]*feeder, 0, len(q.feeders))
+	for f := range q.feeders {
+		feeders = append(feeders, f)
+	}
+	q.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), q.s.RequestTimeout())
+	defer cancel()
+	for _, f := range feeders {
+		f.giveBack(ctx)
+	}
+	q.removeStrays(ctx)
 }
 
 // spawn runs fn on a goroutine that Close waits for, unless the Queue is
@@ -158,6 +195,18 @@ func (q *Queue) spawn(fn func()) error {
 		fn()
 	}()
 	return nil
+}
+
+func (q *Queue) addFeeder(f *feeder) {
+	q.mu.Lock()
+	q.feeders[f] = true
+	q.mu.Unlock()
+}
+
+func (q *Queue) removeFeeder(f *feeder) {
+	q.mu.Lock()
+	delete(q.feeders, f)
+	q.mu.Unlock()
 }
 
 func (q *Queue) isClosed() bool {
@@ -314,12 +363,27 @@ func (q *Queue) findKey(ctx context.Context, key string, payload []byte) (string
 	return "", errOrphanKey
 }
 
+// children lists dir; with watch, it leaves a watch on dir that wakes
+// the waiting takes when it fires, setting one only if none is armed.
 func (q *Queue) children(ctx context.Context, dir string, watch bool) ([]string, error) {
-	var names []string
+	var (
+		names   []string
+		session int64
+	)
+	q.mu.Lock()
+	gen := q.watchGen[dir]
+	if id := q.s.ID(); watch && id != 0 && q.armed[dir] == id {
+		watch = false // the armed watch wakes us
+	}
+	q.mu.Unlock()
 	err := q.s.Do(ctx, cluster.Op{Name: "get children", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
 		var err error
 		if watch {
+			before := c.SessionID()
 			names, _, _, err = c.ChildrenW(dir)
+			if c.SessionID() == before {
+				session = before
+			}
 		} else {
 			names, _, err = c.Children(dir)
 		}
@@ -327,6 +391,13 @@ func (q *Queue) children(ctx context.Context, dir string, watch bool) ([]string,
 	})
 	if err != nil {
 		return nil, err // fn may still be writing names
+	}
+	if watch && session != 0 {
+		q.mu.Lock()
+		if q.watchGen[dir] == gen { // else it may have fired already
+			q.armed[dir] = session
+		}
+		q.mu.Unlock()
 	}
 	return names, nil
 }

@@ -143,8 +143,16 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
 	}
 	// A caller that gives up before the reply leaves a claim that may be
-	// ours: the next take removes it (removeStrays).
-	late := func(error) { q.addStray(name) }
+	// ours: it is removed at once (and by the next take if that fails). A
+	// multi the server refused made nothing. The stray is this take's
+	// token's, not the name's: a later take of the same item by this
+	// handle may hold it by then, and its claim is not a stray.
+	late := func(err error) {
+		if err == nil || isTransient(err) {
+			q.addStray(name, token)
+			q.sweepStrays()
+		}
+	}
 	var session int64 // read only when the request's outcome is known
 	err = plumbing.DoLate(ctx, q.s, "claim", claimPath, late, func(c *zk.Conn) error {
 		before := c.SessionID()
@@ -165,7 +173,7 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 		// Unknown outcome: once connected again, the claim tells.
 		ours, err := q.ownClaim(ctx, name, token)
 		if err != nil {
-			q.addStray(name)
+			q.addStray(name, token)
 			return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
 		}
 		if ours == 0 {
@@ -174,7 +182,7 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 		session = ours
 	default:
 		if isTransient(err) {
-			q.addStray(name)
+			q.addStray(name, token)
 		}
 		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
 	}
@@ -207,28 +215,42 @@ func isTransient(err error) bool {
 		errors.Is(err, cluster.ErrNotConnected)
 }
 
-func (q *Queue) addStray(name string) {
+// addStray records that the take with token may have left a claim on
+// name.
+func (q *Queue) addStray(name, token string) {
 	q.mu.Lock()
-	q.strays[name] = true
+	q.strays[name] = token
 	q.mu.Unlock()
 }
 
+// sweepStrays removes the strays on a goroutine of the queue's, so that a
+// claim a take gave up on does not hide its item until the next take of
+// this handle (there may be none: a feeder that stopped).
+func (q *Queue) sweepStrays() {
+	_ = q.spawn(func() { // closed: Close sweeps
+		ctx, cancel := context.WithTimeout(q.life, q.s.RequestTimeout())
+		defer cancel()
+		q.removeStrays(ctx)
+	})
+}
+
 // removeStrays deletes the claims that takes which gave up may have left,
-// if this session owns them and this handle made them. Only takes create
-// claims, and they run one at a time, so no live take's claim is among them.
+// if this session owns them and the take that gave up made them (its
+// token): a claim on the same item by a later take of this handle is not
+// touched.
 func (q *Queue) removeStrays(ctx context.Context) {
 	q.mu.Lock()
-	var names []string
-	for n := range q.strays {
-		names = append(names, n)
+	strays := make(map[string]string, len(q.strays))
+	for n, token := range q.strays {
+		strays[n] = token
 	}
 	q.mu.Unlock()
-	for _, n := range names {
+	for n, token := range strays {
 		p := q.claims + "/" + n
 		data, stat, err := q.get(ctx, p)
 		if err == nil {
 			c := &workqueuev1.Claim{}
-			if proto.Unmarshal(data, c) == nil && stat.EphemeralOwner == q.s.ID() && len(c.Taker) > len(q.producer) && c.Taker[:len(q.producer)+1] == q.producer+"/" {
+			if proto.Unmarshal(data, c) == nil && stat.EphemeralOwner == q.s.ID() && c.Taker == q.producer+"/"+token {
 				err = q.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
 					err := conn.Delete(p, stat.Version)
 					if errors.Is(err, zk.ErrNoNode) {
@@ -240,7 +262,9 @@ func (q *Queue) removeStrays(ctx context.Context) {
 		}
 		if err == nil || errors.Is(err, zk.ErrNoNode) {
 			q.mu.Lock()
-			delete(q.strays, n)
+			if q.strays[n] == token {
+				delete(q.strays, n)
+			}
 			q.mu.Unlock()
 		}
 	}
