@@ -57,15 +57,15 @@ type Queue struct {
 	producer string
 	log      *slog.Logger
 
-	taking chan struct{} // a token: one Take of this handle at a time
-	done   chan struct{} // closed by Close
+	taking chan struct{}   // a token: one Take of this handle at a time
+	done   chan struct{}   // closed by Close
 	life   context.Context // ends with Close: bounds the handle's own goroutines
 	end    context.CancelFunc
 
 	mu      sync.Mutex
-	changed chan struct{}   // closed and replaced on every change of items/ or claims/
+	changed chan struct{}     // closed and replaced on every change of items/ or claims/
 	strays  map[string]string // item -> token of a take that gave up on its claim, whose outcome may be ours
-	bad     map[string]bool // item names whose data is not an Item: skipped
+	bad     map[string]bool   // item names whose data is not an Item: skipped
 	closed  bool
 	feeders map[*feeder]bool // running feeders: Close gives back what they hold
 	// armed: the session whose watch on items/ or claims/ has not fired
