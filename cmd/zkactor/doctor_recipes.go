@@ -208,8 +208,10 @@ func (d *doctor) checkRoleSet(dir *znode) {
 		d.leaf(z)
 		d.validName(z)
 		d.persistentRecord(z, "a role's spec")
-		if _, err := decodeRole(z); err != nil {
+		if rec, err := decodeRole(z); err != nil {
 			d.add(kindGarbage, z.path, "%v", err)
+		} else if rec.GetName() != "" && rec.GetName() != z.name {
+			d.add(kindGarbage, z.path, "the record names role %q", rec.GetName())
 		}
 	}
 	held := map[string]int{}
@@ -220,6 +222,9 @@ func (d *doctor) checkRoleSet(dir *znode) {
 			d.add(kindGarbage, z.path, "%v (the role is taken all the same)", err)
 		} else {
 			held[rec.GetApplicant()]++
+			if rec.GetRole() != z.name {
+				d.add(kindGarbage, z.path, "the record assigns role %q", rec.GetRole())
+			}
 		}
 		if d.ephemeralRecord(z, "an assignment", "its role is held forever, by nobody once its holder is gone") {
 			d.checkOwner(z)
@@ -232,9 +237,13 @@ func (d *doctor) checkRoleSet(dir *znode) {
 	for _, z := range dir.child(applicantsDir).childList() {
 		d.leaf(z)
 		rec, err := decodeApplicant(z)
-		if err != nil {
+		switch {
+		case err != nil:
 			d.add(kindGarbage, z.path, "%v", err)
-		} else if n := held[z.name]; n > int(rec.GetLimit()) {
+		case rec.GetId() != z.name:
+			d.add(kindGarbage, z.path, "the record names application %q", rec.GetId())
+		}
+		if n := held[z.name]; err == nil && n > int(rec.GetLimit()) {
 			d.add(kindInconsistent, z.path, "holds %d roles, over its limit of %d", n, rec.GetLimit())
 		}
 		if d.ephemeralRecord(z, "an application", "it outlives its applicant") {
@@ -256,8 +265,10 @@ func (d *doctor) checkLock(dir *znode) {
 			d.add(kindGarbage, z.path, "persistent: the lock passes it over (only ephemeral waiters queue)")
 			continue
 		}
-		if _, err := decodeWaiter(dir.name, z); err != nil {
+		if rec, err := decodeWaiter(z); err != nil {
 			d.add(kindGarbage, z.path, "%v (it queues all the same)", err)
+		} else if rec.GetName() != dir.name {
+			d.add(kindGarbage, z.path, "the record waits for lock %q", rec.GetName())
 		}
 		d.checkLive(z, "a waiter")
 	}
@@ -284,8 +295,10 @@ func (d *doctor) checkBarrier(dir *znode) {
 			d.add(kindGarbage, z.path, "persistent: Enter and Leave pass it over (only ephemeral participants count)")
 			continue
 		}
-		if _, err := decodeParticipant(dir.name, z); err != nil {
+		if rec, err := decodeParticipant(z); err != nil {
 			d.add(kindGarbage, z.path, "%v (it counts all the same)", err)
+		} else if rec.GetName() != dir.name {
+			d.add(kindGarbage, z.path, "the record enters barrier %q", rec.GetName())
 		}
 		d.checkLive(z, "a participant")
 	}

@@ -245,13 +245,11 @@ func decodeRole(z *znode) (*rolematchv1.Role, error) {
 	if err := decode("recipes.rolematch.v1.Role", z.data, rec, true); err != nil {
 		return nil, err
 	}
-	if rec.GetName() != "" && rec.GetName() != z.name {
-		return nil, fmt.Errorf("the Role record names role %q", rec.GetName())
-	}
 	return rec, nil
 }
 
-// decodeAssignment decodes an assignment; it must name a holder PID.
+// decodeAssignment decodes an assignment; it must name a holder PID
+// (rolematch's rule; doctor also checks the names).
 func decodeAssignment(z *znode) (*rolematchv1.Assignment, error) {
 	rec := &rolematchv1.Assignment{}
 	if err := decode("recipes.rolematch.v1.Assignment", z.data, rec, false); err != nil {
@@ -259,9 +257,6 @@ func decodeAssignment(z *znode) (*rolematchv1.Assignment, error) {
 	}
 	if rec.GetHolder().GetAddress() == "" || rec.GetHolder().GetId() == "" {
 		return nil, errors.New("an Assignment without a holder PID")
-	}
-	if rec.GetRole() != z.name {
-		return nil, fmt.Errorf("the Assignment record names role %q", rec.GetRole())
 	}
 	return rec, nil
 }
@@ -275,30 +270,21 @@ func decodeApplicant(z *znode) (*rolematchv1.Applicant, error) {
 	if rec.GetLimit() == 0 {
 		return nil, errors.New("an Applicant without a limit")
 	}
-	if rec.GetId() != z.name {
-		return nil, fmt.Errorf("the Applicant record names application %q", rec.GetId())
-	}
 	return rec, nil
 }
 
-func decodeWaiter(lock string, z *znode) (*lockv1.Waiter, error) {
+func decodeWaiter(z *znode) (*lockv1.Waiter, error) {
 	rec := &lockv1.Waiter{}
 	if err := decode("recipes.lock.v1.Waiter", z.data, rec, false); err != nil {
 		return nil, err
 	}
-	if rec.GetName() != lock {
-		return nil, fmt.Errorf("the Waiter record waits for lock %q", rec.GetName())
-	}
 	return rec, nil
 }
 
-func decodeParticipant(barrier string, z *znode) (*barrierv1.Participant, error) {
+func decodeParticipant(z *znode) (*barrierv1.Participant, error) {
 	rec := &barrierv1.Participant{}
 	if err := decode("recipes.barrier.v1.Participant", z.data, rec, false); err != nil {
 		return nil, err
-	}
-	if rec.GetName() != barrier {
-		return nil, fmt.Errorf("the Participant record enters barrier %q", rec.GetName())
 	}
 	return rec, nil
 }
@@ -508,7 +494,7 @@ func (r *Report) addLocks(tree *znode) {
 		for i, z := range protectedQueue(dir, waiterMark) {
 			seq, _ := parseProtected(z.name, waiterMark)
 			w := Waiter{Position: i, Znode: z.name, Sequence: seq, Token: z.stat.Czxid, Session: session(z.stat.EphemeralOwner)}
-			if rec, err := decodeWaiter(dir.name, z); err != nil {
+			if rec, err := decodeWaiter(z); err != nil {
 				w.Error = err.Error()
 				r.skip(z, err)
 			} else {
@@ -546,7 +532,7 @@ func (r *Report) addBarriers(tree *znode) {
 			seq, _ := parseProtected(z.name, participantMark)
 			p := Participant{Position: i, Znode: z.name, Sequence: seq, Session: session(z.stat.EphemeralOwner)}
 			p.Admitted = ready != nil && ready.Error == "" && seq <= ready.LastSequence
-			if rec, err := decodeParticipant(dir.name, z); err != nil {
+			if rec, err := decodeParticipant(z); err != nil {
 				p.Error = err.Error()
 				r.skip(z, err)
 			} else {
@@ -591,7 +577,7 @@ func mtime(z *znode) time.Time {
 
 // writeRecipes writes the sections of package provider and the recipes.
 func writeRecipes(p func(string, ...any), r *Report) {
-	p("\nACTIVATIONS (%d kinds)", len(r.Activations))
+	p("\nACTIVATIONS (%d)", len(r.Activations))
 	for _, k := range r.Activations {
 		p("  %s (%d)", k.Kind, len(k.Activations))
 		if len(k.Activations) > 0 {
@@ -613,7 +599,7 @@ func writeRecipes(p func(string, ...any), r *Report) {
 		}
 	}
 
-	p("\nROLES (%d sets)", len(r.Roles))
+	p("\nROLES (%d)", len(r.Roles))
 	for _, set := range r.Roles {
 		held := 0
 		for _, ro := range set.Roles {
@@ -644,7 +630,8 @@ func writeRecipes(p func(string, ...any), r *Report) {
 			}
 		}
 		if len(set.Applicants) > 0 {
-			p("    APPLICANT\tNODE\tLIMIT\tHELD\tROOM\tSESSION")
+			p("    applications:") // no tab: the columns below are their own
+			p("    ID\tNODE\tLIMIT\tHELD\tROOM\tSESSION")
 		}
 		for _, a := range set.Applicants {
 			p("    %s\t%s\t%d\t%d\t%d\t%s", a.ID, orDash(a.NodeID), a.Limit, a.Held, a.Room, a.Session)
