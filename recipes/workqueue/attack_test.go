@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
 
 	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
 	"github.com/zkactor/zkactor/recipes/workqueue"
@@ -271,5 +273,70 @@ func TestAttackTakesLeaveNoPileOfWatches(t *testing.T) {
 	}
 	if err := q.Ack(ctxT(t), held); err != nil && !errors.Is(err, workqueue.ErrNotHeld) {
 		t.Fatal(err)
+	}
+}
+
+// An item this session may read but not write (another client made it
+// with a read-only ACL) failed every take's claim with NoAuth, and Take
+// returned the error: the oldest free item is tried first, so one such
+// item wedged the queue for every taker, a feeder retrying it forever. It
+// is now skipped, as an item the session may not read is.
+func TestAttackUnwritableItemDoesNotWedgeTheQueue(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	c := zkc.Connect(t)
+	data, err := proto.Marshal(&workqueuev1.Item{Key: "evil", Payload: []byte("read only")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(root+"/queues/jobs/items/evil-0000000000", data, 0, zk.WorldACL(zk.PermRead)); err != nil {
+		t.Fatal(err)
+	}
+	put(t, q, "good", "takeable")
+	if it := take(t, q); it.Key != "good" {
+		t.Fatalf("took %s, want good", it.Key)
+	}
+}
+
+// Someone deleted claims/ (Put and Take make items/ and keys/ again when
+// they are gone, not claims/): every take failed listing it, forever.
+func TestAttackDeletedClaimsDirIsMadeAgain(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	c := zkc.Connect(t)
+	if err := c.Delete(root+"/queues/jobs/claims", -1); err != nil {
+		t.Fatal(err)
+	}
+	put(t, q, "job", "still takeable")
+	if it := take(t, q); it.Key != "job" {
+		t.Fatalf("took %s, want job", it.Key)
+	}
+}
+
+// Nil inputs are refused with an error, not a panic: Open without a
+// session, Ack and Release of no item, Feed of no consumer (whose feeder
+// panicked in Started and again in Stopping, and would send to a nil PID).
+func TestAttackNilInputs(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	if q, err := workqueue.Open(ctxT(t), nil, "jobs", workqueue.Options{Root: root}); err == nil {
+		q.Close()
+		t.Fatal("Open without a session: no error")
+	}
+	q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	if err := q.Ack(ctxT(t), nil); err == nil {
+		t.Error("Ack(nil): no error")
+	}
+	if err := q.Release(ctxT(t), nil); err == nil {
+		t.Error("Release(nil): no error")
+	}
+	system := newSystem(t)
+	if pid := q.Feed(system.Root, nil, workqueue.FeedOptions{}); pid != nil {
+		t.Errorf("Feed of a nil consumer spawned %v", pid)
+	}
+	if pid := q.Feed(nil, system.NewLocalPID("nobody"), workqueue.FeedOptions{}); pid != nil {
+		t.Errorf("Feed with a nil spawner spawned %v", pid)
 	}
 }

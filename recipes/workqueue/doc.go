@@ -27,8 +27,10 @@
 // attempt landed, meets the key and finds the item instead of queueing a
 // second one, at the place the first attempt left it.
 //
-// A child of items/ whose name has not that shape, or whose data is not an
-// Item, is skipped (logged once per handle), never fatal.
+// A child of items/ whose name has not that shape, whose data is not an
+// Item, or that this session may not read or take (another client's ACL),
+// is skipped (logged once per handle), never fatal. items/, claims/ and
+// keys/ are made again if someone deletes them.
 //
 // # The life of an item
 //

@@ -42,10 +42,17 @@ type FeedOptions struct {
 // The feeder follows the consumer: it watches it and stops when it stops,
 // and it stops when the Queue is closed. Stopping the feeder (the PID
 // returned) or closing the Queue gives back the items it holds unanswered.
+// With a nil spawner or consumer, Feed does nothing and returns nil.
 // Failures to take are logged and retried with backoff; so are answers
 // that cannot reach ZooKeeper, while the session that holds the item lives
 // (an item must not stay claimed by a live session nobody answers for).
 func (q *Queue) Feed(spawner actor.SpawnerContext, consumer *actor.PID, opts FeedOptions) *actor.PID {
+	if spawner == nil || consumer == nil {
+		// Nobody to spawn the feeder or to deliver to: the feeder would
+		// panic watching a nil PID.
+		q.log.Warn("Feed with a nil spawner or consumer: ignored")
+		return nil
+	}
 	window := opts.Window
 	if window <= 0 {
 		window = DefaultWindow

@@ -86,6 +86,9 @@ type Queue struct {
 // (cluster.ValidateName). Close the Queue when done; the session is the
 // caller's.
 func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*Queue, error) {
+	if s == nil {
+		return nil, fmt.Errorf("open queue %q: no session", name)
+	}
 	if err := cluster.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}

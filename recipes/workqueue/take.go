@@ -88,6 +88,13 @@ func (q *Queue) tryTake(ctx context.Context) (*Item, error) {
 		return nil, nil
 	}
 	claimed, err := q.children(ctx, q.claims, true)
+	if errors.Is(err, zk.ErrNoNode) {
+		// Someone deleted claims/ (no claim can be made without it): make
+		// it again.
+		if err = q.makeDirs(ctx); err == nil {
+			claimed, err = q.children(ctx, q.claims, true)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
 	}
@@ -169,6 +176,11 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 	case err == nil:
 	case errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
 		return nil, nil // another taker was first, or it was acknowledged
+	case errors.Is(err, zk.ErrNoAuth):
+		// Another client's item that this session may read but not take:
+		// failing the Take would wedge every taker on it (it is the oldest).
+		q.skip(name, "this session may not take it")
+		return nil, nil
 	case ctx.Err() == nil && isTransient(err):
 		// Unknown outcome: once connected again, the claim tells.
 		ours, err := q.ownClaim(ctx, name, token)
@@ -300,6 +312,9 @@ func (q *Queue) isBad(name string) bool {
 // session's claim is gone but nobody took the item since, the Ack still
 // removes it.
 func (q *Queue) Ack(ctx context.Context, it *Item) error {
+	if it == nil {
+		return fmt.Errorf("ack on queue %q: no item", q.name)
+	}
 	itemPath, claimPath, keyPath := q.items+"/"+it.ID, q.claims+"/"+it.ID, q.keys+"/"+it.Key
 	withClaim, withKey := true, true
 	for {
@@ -369,6 +384,9 @@ func failed(res []zk.MultiResponse) int {
 // that is no longer held (acknowledged, released, or taken by another
 // since) does nothing.
 func (q *Queue) Release(ctx context.Context, it *Item) error {
+	if it == nil {
+		return fmt.Errorf("release on queue %q: no item", q.name)
+	}
 	itemPath, claimPath := q.items+"/"+it.ID, q.claims+"/"+it.ID
 	err := q.s.Do(ctx, cluster.Op{Name: "release", Path: claimPath, Idempotent: true}, func(c *zk.Conn) error {
 		_, err := c.Multi(
