@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/go-zookeeper/zk"
 
@@ -88,7 +89,7 @@ func (d *doctor) checkParts(dir *znode, what string, parts ...string) {
 		if known {
 			d.checkPart(z)
 		} else {
-			d.add(kindGarbage, z.path, "not part of a %s (%v)", what, parts)
+			d.add(kindGarbage, z.path, "not part of a %s (%s)", what, strings.Join(parts, ", "))
 		}
 	}
 }

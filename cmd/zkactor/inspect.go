@@ -330,7 +330,7 @@ func writeText(w io.Writer, r *Report) error {
 		}
 	}
 
-	p("\nJOBS (%d, queue %s)", len(r.Jobs), jobsQueue)
+	p("\nJOBS (%d)", len(r.Jobs))
 	if len(r.Jobs) > 0 {
 		p("  ID\tSUBMITTED\tATTEMPTS\tCLAIMED BY\tTEXT")
 	}

@@ -325,7 +325,7 @@ func TestInspectRecipesText(t *testing.T) {
 		"NODES (3)", "cart,user",
 		"ACTIVATIONS (1)", "cart (1)", "127.0.0.1:7001/partition-activator/cart/alice",
 		"QUEUES (2)", "jobs: 1 items, 0 held", "mail: 2 items, 1 held", f.mailTaken.ID, f.mailFree,
-		"JOBS (1, queue jobs)",
+		"JOBS (1)",
 		"ROLES (1)", "shards: 2 roles, 2 held, 2 applicants", "bytes (3 bytes)", "(no spec)",
 		"LOCKS (1)", "db: held by _c_", "1 waiting", fmt.Sprintf("%s/%s", f.lockFor.Address, f.lockFor.Id),
 		"BARRIERS (1)", "phase-1: 2 participants, ready: size 2",

@@ -200,7 +200,7 @@ func TestInspectText(t *testing.T) {
 		"NODES (2)", n1 + "  ", n2 + "  ", f.n1.System.Address(),
 		"SERVICES (1)", "worker (2)", "zone=a", "zone=b",
 		"GLOBALS (1)", fmt.Sprintf("boss: leader %s/%s on %s, epoch %d", f.leader.Address, f.leader.Id, n1, f.epoch),
-		"JOBS (1, queue jobs)", "job-abc", "feed the cat",
+		"JOBS (1)", "job-abc", "feed the cat",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in the output", want)
