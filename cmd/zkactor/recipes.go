@@ -375,7 +375,7 @@ func (r *Report) addQueues(tree *znode) {
 				q.Held++
 			} else if c != nil {
 				// A persistent claim holds the item all the same (forever).
-				it.Claim = &Claim{Session: session(0), Error: "a persistent claim: it never goes (zkactor doctor)"}
+				it.Claim = &Claim{Session: session(0), Error: "a persistent claim: it holds the item forever (see zkactor doctor)"}
 				q.Held++
 			}
 			q.Items = append(q.Items, it)
@@ -630,7 +630,7 @@ func writeRecipes(p func(string, ...any), r *Report) {
 			}
 		}
 		if len(set.Applicants) > 0 {
-			p("    applications:") // no tab: the columns below are their own
+			p("    applicants:") // no tab: the columns below are their own
 			p("    ID\tNODE\tLIMIT\tHELD\tROOM\tSESSION")
 		}
 		for _, a := range set.Applicants {
@@ -644,7 +644,7 @@ func writeRecipes(p func(string, ...any), r *Report) {
 			p("  %s: free", l.Name)
 			continue
 		}
-		p("  %s: held by %s, token %d, %d waiting", l.Name, l.Holder.Znode, l.Token, len(l.Queue)-1)
+		p("  %s: held by %s on %s for %s, token %d, %d waiting", l.Name, l.Holder.Znode, orDash(l.Holder.NodeID), formatWaiterPID(*l.Holder), l.Token, len(l.Queue)-1)
 		p("    #\tSEQUENCE\tNODE\tFOR\tSESSION")
 		for _, w := range l.Queue {
 			p("    %d\t%010d\t%s\t%s\t%s", w.Position, w.Sequence, orDash(w.NodeID), formatWaiterPID(w), w.Session)

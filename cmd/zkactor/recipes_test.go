@@ -327,7 +327,7 @@ func TestInspectRecipesText(t *testing.T) {
 		"QUEUES (2)", "jobs: 1 items, 0 held", "mail: 2 items, 1 held", f.mailTaken.ID, f.mailFree,
 		"JOBS (1)",
 		"ROLES (1)", "shards: 2 roles, 2 held, 2 applicants", "bytes (3 bytes)", "(no spec)",
-		"LOCKS (1)", "db: held by _c_", "1 waiting", fmt.Sprintf("%s/%s", f.lockFor.Address, f.lockFor.Id),
+		"LOCKS (1)", "db: held by _c_", fmt.Sprintf(" on %s for %s/%s, token ", n1, f.lockFor.Address, f.lockFor.Id), ", 1 waiting",
 		"BARRIERS (1)", "phase-1: 2 participants, ready: size 2",
 		"CONFIGS (1)", `billing: version 0, modified `, `{"currency":"EUR","rate":3}`, `override p1: version 0`,
 	} {
