@@ -340,3 +340,20 @@ func TestAttackNilInputs(t *testing.T) {
 		t.Errorf("Feed with a nil spawner spawned %v", pid)
 	}
 }
+
+// The producer goes into every item and claim record: invalid UTF-8 made
+// every Put and every Take fail to encode (a feeder retried forever), and
+// a huge one made every request too large for ZooKeeper. Open refuses them.
+func TestAttackBadProducerRefusedAtOpen(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	s := dial(t, zkc.Addrs(), 4*time.Second)
+	for _, producer := range []string{"\xff", strings.Repeat("p", 2<<20)} {
+		q, err := workqueue.Open(ctxT(t), s, "jobs", workqueue.Options{Root: root, Producer: producer, Logger: testLogger()})
+		if err == nil {
+			_, perr := q.Put(ctxT(t), "k", []byte("x"))
+			q.Close()
+			t.Errorf("Open with a producer of %d bytes (valid UTF-8: %v): no error; its Put: %v", len(producer), producer != "\xff", perr)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
 	"google.golang.org/protobuf/proto"
@@ -31,12 +32,15 @@ var (
 	ErrNotHeld = errors.New("workqueue: the item is held by another taker")
 )
 
+// maxProducerLength bounds Options.Producer, in bytes.
+const maxProducerLength = 1024
+
 // Options configures a Queue.
 type Options struct {
 	// Root is the cluster's znode root (default cluster.DefaultRoot).
 	Root string
 	// Producer names this handle in the items it puts and the claims it
-	// makes (default: a random id).
+	// makes (default: a random id): valid UTF-8, at most 1024 bytes.
 	Producer string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -100,6 +104,12 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 		return nil, fmt.Errorf("open queue %q: %w", name, err)
 	}
 	root = strings.TrimSuffix(root, "/")
+	// The producer goes into every item and claim: as invalid UTF-8 (a
+	// protobuf string) every Put and Take would fail to encode its record,
+	// and very long it would make every request too large for ZooKeeper.
+	if !utf8.ValidString(opts.Producer) || len(opts.Producer) > maxProducerLength {
+		return nil, fmt.Errorf("open queue %q: the producer must be valid UTF-8 of at most %d bytes", name, maxProducerLength)
+	}
 	if opts.Producer == "" {
 		opts.Producer = randomHex(8)
 	}
