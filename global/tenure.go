@@ -24,7 +24,9 @@ import (
 // deleted by someone else or goes with its session. A lease that runs out
 // while the session survives stops the actor; if the znode is still the
 // session's when the lease holds again, a new actor starts with the same
-// epoch, as a global's term resumes.
+// epoch, as a global's term resumes. The znode is the one of that creation
+// zxid: one created again at the path, even by the same session, is not the
+// tenure's (it ends as lost).
 //
 // The tenure ends (Done) when its actor stops by itself (SelfStopped), when
 // the znode is gone (Lost), on Stop, or when the Elections close; it deletes
@@ -39,6 +41,8 @@ type Tenure struct {
 	lost       atomic.Bool
 	finishOnce sync.Once
 	done       chan struct{}
+
+	epoch int64 // the znode's creation zxid, once read (owned by run)
 }
 
 // NewTenure installs a stand-in under a new PID whose id starts with
@@ -164,10 +168,18 @@ func (t *Tenure) run() {
 				}
 				continue
 			}
+			if !gone && t.epoch != 0 && c.epoch != t.epoch {
+				// Created again by the same session (the path is shared:
+				// another application on this node took the role after a
+				// delete whose event the watch did not carry): not ours.
+				c.log.Info("the znode was replaced: the tenure is over", "path", c.path)
+				gone = true
+			}
 			if gone {
 				c.path = ""
 				continue
 			}
+			t.epoch = c.epoch
 		}
 		if !c.awaitLease(ctx) {
 			return

@@ -132,7 +132,10 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 	switch {
 	case err != nil:
 		return c.sleep(ctx, backoff) || ctx.Err() == context.DeadlineExceeded
-	case !found || stat.EphemeralOwner != t.session:
+	case !found || stat.EphemeralOwner != t.session || stat.Czxid != t.epoch:
+		// Czxid: a tenure's path is shared (rolematch), and the same
+		// session may have created it again after a delete whose event
+		// this watch never saw (it fired once, for an earlier change).
 		c.path = ""
 		return !c.endTerm(t, metrics.TermEndZnodeGone, "the candidate znode is gone")
 	default:
