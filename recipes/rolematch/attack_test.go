@@ -195,3 +195,24 @@ func TestAttackApplicantZnodeDeletedBySomeoneElse(t *testing.T) {
 	})
 	j.allHeld(t, m, "set", []string{"r"}, 5*time.Second)
 }
+
+// A role whose spec this session may not read (an ACL of someone else's)
+// sorts first: the applicant must skip it and hold the other role, not
+// retry the unreadable one forever (before the fix every try read it
+// again, failed and backed off, and no other free role was ever tried).
+func TestAttackUnreadableSpecDoesNotStarveOthers(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	raw := zkc.Connect(t)
+	mkdirs(t, raw, root, "set")
+	locked := root + "/roles/set/specs/a-locked"
+	if _, err := raw.Create(locked, nil, 0, zk.DigestACL(zk.PermAll, "someone", "else")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Delete(locked, -1) })
+	post(t, m, "set", "b-good")
+	apply(t, m, "set", 2, &j)
+	j.allHeld(t, m, "set", []string{"b-good"}, 10*time.Second)
+}

@@ -116,6 +116,17 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 	if errors.Is(err, zk.ErrNoNode) {
 		return true // removed meanwhile: the specs watch fires
 	}
+	if errors.Is(err, zk.ErrNoAuth) {
+		// Retrying cannot cure it, and retrying it first (it ranks first
+		// again) would starve every other free role: skip it as garbage
+		// is skipped (exists needs no permission, so its watch works).
+		a.log.Warn("skipping a role whose spec this session may not read", "role", role, "err", err)
+		if !a.watchBad(ctx, role, 0) {
+			return false
+		}
+		a.wakeUp()
+		return true
+	}
 	if err != nil {
 		a.log.Debug("reading a role's spec", "role", role, "err", err)
 		return false
@@ -225,8 +236,9 @@ func (a *Applicant) create(ctx context.Context, role, p string, data []byte) (se
 // watchBad marks role's spec unusable until it changes: a data watch on
 // the spec wakes the loop to try the role again (re-posting a role sets
 // its data, which changes no listing). mzxid is the version of the spec
-// that was read; one that changed since is tried again at once. It reports
-// false when the loop should retry after a backoff.
+// that was read (0: none could be read); one that changed since is tried
+// again at once. It reports false when the loop should retry after a
+// backoff.
 func (a *Applicant) watchBad(ctx context.Context, role string, mzxid int64) bool {
 	a.mu.Lock()
 	watched := a.badWatch[role]
@@ -253,7 +265,7 @@ func (a *Applicant) watchBad(ctx context.Context, role string, mzxid int64) bool
 	}
 	a.mu.Lock()
 	a.badWatch[role] = true
-	if found && stat.Mzxid == mzxid {
+	if found && (mzxid == 0 || stat.Mzxid == mzxid) {
 		a.bad[role] = true
 	}
 	a.mu.Unlock()

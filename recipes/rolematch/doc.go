@@ -73,10 +73,23 @@
 // An application never holds more than its limit: a role counts from the
 // create until its holder has stopped and its assignment is deleted.
 //
+// A role whose spec zkactor cannot decode, or that this session may not
+// read, is skipped with a warning, and tried again when the spec changes
+// (a data watch: re-posting a role sets its data and changes no listing)
+// or the specs listing does. An applicant znode deleted by someone else is
+// created again (its listing no longer names it).
+//
 // A create whose reply was lost is resolved by reading the assignment:
 // it is ours if the current session owns it and it names this application.
-// A create that lands after the application gave up is handed to
-// cluster.Session.DeleteWhenConnected. A release (a role removed, Stop)
+// A create whose outcome stays unknown (that read failed too, or Stop
+// ended the wait) makes the role a stray: it counts against the limit
+// until the loop, or the application's end, has deleted the assignment if
+// the current session owns it and it names this application (a late
+// reply cannot be relied on: a closed connection reports an applied create
+// as an error); an application that ends cut off leaves that to a
+// goroutine of the session's, which does it once connected. The applicant
+// znode is deleted at the end whenever its create was sent, not only once
+// its reply came (Apply given up). A release (a role removed, Stop)
 // deletes the assignment only if it is still the one this session created
 // (same owner, same creation zxid), since the path is shared with whoever
 // takes over next.
