@@ -16,7 +16,7 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/metrics"
-	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/internal/protected"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -75,7 +75,7 @@ func (e *Elections) newCandidacy(name string, props *actor.Props) (*candidacy, e
 		return nil, err
 	}
 	c := &candidacy{
-		e: e, name: name, dir: e.layout.GlobalPath(name), guid: randomHex(guidLen / 2),
+		e: e, name: name, dir: e.layout.GlobalPath(name), guid: protected.NewGUID(),
 		pid: pid, data: data, props: props,
 		st:       newStaging(e.system, pid, e.log.With("global", name)),
 		log:      e.log.With("global", name),
@@ -241,7 +241,7 @@ func (c *candidacy) run() {
 			// cost more than one listing.)
 			q, idx = r.q, r.at
 		} else {
-			names, err := c.children(ctx)
+			names, err := protected.Children(ctx, c.e.s, c.dir)
 			if err != nil {
 				c.resume = nil
 				if !retry() {
@@ -357,24 +357,6 @@ func (c *candidacy) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (c *candidacy) children(ctx context.Context) ([]string, error) {
-	var names []string
-	err := c.e.s.Do(ctx, cluster.Op{Name: "get children", Path: c.dir, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		names, _, err = conn.Children(c.dir)
-		return err
-	})
-	switch {
-	case errors.Is(err, zk.ErrNoNode):
-		return nil, nil
-	case err != nil:
-		// The request may still be running (Do stopped waiting): its
-		// results are not ours to read.
-		return nil, err
-	}
-	return names, nil
-}
-
 // predecessor finds the live candidate just ahead of q[idx] and watches it,
 // and returns it with its index in q.
 // Predecessors gone meanwhile and foreign ones (see takesPart) are passed
@@ -416,27 +398,17 @@ func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (strin
 // for the new one.
 func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 	s := c.e.s
-	prefix := c.dir + "/" + candidatePrefix + c.guid + candidateMark
+	prefix := c.dir + "/" + candidates.Name(c.guid)
 	for {
-		var (
-			created       string
-			before, after int64
-		)
 		// The caller gave up: whatever this create did is a stray now.
-		late := func(error) { c.markStrays() }
-		err := plumbing.DoLate(ctx, s, "create", prefix, late, func(conn *zk.Conn) error {
-			var err error
-			before = conn.SessionID()
-			created, err = zkutil.CreateWithParents(conn, c.e.layout.Root, prefix, c.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
-			after = conn.SessionID()
-			return err
-		})
-		if err == nil && before == after {
-			return created, after, nil
+		late := func(string, int64, error) { c.markStrays() }
+		created, session, err := protected.Create(ctx, s, c.e.layout.Root, prefix, c.data, late)
+		if err == nil && session != 0 {
+			return created, session, nil
 		}
 		if err == nil {
 			// The session changed during the create: ask whose it is.
-			owner, err := c.owner(ctx, created)
+			owner, err := protected.Owner(ctx, s, created)
 			if err != nil {
 				c.markStrays()
 				return "", 0, err
@@ -451,7 +423,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 		}
 		// Unknown outcome: look for our GUID once reconnected.
 		c.markStrays()
-		path, owner, err := c.findOwn(ctx)
+		path, owner, err := candidates.Find(ctx, s, c.dir, c.guid)
 		if err != nil {
 			return "", 0, err
 		}
@@ -473,43 +445,6 @@ func (c *candidacy) markStrays() {
 	}
 }
 
-// owner returns the session that owns the ephemeral path, 0 if it is gone.
-func (c *candidacy) owner(ctx context.Context, path string) (int64, error) {
-	var stat *zk.Stat
-	err := c.e.s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		_, stat, err = conn.Exists(path)
-		return err
-	})
-	if err != nil || stat == nil {
-		return 0, err
-	}
-	return stat.EphemeralOwner, nil
-}
-
-// findOwn returns the first of this candidacy's znodes that the current
-// session owns, if any.
-func (c *candidacy) findOwn(ctx context.Context) (string, int64, error) {
-	names, err := c.children(ctx)
-	if err != nil {
-		return "", 0, err
-	}
-	for _, n := range queue(names) {
-		if guid, _, _ := parseCandidate(n); guid != c.guid {
-			continue
-		}
-		p := c.dir + "/" + n
-		owner, err := c.owner(ctx, p)
-		if err != nil {
-			return "", 0, err
-		}
-		if owner != 0 && owner == c.e.s.ID() {
-			return p, owner, nil
-		}
-	}
-	return "", 0, nil
-}
-
 // removeStrays deletes znodes of this candidacy other than the current one
 // (left by a create whose outcome was lost), when there may be any.
 func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
@@ -520,15 +455,8 @@ func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
 	if !strays {
 		return
 	}
-	for _, n := range q {
-		if guid, _, _ := parseCandidate(n); guid == c.guid && n != me {
-			p := c.dir + "/" + n
-			if err := c.e.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-				return zkutil.Delete(conn, p, -1)
-			}); err != nil {
-				c.markStrays() // next time
-			}
-		}
+	if err := candidates.Delete(ctx, c.e.s, c.dir, c.guid, q, me); err != nil {
+		c.markStrays() // next time
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/protected"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	barrierv1 "github.com/zkactor/zkactor/proto/recipes/barrier/v1"
 )
@@ -108,8 +110,8 @@ func (b *Barrier) Enter(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("barrier %q: %w", b.name, err)
 	}
-	p := &participant{b: b, guid: newGUID(), data: data}
-	p.prefix = b.dir + "/" + protectedPrefix + p.guid + participantMark
+	p := &participant{b: b, guid: protected.NewGUID(), data: data}
+	p.prefix = b.dir + "/" + participants.Name(p.guid)
 	if err := p.enter(ctx); err != nil {
 		p.abandon(ctx)
 		return fmt.Errorf("barrier %q: enter: %w", b.name, err)
@@ -220,7 +222,7 @@ func (p *participant) leave(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		names, err := children(ctx, s, p.b.dir)
+		names, err := protected.Children(ctx, s, p.b.dir)
 		if err != nil {
 			if errors.Is(err, cluster.ErrClosed) {
 				return err
@@ -229,7 +231,7 @@ func (p *participant) leave(ctx context.Context) error {
 			continue
 		}
 		var q []string
-		for _, n := range queue(names) {
+		for _, n := range participants.Order(names) {
 			if !dead[n] {
 				q = append(q, n)
 			}
@@ -238,7 +240,7 @@ func (p *participant) leave(ctx context.Context) error {
 		if p.path != "" && p.session == s.ID() {
 			me = p.path[strings.LastIndexByte(p.path, '/')+1:]
 		}
-		idx := indexOf(q, me)
+		idx := slices.Index(q, me)
 		switch {
 		case len(q) == 0:
 			return nil
@@ -297,7 +299,7 @@ func (p *participant) watch(ctx context.Context, target string) (<-chan zk.Event
 		return nil, true, nil
 	case err != nil:
 		return nil, false, err
-	case !live(stat):
+	case !protected.TakesPart(stat):
 		p.b.log.Debug("passing over a participant znode no session stands behind", "path", path)
 		return nil, false, nil
 	}

@@ -3,6 +3,7 @@ package barrier
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
-	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/internal/protected"
 	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
@@ -53,7 +54,7 @@ func (p *participant) enter(ctx context.Context) error {
 			}
 		}
 		me := p.path[strings.LastIndexByte(p.path, '/')+1:]
-		_, seq, _ := parseParticipant(me)
+		_, seq, _ := participants.Parse(me)
 		// An error that retrying cannot cure (an ACL that refuses this
 		// session) ends Enter; any other is retried after the backoff.
 		ok, version, watch, err := p.open(ctx, seq)
@@ -67,7 +68,7 @@ func (p *participant) enter(ctx context.Context) error {
 		if ok {
 			return nil
 		}
-		names, err := children(ctx, s, p.b.dir)
+		names, err := protected.Children(ctx, s, p.b.dir)
 		if refused(err) {
 			return err
 		}
@@ -75,7 +76,7 @@ func (p *participant) enter(ctx context.Context) error {
 			p.sleep(ctx)
 			continue
 		}
-		q := queue(names)
+		q := participants.Order(names)
 		p.removeStrays(ctx, q, me)
 		if p.strays {
 			// A stray of ours is still there: it must not stay ahead of
@@ -83,7 +84,7 @@ func (p *participant) enter(ctx context.Context) error {
 			p.sleep(ctx)
 			continue
 		}
-		if indexOf(q, me) < 0 {
+		if slices.Index(q, me) < 0 {
 			p.b.log.Debug("the participant znode is gone: arriving again", "path", p.path)
 			p.path = ""
 			continue
@@ -100,7 +101,7 @@ func (p *participant) enter(ctx context.Context) error {
 			}
 		}
 		if len(q) >= p.b.size {
-			_, last, _ := parseParticipant(q[len(q)-1])
+			_, last, _ := participants.Parse(q[len(q)-1])
 			opened, err := p.openUp(ctx, version, last)
 			switch {
 			case refused(err):
@@ -159,7 +160,7 @@ func (p *participant) liveOnly(ctx context.Context, q []string, me string) ([]st
 			return nil, err
 		}
 		for i, n := range check {
-			p.live[n] = found[i] && live(stats[i])
+			p.live[n] = found[i] && protected.TakesPart(stats[i])
 		}
 	}
 	out := q[:0:0]
@@ -179,34 +180,24 @@ func (p *participant) liveOnly(ctx context.Context, q []string, me string) ([]st
 func (p *participant) create(ctx context.Context) error {
 	s := p.b.s
 	for {
-		var (
-			created       string
-			before, after int64
-		)
 		// The caller gave up before the reply: whatever the create did is
 		// a stray now, for the session to delete.
-		late := func(err error) {
+		late := func(created string, session int64, err error) {
 			switch {
 			case err == nil:
 				s.DeleteWhenConnected(created)
 			case zkutil.IsTransient(err):
-				p.sweepLater(before)
+				p.sweepLater(session)
 			}
 		}
-		err := plumbing.DoLate(ctx, s, "create", p.prefix, late, func(conn *zk.Conn) error {
-			var err error
-			before = conn.SessionID()
-			created, err = zkutil.CreateWithParents(conn, p.b.root, p.prefix, p.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
-			after = conn.SessionID()
-			return err
-		})
-		if err == nil && before == after {
-			p.path, p.session = created, after
+		created, session, err := protected.Create(ctx, s, p.b.root, p.prefix, p.data, late)
+		if err == nil && session != 0 {
+			p.path, p.session = created, session
 			return nil
 		}
 		if err == nil {
 			// The session changed during the create: ask whose it is.
-			owner, err := p.owner(ctx, created)
+			owner, err := protected.Owner(ctx, s, created)
 			if err != nil {
 				p.strays = true
 				return err
@@ -226,7 +217,7 @@ func (p *participant) create(ctx context.Context) error {
 			return err
 		}
 		// Unknown outcome: look for our GUID once reconnected.
-		path, owner, err := p.findOwn(ctx)
+		path, owner, err := participants.Find(ctx, s, p.b.dir, p.guid)
 		if err != nil {
 			return err
 		}
@@ -240,43 +231,6 @@ func (p *participant) create(ctx context.Context) error {
 	}
 }
 
-// owner returns the session that owns the ephemeral path, 0 if it is gone.
-func (p *participant) owner(ctx context.Context, path string) (int64, error) {
-	var stat *zk.Stat
-	err := p.b.s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		_, stat, err = conn.Exists(path)
-		return err
-	})
-	if err != nil || stat == nil {
-		return 0, err
-	}
-	return stat.EphemeralOwner, nil
-}
-
-// findOwn returns the first znode of this participant's GUID that the
-// current session owns, if any.
-func (p *participant) findOwn(ctx context.Context) (string, int64, error) {
-	names, err := children(ctx, p.b.s, p.b.dir)
-	if err != nil {
-		return "", 0, err
-	}
-	for _, n := range queue(names) {
-		if guid, _, _ := parseParticipant(n); guid != p.guid {
-			continue
-		}
-		path := p.b.dir + "/" + n
-		owner, err := p.owner(ctx, path)
-		if err != nil {
-			return "", 0, err
-		}
-		if owner != 0 && owner == p.b.s.ID() {
-			return path, owner, nil
-		}
-	}
-	return "", 0, nil
-}
-
 // removeStrays deletes the znodes of this participant other than its own
 // (left by a create whose outcome was lost), when there may be any.
 func (p *participant) removeStrays(ctx context.Context, q []string, me string) {
@@ -284,16 +238,9 @@ func (p *participant) removeStrays(ctx context.Context, q []string, me string) {
 		return
 	}
 	p.strays = false
-	for _, n := range q {
-		if guid, _, _ := parseParticipant(n); guid == p.guid && n != me {
-			path := p.b.dir + "/" + n
-			p.b.log.Debug("deleting a stray participant znode", "path", path)
-			if err := p.b.s.Do(ctx, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-				return zkutil.Delete(conn, path, -1)
-			}); err != nil {
-				p.strays = true // next time
-			}
-		}
+	p.b.log.Debug("deleting stray participant znodes", "dir", p.b.dir, "guid", p.guid)
+	if err := participants.Delete(ctx, p.b.s, p.b.dir, p.guid, q, me); err != nil {
+		p.strays = true // next time
 	}
 }
 
@@ -358,40 +305,11 @@ func (p *participant) sweepLater(session int64) {
 func sweep(s *cluster.Session, dir, guid string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
 	defer cancel()
-	names, err := children(ctx, s, dir)
+	names, err := protected.Children(ctx, s, dir)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		if g, _, ok := parseParticipant(n); !ok || g != guid {
-			continue
-		}
-		path := dir + "/" + n
-		if err := s.Do(ctx, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-			return zkutil.Delete(conn, path, -1)
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func children(ctx context.Context, s *cluster.Session, dir string) ([]string, error) {
-	var names []string
-	err := s.Do(ctx, cluster.Op{Name: "get children", Path: dir, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		names, _, err = conn.Children(dir)
-		return err
-	})
-	switch {
-	case errors.Is(err, zk.ErrNoNode):
-		return nil, nil
-	case err != nil:
-		// The request may still be running (Do stopped waiting): its
-		// results are not ours to read.
-		return nil, err
-	}
-	return names, nil
+	return participants.Delete(ctx, s, dir, guid, names, "")
 }
 
 // sleep waits for the backoff, or less if ctx ends or the session closes.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/protected"
 	lockv1 "github.com/zkactor/zkactor/proto/recipes/lock/v1"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -105,8 +106,8 @@ func (m *Mutex) TryLock(ctx context.Context) (*Held, error) { return m.acquire(c
 
 func (m *Mutex) acquire(ctx context.Context, try bool) (*Held, error) {
 	release := m.s.HoldLease()
-	w := &waiter{m: m, guid: newGUID()}
-	w.prefix = m.dir + "/" + protectedPrefix + w.guid + waiterMark
+	w := &waiter{m: m, guid: protected.NewGUID()}
+	w.prefix = m.dir + "/" + waiters.Name(w.guid)
 	if err := w.run(ctx, try); err != nil {
 		w.abandon(ctx)
 		release()

@@ -1,101 +1,10 @@
 package lock
 
-import (
-	"crypto/rand"
-	"encoding/hex"
-	"math"
-	"sort"
-	"strconv"
-	"strings"
-
-	"github.com/go-zookeeper/zk"
-)
+import "github.com/zkactor/zkactor/internal/protected"
 
 // A waiter's znode is named _c_<guid>-l-<sequence>: the prefix and GUID (32
 // hex digits, one per Lock call) protect it, so that after a connection lost
 // during the create the caller finds its own znode; ZooKeeper appends the
-// 10-digit sequence number, which orders the queue.
-const (
-	protectedPrefix = "_c_"
-	waiterMark      = "-l-"
-	guidLen         = 32
-	sequenceLen     = 10
-)
-
-// parseWaiter splits a waiter znode name into its GUID and sequence number.
+// 10-digit sequence number, which orders the queue (see package protected).
 // Names of any other shape are not waiters and are passed over.
-func parseWaiter(name string) (guid string, seq int64, ok bool) {
-	if len(name) != len(protectedPrefix)+guidLen+len(waiterMark)+sequenceLen ||
-		!strings.HasPrefix(name, protectedPrefix) {
-		return "", 0, false
-	}
-	guid = name[len(protectedPrefix) : len(protectedPrefix)+guidLen]
-	rest := name[len(protectedPrefix)+guidLen:]
-	if !strings.HasPrefix(rest, waiterMark) || !isHex(guid) {
-		return "", 0, false
-	}
-	digits := rest[len(waiterMark):]
-	for _, r := range digits {
-		if r < '0' || r > '9' {
-			return "", 0, false
-		}
-	}
-	seq, err := strconv.ParseInt(digits, 10, 64)
-	return guid, seq, err == nil
-}
-
-func isHex(s string) bool {
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// queue orders the waiter names among a lock's children by sequence
-// number, dropping names that are not waiters'.
-func queue(names []string) []string {
-	type waiter struct {
-		name string
-		seq  int64
-	}
-	var ws []waiter
-	for _, n := range names {
-		if _, seq, ok := parseWaiter(n); ok {
-			ws = append(ws, waiter{n, seq})
-		}
-	}
-	sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
-	out := make([]string, len(ws))
-	for i, w := range ws {
-		out[i] = w.name
-	}
-	return out
-}
-
-func indexOf(q []string, name string) int {
-	for i, n := range q {
-		if n == name {
-			return i
-		}
-	}
-	return -1
-}
-
-// live reports whether a waiter-shaped znode has a session behind it: a
-// persistent copy, a container or a TTL znode of that shape holds no place
-// in the queue (it could never go away by itself).
-func live(stat *zk.Stat) bool {
-	if stat == nil {
-		return false
-	}
-	owner := stat.EphemeralOwner
-	return owner != 0 && owner != math.MinInt64 && uint64(owner)>>56 != 0xff
-}
-
-func newGUID() string {
-	b := make([]byte, guidLen/2)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+var waiters = protected.Shape{Mark: "-l-"}

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
-	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/internal/protected"
 	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
@@ -63,7 +64,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 				continue
 			}
 		}
-		names, err := w.children(ctx)
+		names, err := protected.Children(ctx, s, w.m.dir)
 		if refused(err) {
 			// ErrClosed, or a directory this session may not list
 			// (another identity's ACL): retrying cannot cure it.
@@ -73,7 +74,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			w.sleep(ctx, nil)
 			continue
 		}
-		q := queue(names)
+		q := waiters.Order(names)
 		me := w.path[strings.LastIndexByte(w.path, '/')+1:]
 		w.removeStrays(ctx, q, me)
 		if w.strays {
@@ -82,7 +83,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			w.sleep(ctx, nil)
 			continue
 		}
-		idx := indexOf(q, me)
+		idx := slices.Index(q, me)
 		if idx < 0 {
 			w.m.log.Debug("the waiter znode is gone: queueing again", "path", w.path)
 			w.path, w.own = "", nil
@@ -144,34 +145,24 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 func (w *waiter) enter(ctx context.Context) error {
 	s := w.m.s
 	for {
-		var (
-			created       string
-			before, after int64
-		)
 		// The caller gave up before the reply: whatever the create did is
 		// a stray now, for the session to delete.
-		late := func(err error) {
+		late := func(created string, session int64, err error) {
 			switch {
 			case err == nil:
 				s.DeleteWhenConnected(created)
 			case zkutil.IsTransient(err):
-				w.m.sweepLater(w.guid, before)
+				w.m.sweepLater(w.guid, session)
 			}
 		}
-		err := plumbing.DoLate(ctx, s, "create", w.prefix, late, func(conn *zk.Conn) error {
-			var err error
-			before = conn.SessionID()
-			created, err = zkutil.CreateWithParents(conn, w.m.root, w.prefix, w.m.data, zk.FlagEphemeral|zk.FlagSequence, s.ACL())
-			after = conn.SessionID()
-			return err
-		})
-		if err == nil && before == after {
-			w.path, w.session, w.own = created, after, nil
+		created, session, err := protected.Create(ctx, s, w.m.root, w.prefix, w.m.data, late)
+		if err == nil && session != 0 {
+			w.path, w.session, w.own = created, session, nil
 			return nil
 		}
 		if err == nil {
 			// The session changed during the create: ask whose it is.
-			owner, err := w.owner(ctx, created)
+			owner, err := protected.Owner(ctx, s, created)
 			if err != nil {
 				w.strays = true
 				return err
@@ -191,7 +182,7 @@ func (w *waiter) enter(ctx context.Context) error {
 			return err
 		}
 		// Unknown outcome: look for our GUID once reconnected.
-		path, owner, err := w.findOwn(ctx)
+		path, owner, err := waiters.Find(ctx, s, w.m.dir, w.guid)
 		if err != nil {
 			return err
 		}
@@ -228,28 +219,6 @@ func (w *waiter) watchOwn(ctx context.Context) (gone bool, err error) {
 	}
 	w.own, w.token = watch, stat.Czxid
 	return false, nil
-}
-
-func (w *waiter) children(ctx context.Context) ([]string, error) {
-	return children(ctx, w.m.s, w.m.dir)
-}
-
-func children(ctx context.Context, s *cluster.Session, dir string) ([]string, error) {
-	var names []string
-	err := s.Do(ctx, cluster.Op{Name: "get children", Path: dir, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		names, _, err = conn.Children(dir)
-		return err
-	})
-	switch {
-	case errors.Is(err, zk.ErrNoNode):
-		return nil, nil
-	case err != nil:
-		// The request may still be running (Do stopped waiting): its
-		// results are not ours to read.
-		return nil, err
-	}
-	return names, nil
 }
 
 // predecessor finds the live waiter just ahead of q[idx] and, when watch
@@ -293,50 +262,13 @@ func (w *waiter) predecessor(ctx context.Context, q []string, idx int, watch boo
 		if err != nil {
 			return "", nil, err
 		}
-		if !live(stat) {
+		if !protected.TakesPart(stat) {
 			w.m.log.Debug("passing over a znode with no session behind it", "path", p)
 			continue
 		}
 		return p, ch, nil
 	}
 	return "", nil, nil
-}
-
-// owner returns the session that owns the ephemeral path, 0 if it is gone.
-func (w *waiter) owner(ctx context.Context, path string) (int64, error) {
-	var stat *zk.Stat
-	err := w.m.s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-		var err error
-		_, stat, err = conn.Exists(path)
-		return err
-	})
-	if err != nil || stat == nil {
-		return 0, err
-	}
-	return stat.EphemeralOwner, nil
-}
-
-// findOwn returns the first znode of this call's GUID that the current
-// session owns, if any.
-func (w *waiter) findOwn(ctx context.Context) (string, int64, error) {
-	names, err := w.children(ctx)
-	if err != nil {
-		return "", 0, err
-	}
-	for _, n := range queue(names) {
-		if guid, _, _ := parseWaiter(n); guid != w.guid {
-			continue
-		}
-		p := w.m.dir + "/" + n
-		owner, err := w.owner(ctx, p)
-		if err != nil {
-			return "", 0, err
-		}
-		if owner != 0 && owner == w.m.s.ID() {
-			return p, owner, nil
-		}
-	}
-	return "", 0, nil
 }
 
 // removeStrays deletes the znodes of this call other than its own (left by
@@ -346,16 +278,9 @@ func (w *waiter) removeStrays(ctx context.Context, q []string, me string) {
 		return
 	}
 	w.strays = false
-	for _, n := range q {
-		if guid, _, _ := parseWaiter(n); guid == w.guid && n != me {
-			p := w.m.dir + "/" + n
-			w.m.log.Debug("deleting a stray waiter znode", "path", p)
-			if err := w.m.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-				return zkutil.Delete(conn, p, -1)
-			}); err != nil {
-				w.strays = true // next time
-			}
-		}
+	w.m.log.Debug("deleting stray waiter znodes", "dir", w.m.dir, "guid", w.guid)
+	if err := waiters.Delete(ctx, w.m.s, w.m.dir, w.guid, q, me); err != nil {
+		w.strays = true // next time
 	}
 }
 
@@ -449,23 +374,12 @@ func (m *Mutex) sweepLater(guid string, session int64) {
 
 // sweep deletes every child of the lock that carries guid.
 func (m *Mutex) sweep(ctx context.Context, guid string) error {
-	names, err := children(ctx, m.s, m.dir)
+	names, err := protected.Children(ctx, m.s, m.dir)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		if g, _, ok := parseWaiter(n); !ok || g != guid {
-			continue
-		}
-		p := m.dir + "/" + n
-		m.log.Debug("deleting a stray waiter znode", "path", p)
-		if err := m.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-			return zkutil.Delete(conn, p, -1)
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
+	m.log.Debug("deleting stray waiter znodes", "dir", m.dir, "guid", guid)
+	return waiters.Delete(ctx, m.s, m.dir, guid, names, "")
 }
 
 // refused reports the errors of a create that retrying cannot cure.
