@@ -357,3 +357,25 @@ func TestAttackBadProducerRefusedAtOpen(t *testing.T) {
 		}
 	}
 }
+
+// The session closed under a running feeder (its node stopped before the
+// Queue was closed): every Take failed with cluster.ErrClosed, and the
+// feeder retried it, logging an error every few seconds, for as long as the
+// process lived. It now stops.
+func TestAttackFeederStopsWithTheSession(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	s := dial(t, zkc.Addrs(), 4*time.Second)
+	q := open(t, s, root, "jobs", "fed")
+	system := newSystem(t)
+	consumer, _ := holdingConsumer(system)
+	feeder := q.Feed(system.Root, consumer, workqueue.FeedOptions{})
+	stopped := watchStop(system, feeder)
+	empty(t, q) // the feeder is waiting on an empty queue by now, or soon
+	s.Close()
+	select {
+	case <-stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the feeder lives on, taking from a closed session")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/zkactor/zkactor/cluster"
 	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
 	zkactorv1 "github.com/zkactor/zkactor/proto/zkactor/v1"
 )
@@ -40,7 +41,7 @@ type FeedOptions struct {
 // attempt; an answer to an item delivered twice applies to the last take.
 //
 // The feeder follows the consumer: it watches it and stops when it stops,
-// and it stops when the Queue is closed. Stopping the feeder (the PID
+// and it stops when the Queue or its session is closed. Stopping the feeder (the PID
 // returned) or closing the Queue gives back the items it holds unanswered.
 // With a nil spawner or consumer, Feed does nothing and returns nil.
 // Failures to take are logged and retried with backoff; so are answers
@@ -160,7 +161,9 @@ func (f *feeder) take(ctx context.Context, system *actor.ActorSystem, self *acto
 			if ctx.Err() != nil {
 				return
 			}
-			if f.q.isClosed() {
+			if f.q.isClosed() || errors.Is(err, cluster.ErrClosed) {
+				// For good: a closed session takes nothing more. Stopping
+				// gives back what the feeder holds, if it still can.
 				system.Root.Stop(self)
 				return
 			}
