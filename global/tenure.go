@@ -76,6 +76,11 @@ func (e *Elections) NewTenure(name, idPrefix string) (*Tenure, error) {
 	return t, nil
 }
 
+// Closed is closed once Close has ended the Elections' candidacies: every
+// tenure ends then, and NewTenure refuses new ones. A recipe whose actors
+// run as tenures (rolematch) ends what waits to start them.
+func (e *Elections) Closed() <-chan struct{} { return e.life.Done() }
+
 // PID is the PID the tenure's actor runs under.
 func (t *Tenure) PID() *actor.PID { return t.c.pid }
 

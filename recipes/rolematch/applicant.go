@@ -210,6 +210,18 @@ func (a *Applicant) run() {
 	for ctx.Err() == nil {
 		s := a.r.s
 		a.reap()
+		select {
+		case <-a.r.el.Closed():
+			// Seen here, not only when a try is refused a tenure: an
+			// application that holds nothing and sees no free role would
+			// never try, and would linger with its room.
+			a.over = true
+		default:
+		}
+		if a.over {
+			a.log.Info("the elections closed: the application ends")
+			return
+		}
 		if !s.Connected() {
 			a.wait(ctx, 0)
 			continue
@@ -245,8 +257,7 @@ func (a *Applicant) run() {
 		a.release()
 		d := a.claim(ctx)
 		if a.over {
-			a.log.Info("the elections closed: the application ends")
-			return
+			continue
 		}
 		a.wait(ctx, d)
 	}
@@ -268,6 +279,7 @@ func (a *Applicant) wait(ctx context.Context, d time.Duration) {
 	case <-a.apps.watch:
 		a.apps.watch, a.apps.fresh = nil, false
 	case <-a.wake:
+	case <-a.r.el.Closed():
 	case <-timer:
 	case <-ctx.Done():
 	}

@@ -216,3 +216,35 @@ func TestAttackUnreadableSpecDoesNotStarveOthers(t *testing.T) {
 	apply(t, m, "set", 2, &j)
 	j.allHeld(t, m, "set", []string{"b-good"}, 10*time.Second)
 }
+
+// The Elections close under an application that holds nothing (its role
+// was removed): the application must end as the package doc says (no
+// holder can start any more), not linger with its room in Applicants and
+// the herd order until some role happens to be free.
+func TestAttackElectionsClosedEndsAnIdleApplication(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	post(t, m, "set", "r")
+	apply(t, m, "set", 1, &j)
+	j.allHeld(t, m, "set", []string{"r"}, 10*time.Second)
+	if err := m.roles.Remove(ctxT(t), "set", "r"); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if hs, err := m.roles.Holders(context.Background(), "set"); err != nil || len(hs) != 0 || len(j.running()) != 0 {
+			return fmt.Errorf("holders %v, %v; %d running", hs, err, len(j.running()))
+		}
+		return nil
+	})
+	if err := m.Elections.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if infos := mustApplicants(t, m, "set"); len(infos) != 0 {
+			return fmt.Errorf("applicants %+v after the elections closed", infos)
+		}
+		return nil
+	})
+}
