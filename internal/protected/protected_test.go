@@ -1,6 +1,8 @@
 package protected_test
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/protected"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -107,5 +110,18 @@ func TestTakesPartOnlyIfEphemeral(t *testing.T) {
 	}
 	if protected.TakesPart(&zk.Stat{EphemeralOwner: -0x00ffffffffffff00}) { // 0xff00...: a TTL znode
 		t.Error("a TTL znode takes part")
+	}
+}
+
+func TestRefused(t *testing.T) {
+	for _, err := range []error{zk.ErrNoAuth, fmt.Errorf("create /x: %w", zk.ErrInvalidACL), cluster.ErrClosed, cluster.ErrBadName} {
+		if !protected.Refused(err) {
+			t.Errorf("Refused(%v) = false", err)
+		}
+	}
+	for _, err := range []error{nil, zk.ErrConnectionClosed, zk.ErrNoNode, context.DeadlineExceeded, cluster.ErrNotConnected} {
+		if protected.Refused(err) {
+			t.Errorf("Refused(%v) = true: retrying may cure it", err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package protected
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -119,4 +120,79 @@ func (sh Shape) Delete(ctx context.Context, s *cluster.Session, dir, guid string
 		}
 	}
 	return first
+}
+
+// Refused reports the errors of a create or a delete that retrying cannot
+// cure: the server refused it (an ACL, a bad path or argument), the name is
+// bad, or the Session is closed.
+func Refused(err error) bool {
+	for _, e := range []error{zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrBadArguments, zk.ErrNoChildrenForEphemerals, zk.ErrInvalidPath, cluster.ErrBadName, cluster.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Abandon deletes path, the caller's own znode, when it gives up on it:
+// now if ZooKeeper answers within the session timeout (a client cut off for
+// that long has lost its session, and the znode, anyway), else by the
+// session as soon as it can (Session.DeleteWhenConnected). It returns the
+// error of the attempt now; the delete is then left to the session.
+func Abandon(ctx context.Context, s *cluster.Session, path string) error {
+	del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout())
+	defer cancel()
+	err := cluster.ErrNotConnected
+	if s.Connected() {
+		err = s.Do(del, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
+			return zkutil.Delete(conn, path, -1)
+		})
+	}
+	if err != nil {
+		s.DeleteWhenConnected(path)
+	}
+	return err
+}
+
+// Sweep deletes every znode of guid under dir.
+func (sh Shape) Sweep(ctx context.Context, s *cluster.Session, dir, guid string) error {
+	names, err := Children(ctx, s, dir)
+	if err != nil {
+		return err
+	}
+	return sh.Delete(ctx, s, dir, guid, names, "")
+}
+
+// SweepLater deletes every znode of guid under dir that session owns, as
+// soon as the client is connected on it, trying again every backoff: the
+// strays of creates whose outcome was lost after their caller gave up. The
+// goroutine belongs to the session: it ends once the znodes are gone, the
+// session has ended (taking them along), the server refuses (Refused), or
+// the Session is closed.
+func (sh Shape) SweepLater(s *cluster.Session, dir, guid string, session int64, backoff time.Duration) {
+	if session == 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(backoff)
+		defer t.Stop()
+		for {
+			if id := s.ID(); id != session && id != 0 {
+				return // gone with their session
+			}
+			if s.Connected() {
+				ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
+				err := sh.Sweep(ctx, s, dir, guid)
+				cancel()
+				if err == nil || Refused(err) {
+					return // done, or never will be (an ACL refuses it)
+				}
+			}
+			select {
+			case <-s.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }

@@ -91,4 +91,15 @@ func TestFindAndDeleteOwn(t *testing.T) {
 	if owner, err := protected.Owner(ctx, s, made[0]); err != nil || owner != 0 {
 		t.Errorf("Owner of a deleted znode = %x, %v; want 0, nil", owner, err)
 	}
+
+	// Abandon deletes the one kept; Sweep deletes every znode of a GUID.
+	if err := protected.Abandon(ctx, s, made[1]); err != nil {
+		t.Fatalf("Abandon: %v", err)
+	}
+	if err := waiters.Sweep(ctx, other, dir, theirs); err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if left, err := protected.Children(ctx, s, dir); err != nil || len(left) != 0 {
+		t.Errorf("after Abandon and Sweep: %v, %v; want none", left, err)
+	}
 }

@@ -46,7 +46,7 @@ func (p *participant) enter(ctx context.Context) error {
 				p.path = ""
 			}
 			if err := p.create(ctx); err != nil {
-				if refused(err) || ctx.Err() != nil {
+				if protected.Refused(err) || ctx.Err() != nil {
 					return err
 				}
 				p.sleep(ctx)
@@ -58,7 +58,7 @@ func (p *participant) enter(ctx context.Context) error {
 		// An error that retrying cannot cure (an ACL that refuses this
 		// session) ends Enter; any other is retried after the backoff.
 		ok, version, watch, err := p.open(ctx, seq)
-		if refused(err) {
+		if protected.Refused(err) {
 			return err
 		}
 		if err != nil {
@@ -69,7 +69,7 @@ func (p *participant) enter(ctx context.Context) error {
 			return nil
 		}
 		names, err := protected.Children(ctx, s, p.b.dir)
-		if refused(err) {
+		if protected.Refused(err) {
 			return err
 		}
 		if err != nil {
@@ -93,7 +93,7 @@ func (p *participant) enter(ctx context.Context) error {
 			// Only participants with a session behind them count: a
 			// persistent znode of that shape would open the barrier early
 			// (and, with a high sequence, admit every later arrival).
-			if q, err = p.liveOnly(ctx, q, me); refused(err) {
+			if q, err = p.liveOnly(ctx, q, me); protected.Refused(err) {
 				return err
 			} else if err != nil {
 				p.sleep(ctx)
@@ -104,7 +104,7 @@ func (p *participant) enter(ctx context.Context) error {
 			_, last, _ := participants.Parse(q[len(q)-1])
 			opened, err := p.openUp(ctx, version, last)
 			switch {
-			case refused(err):
+			case protected.Refused(err):
 				return err
 			case err != nil:
 				p.sleep(ctx) // not at once: the ensemble is struggling
@@ -187,7 +187,7 @@ func (p *participant) create(ctx context.Context) error {
 			case err == nil:
 				s.DeleteWhenConnected(created)
 			case zkutil.IsTransient(err):
-				p.sweepLater(session)
+				participants.SweepLater(s, p.b.dir, p.guid, session, backoff)
 			}
 		}
 		created, session, err := protected.Create(ctx, s, p.b.root, p.prefix, p.data, late)
@@ -212,7 +212,7 @@ func (p *participant) create(ctx context.Context) error {
 		// (a lost reply, or Do gave up waiting: its late outcome may not
 		// reach the callback above if it finishes just as Do stops
 		// waiting). The next listing, or abandon, deletes what it made.
-		p.strays = p.strays || !refused(err)
+		p.strays = p.strays || !protected.Refused(err)
 		if ctx.Err() != nil || !zkutil.IsTransient(err) {
 			return err
 		}
@@ -245,71 +245,18 @@ func (p *participant) removeStrays(ctx context.Context, q []string, me string) {
 }
 
 // abandon gives up the participant's znodes after a failed or cancelled
-// Enter: deleted now if ZooKeeper answers within the session's request
-// timeout, else by the session as soon as it can.
+// Enter: deleted now if ZooKeeper answers within the session timeout, else
+// by the session as soon as it can.
 func (p *participant) abandon(ctx context.Context) {
 	s := p.b.s
 	if p.path != "" && p.session == s.ID() {
-		path := p.path
-		// Not longer than the session timeout: a client cut off for that
-		// long has lost its session (and the znode) anyway.
-		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout())
-		err := cluster.ErrNotConnected
-		if s.Connected() {
-			err = s.Do(del, cluster.Op{Name: "delete", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
-				return zkutil.Delete(conn, path, -1)
-			})
-		}
-		cancel()
-		if err != nil {
-			p.b.log.Debug("deleting the participant znode once connected", "path", path, "err", err)
-			s.DeleteWhenConnected(path)
+		if err := protected.Abandon(ctx, s, p.path); err != nil {
+			p.b.log.Debug("deleting the participant znode once connected", "path", p.path, "err", err)
 		}
 	}
 	if p.strays {
-		p.sweepLater(s.ID())
+		participants.SweepLater(s, p.b.dir, p.guid, s.ID(), backoff)
 	}
-}
-
-// sweepLater deletes every znode of this participant's GUID that session
-// owns, as soon as the client is connected on it. The goroutine belongs to
-// the session: it ends once the znodes are gone, the session has ended
-// (taking them along), or the Session is closed.
-func (p *participant) sweepLater(session int64) {
-	s, dir, guid := p.b.s, p.b.dir, p.guid
-	if session == 0 {
-		return
-	}
-	go func() {
-		t := time.NewTicker(backoff)
-		defer t.Stop()
-		for {
-			if id := s.ID(); id != session && id != 0 {
-				return // gone with their session
-			}
-			if s.Connected() {
-				if err := sweep(s, dir, guid); err == nil || refused(err) {
-					return // done, or never will be (an ACL refuses it)
-				}
-			}
-			select {
-			case <-s.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
-
-// sweep deletes every child of dir that carries guid.
-func sweep(s *cluster.Session, dir, guid string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout())
-	defer cancel()
-	names, err := protected.Children(ctx, s, dir)
-	if err != nil {
-		return err
-	}
-	return participants.Delete(ctx, s, dir, guid, names, "")
 }
 
 // sleep waits for the backoff, or less if ctx ends or the session closes.
@@ -321,14 +268,4 @@ func (p *participant) sleep(ctx context.Context) {
 	case <-ctx.Done():
 	case <-p.b.s.Done():
 	}
-}
-
-// refused reports the errors of a create that retrying cannot cure.
-func refused(err error) bool {
-	for _, e := range []error{zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrBadArguments, zk.ErrNoChildrenForEphemerals, zk.ErrInvalidPath, cluster.ErrBadName, cluster.ErrClosed} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }

@@ -44,7 +44,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 				w.path, w.own = "", nil
 			}
 			if err := w.enter(ctx); err != nil {
-				if refused(err) || ctx.Err() != nil {
+				if protected.Refused(err) || ctx.Err() != nil {
 					return fmt.Errorf("lock %q: %w", w.m.name, err)
 				}
 				w.m.log.Debug("entering the queue", "err", err)
@@ -65,7 +65,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			}
 		}
 		names, err := protected.Children(ctx, s, w.m.dir)
-		if refused(err) {
+		if protected.Refused(err) {
 			// ErrClosed, or a directory this session may not list
 			// (another identity's ACL): retrying cannot cure it.
 			return fmt.Errorf("lock %q: %w", w.m.name, err)
@@ -90,7 +90,7 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 			continue
 		}
 		pred, watch, err := w.predecessor(ctx, q, idx, !try)
-		if refused(err) {
+		if protected.Refused(err) {
 			return fmt.Errorf("lock %q: %w", w.m.name, err)
 		}
 		if err != nil {
@@ -152,7 +152,7 @@ func (w *waiter) enter(ctx context.Context) error {
 			case err == nil:
 				s.DeleteWhenConnected(created)
 			case zkutil.IsTransient(err):
-				w.m.sweepLater(w.guid, session)
+				waiters.SweepLater(s, w.m.dir, w.guid, session, backoff)
 			}
 		}
 		created, session, err := protected.Create(ctx, s, w.m.root, w.prefix, w.m.data, late)
@@ -177,7 +177,7 @@ func (w *waiter) enter(ctx context.Context) error {
 		// (a lost reply, or Do gave up waiting: its late outcome may not
 		// reach the callback above if it finishes just as Do stops
 		// waiting). The next listing, or abandon, deletes what it made.
-		w.strays = w.strays || !refused(err)
+		w.strays = w.strays || !protected.Refused(err)
 		if ctx.Err() != nil || !zkutil.IsTransient(err) {
 			return err
 		}
@@ -314,80 +314,16 @@ func (w *waiter) sleep(ctx context.Context, wake <-chan zk.Event) bool {
 }
 
 // abandon gives up the waiter's znodes after a failed or cancelled call:
-// deleted now if ZooKeeper answers within the session's request timeout,
-// else by the session as soon as it can.
+// deleted now if ZooKeeper answers within the session timeout, else by the
+// session as soon as it can.
 func (w *waiter) abandon(ctx context.Context) {
 	s := w.m.s
 	if w.path != "" && w.session == s.ID() {
-		p := w.path
-		// Not longer than the session timeout: a client cut off for that
-		// long has lost its session (and the znode) anyway.
-		del, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout())
-		err := cluster.ErrNotConnected
-		if s.Connected() {
-			err = s.Do(del, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-				return zkutil.Delete(conn, p, -1)
-			})
-		}
-		cancel()
-		if err != nil {
-			w.m.log.Debug("deleting the waiter znode once connected", "path", p, "err", err)
-			s.DeleteWhenConnected(p)
+		if err := protected.Abandon(ctx, s, w.path); err != nil {
+			w.m.log.Debug("deleting the waiter znode once connected", "path", w.path, "err", err)
 		}
 	}
 	if w.strays {
-		w.m.sweepLater(w.guid, s.ID())
+		waiters.SweepLater(s, w.m.dir, w.guid, s.ID(), backoff)
 	}
-}
-
-// sweepLater deletes every znode of guid that session owns, as soon as the
-// client is connected on it. The goroutine belongs to the session: it ends
-// once the znodes are gone, the session has ended (taking them along), or
-// the Session is closed.
-func (m *Mutex) sweepLater(guid string, session int64) {
-	if session == 0 {
-		return
-	}
-	go func() {
-		t := time.NewTicker(backoff)
-		defer t.Stop()
-		for {
-			if m.s.ID() != session && m.s.ID() != 0 {
-				return // gone with their session
-			}
-			if m.s.Connected() {
-				ctx, cancel := context.WithTimeout(context.Background(), m.s.RequestTimeout())
-				err := m.sweep(ctx, guid)
-				cancel()
-				if err == nil || refused(err) {
-					return // done, or never will be (an ACL refuses it)
-				}
-			}
-			select {
-			case <-m.s.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
-
-// sweep deletes every child of the lock that carries guid.
-func (m *Mutex) sweep(ctx context.Context, guid string) error {
-	names, err := protected.Children(ctx, m.s, m.dir)
-	if err != nil {
-		return err
-	}
-	m.log.Debug("deleting stray waiter znodes", "dir", m.dir, "guid", guid)
-	return waiters.Delete(ctx, m.s, m.dir, guid, names, "")
-}
-
-// refused reports the errors of a create that retrying cannot cure.
-func refused(err error) bool {
-	for _, e := range []error{zk.ErrNoAuth, zk.ErrInvalidACL, zk.ErrBadArguments, zk.ErrNoChildrenForEphemerals, zk.ErrInvalidPath, cluster.ErrBadName, cluster.ErrClosed} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
