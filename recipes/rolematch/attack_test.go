@@ -248,3 +248,42 @@ func TestAttackElectionsClosedEndsAnIdleApplication(t *testing.T) {
 		return nil
 	})
 }
+
+// An assignment or application this session may not read (created by a
+// client with an ACL of its own): Holders counts the role as held by
+// nobody known and Applicants skips the application, as they do with
+// garbage, instead of failing every call for the whole set.
+func TestAttackUnreadableAssignmentAndApplicant(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	raw := zkc.Connect(t)
+	mkdirs(t, raw, root, "set")
+	acl := zk.DigestACL(zk.PermAll, "someone", "else")
+	paths := []string{root + "/roles/set/assignments/locked", root + "/roles/set/applicants/locked"}
+	for _, p := range paths {
+		if _, err := raw.Create(p, nil, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, p := range paths {
+			_ = raw.Delete(p, -1)
+		}
+	})
+	post(t, m, "set", "r")
+	app := apply(t, m, "set", 1, &j)
+	zktest.Eventually(t, 10*time.Second, func() error {
+		_, err := j.holder("r")
+		return err
+	})
+	hs, err := m.roles.Holders(ctxT(t), "set")
+	if err != nil || len(hs) != 2 || hs[0].Role != "locked" || hs[0].PID != nil || hs[1].Role != "r" || hs[1].PID == nil {
+		t.Errorf("Holders = %+v, %v; want locked (by nobody known) and r", hs, err)
+	}
+	infos, err := m.roles.Applicants(ctxT(t), "set")
+	if err != nil || len(infos) != 1 || infos[0].ID != app.ID() || infos[0].Held != 1 {
+		t.Errorf("Applicants = %+v, %v; want ours only, holding 1", infos, err)
+	}
+}

@@ -66,7 +66,8 @@ type Role struct {
 type Holder struct {
 	Role string
 	// PID of the holder actor; nil when the assignment's data is not an
-	// Assignment zkactor can read (the role is taken all the same).
+	// Assignment zkactor can read, or this session may not read it (the
+	// role is taken all the same).
 	PID *actor.PID
 	// NodeID is the node the holder runs on, Applicant the application
 	// that won the role.
@@ -209,6 +210,11 @@ func (r *Roles) Holders(ctx context.Context, set string) ([]Holder, error) {
 	out := make([]Holder, 0, len(names))
 	for _, name := range names {
 		data, stat, err := r.get(ctx, dir+"/"+name)
+		if errors.Is(err, zk.ErrNoAuth) {
+			// Another client's, under an ACL of its own: taken all the
+			// same, by nobody known (exists needs no permission).
+			data, stat, err = r.stat(ctx, dir+"/"+name)
+		}
 		if errors.Is(err, zk.ErrNoNode) {
 			continue // released meanwhile
 		}
@@ -248,6 +254,10 @@ func (r *Roles) Applicants(ctx context.Context, set string) ([]ApplicantInfo, er
 	for _, name := range names {
 		data, _, err := r.get(ctx, dir+"/"+name)
 		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if errors.Is(err, zk.ErrNoAuth) {
+			r.log.Warn("skipping an application this session may not read", "path", dir+"/"+name)
 			continue
 		}
 		if err != nil {
@@ -299,6 +309,27 @@ func (r *Roles) children(ctx context.Context, dir string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// stat reads p's stat, with no data (exists needs no permission); a p
+// that does not exist is zk.ErrNoNode.
+func (r *Roles) stat(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
+	var (
+		ok   bool
+		stat *zk.Stat
+	)
+	err := r.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		ok, stat, err = conn.Exists(p)
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case !ok:
+		return nil, nil, zk.ErrNoNode
+	}
+	return nil, stat, nil
 }
 
 func (r *Roles) get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
