@@ -196,3 +196,66 @@ func (sh Shape) SweepLater(s *cluster.Session, dir, guid string, session int64, 
 		}
 	}()
 }
+
+// Enqueue creates the owner's znode in dir, the queue: ephemeral,
+// sequential and named for guid, with the parents below root made as
+// needed. After a connection lost during the create it looks for a znode of
+// guid instead of creating a second one, and a znode left to a session that
+// expired during the create is not taken for the current session's. It
+// returns the znode and the session that owns it.
+//
+// strays reports that znodes of guid may exist besides path (a create whose
+// outcome stayed unknown): the caller deletes them (Delete, or SweepLater
+// when it gives up). A create whose reply comes after ctx ended is undone:
+// its znode deleted by the session once connected, or swept after backoff.
+// Errors are ctx's, the server's refusal (Refused), or a connection error
+// after which it did not find its znode: the caller retries.
+func (sh Shape) Enqueue(ctx context.Context, s *cluster.Session, root, dir, guid string, data []byte, backoff time.Duration) (path string, session int64, strays bool, err error) {
+	prefix := dir + "/" + sh.Name(guid)
+	// The caller gave up before the reply: whatever the create did is a
+	// stray now, for the session to delete.
+	late := func(created string, session int64, err error) {
+		switch {
+		case err == nil:
+			s.DeleteWhenConnected(created)
+		case zkutil.IsTransient(err):
+			sh.SweepLater(s, dir, guid, session, backoff)
+		}
+	}
+	for {
+		created, session, err := Create(ctx, s, root, prefix, data, late)
+		if err == nil && session != 0 {
+			return created, session, strays, nil
+		}
+		if err == nil {
+			// The session changed during the create: ask whose it is.
+			owner, err := Owner(ctx, s, created)
+			if err != nil {
+				return "", 0, true, err
+			}
+			if owner != 0 && owner == s.ID() {
+				return created, owner, strays, nil
+			}
+			continue // gone with the old session
+		}
+		// Unless the server refused it, the create may have been applied
+		// (a lost reply, or Do gave up waiting: its late outcome may not
+		// reach the callback above if it finishes just as Do stops
+		// waiting).
+		strays = strays || !Refused(err)
+		if ctx.Err() != nil || !zkutil.IsTransient(err) {
+			return "", 0, strays, err
+		}
+		// Unknown outcome: look for our GUID once reconnected.
+		path, owner, err := sh.Find(ctx, s, dir, guid)
+		if err != nil {
+			return "", 0, strays, err
+		}
+		if path != "" {
+			return path, owner, strays, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return "", 0, strays, err
+		}
+	}
+}

@@ -102,4 +102,14 @@ func TestFindAndDeleteOwn(t *testing.T) {
 	if left, err := protected.Children(ctx, s, dir); err != nil || len(left) != 0 {
 		t.Errorf("after Abandon and Sweep: %v, %v; want none", left, err)
 	}
+
+	// Enqueue: a create that succeeds leaves no strays and names its owner.
+	guid := protected.NewGUID()
+	p, session, strays, err := waiters.Enqueue(ctx, s, root, dir, guid, []byte("data"), 100*time.Millisecond)
+	if err != nil || strays || session != s.ID() {
+		t.Fatalf("Enqueue = %q, %x, %v, %v; want a znode of %x, no strays", p, session, strays, err, s.ID())
+	}
+	if g, _, ok := waiters.Parse(p[len(dir)+1:]); !ok || g != guid {
+		t.Errorf("Enqueue made %q, not a waiter of %s", p, guid)
+	}
 }

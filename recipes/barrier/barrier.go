@@ -111,7 +111,6 @@ func (b *Barrier) Enter(ctx context.Context) error {
 		return fmt.Errorf("barrier %q: %w", b.name, err)
 	}
 	p := &participant{b: b, guid: protected.NewGUID(), data: data}
-	p.prefix = b.dir + "/" + participants.Name(p.guid)
 	if err := p.enter(ctx); err != nil {
 		p.abandon(ctx)
 		return fmt.Errorf("barrier %q: enter: %w", b.name, err)

@@ -12,16 +12,14 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/protected"
-	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
 // participant is one Enter's znode and what the Barrier knows of it. Only
 // the goroutine that holds the Barrier's mutex touches it.
 type participant struct {
-	b      *Barrier
-	guid   string // names every znode of this participant
-	prefix string // dir/_c_<guid>-p-
-	data   []byte
+	b    *Barrier
+	guid string // names every znode of this participant
+	data []byte
 
 	path    string          // the participant znode, "" = none
 	session int64           // the session that owns path
@@ -174,61 +172,17 @@ func (p *participant) liveOnly(ctx context.Context, q []string, me string) ([]st
 
 // create makes the participant znode: ephemeral, sequential and protected
 // by the participant's GUID, so that after a connection lost during the
-// create it finds its own znode instead of arriving twice. The session that
-// owns it is read in the same exchange, so that a session that expired
-// during the create is not taken for the new one.
+// create it finds its own znode instead of arriving twice (see
+// protected.Shape.Enqueue).
 func (p *participant) create(ctx context.Context) error {
-	s := p.b.s
-	for {
-		// The caller gave up before the reply: whatever the create did is
-		// a stray now, for the session to delete.
-		late := func(created string, session int64, err error) {
-			switch {
-			case err == nil:
-				s.DeleteWhenConnected(created)
-			case zkutil.IsTransient(err):
-				participants.SweepLater(s, p.b.dir, p.guid, session, backoff)
-			}
-		}
-		created, session, err := protected.Create(ctx, s, p.b.root, p.prefix, p.data, late)
-		if err == nil && session != 0 {
-			p.path, p.session = created, session
-			return nil
-		}
-		if err == nil {
-			// The session changed during the create: ask whose it is.
-			owner, err := protected.Owner(ctx, s, created)
-			if err != nil {
-				p.strays = true
-				return err
-			}
-			if owner != 0 && owner == s.ID() {
-				p.path, p.session = created, owner
-				return nil
-			}
-			continue // gone with the old session
-		}
-		// Unless the server refused it, the create may have been applied
-		// (a lost reply, or Do gave up waiting: its late outcome may not
-		// reach the callback above if it finishes just as Do stops
-		// waiting). The next listing, or abandon, deletes what it made.
-		p.strays = p.strays || !protected.Refused(err)
-		if ctx.Err() != nil || !zkutil.IsTransient(err) {
-			return err
-		}
-		// Unknown outcome: look for our GUID once reconnected.
-		path, owner, err := participants.Find(ctx, s, p.b.dir, p.guid)
-		if err != nil {
-			return err
-		}
-		if path != "" {
-			p.path, p.session = path, owner
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	path, session, strays, err := participants.Enqueue(ctx, p.b.s, p.b.root, p.b.dir, p.guid, p.data, backoff)
+	// The next listing, or abandon, deletes the strays.
+	p.strays = p.strays || strays
+	if err != nil {
+		return err
 	}
+	p.path, p.session = path, session
+	return nil
 }
 
 // removeStrays deletes the znodes of this participant other than its own

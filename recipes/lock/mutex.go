@@ -107,7 +107,6 @@ func (m *Mutex) TryLock(ctx context.Context) (*Held, error) { return m.acquire(c
 func (m *Mutex) acquire(ctx context.Context, try bool) (*Held, error) {
 	release := m.s.HoldLease()
 	w := &waiter{m: m, guid: protected.NewGUID()}
-	w.prefix = m.dir + "/" + waiters.Name(w.guid)
 	if err := w.run(ctx, try); err != nil {
 		w.abandon(ctx)
 		release()

@@ -12,15 +12,13 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/protected"
-	"github.com/zkactor/zkactor/internal/zkutil"
 )
 
 // waiter is one Lock or TryLock call's place in the queue. Only the
 // calling goroutine touches it.
 type waiter struct {
-	m      *Mutex
-	guid   string // names every znode of this call
-	prefix string // dir/_c_<guid>-l-
+	m    *Mutex
+	guid string // names every znode of this call
 
 	path    string          // the waiter znode, "" = none
 	session int64           // the session that owns path
@@ -139,61 +137,17 @@ func (w *waiter) run(ctx context.Context, try bool) error {
 
 // enter creates the waiter znode: ephemeral, sequential and protected by
 // the call's GUID, so that after a connection lost during the create the
-// waiter finds its own znode instead of queueing twice. The session that
-// owns it is read in the same exchange, so that a session that expired
-// during the create is not taken for the new one.
+// waiter finds its own znode instead of queueing twice (see
+// protected.Shape.Enqueue).
 func (w *waiter) enter(ctx context.Context) error {
-	s := w.m.s
-	for {
-		// The caller gave up before the reply: whatever the create did is
-		// a stray now, for the session to delete.
-		late := func(created string, session int64, err error) {
-			switch {
-			case err == nil:
-				s.DeleteWhenConnected(created)
-			case zkutil.IsTransient(err):
-				waiters.SweepLater(s, w.m.dir, w.guid, session, backoff)
-			}
-		}
-		created, session, err := protected.Create(ctx, s, w.m.root, w.prefix, w.m.data, late)
-		if err == nil && session != 0 {
-			w.path, w.session, w.own = created, session, nil
-			return nil
-		}
-		if err == nil {
-			// The session changed during the create: ask whose it is.
-			owner, err := protected.Owner(ctx, s, created)
-			if err != nil {
-				w.strays = true
-				return err
-			}
-			if owner != 0 && owner == s.ID() {
-				w.path, w.session, w.own = created, owner, nil
-				return nil
-			}
-			continue // gone with the old session
-		}
-		// Unless the server refused it, the create may have been applied
-		// (a lost reply, or Do gave up waiting: its late outcome may not
-		// reach the callback above if it finishes just as Do stops
-		// waiting). The next listing, or abandon, deletes what it made.
-		w.strays = w.strays || !protected.Refused(err)
-		if ctx.Err() != nil || !zkutil.IsTransient(err) {
-			return err
-		}
-		// Unknown outcome: look for our GUID once reconnected.
-		path, owner, err := waiters.Find(ctx, s, w.m.dir, w.guid)
-		if err != nil {
-			return err
-		}
-		if path != "" {
-			w.path, w.session, w.own = path, owner, nil
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	path, session, strays, err := waiters.Enqueue(ctx, w.m.s, w.m.root, w.m.dir, w.guid, w.m.data, backoff)
+	// The next listing, or abandon, deletes the strays.
+	w.strays = w.strays || strays
+	if err != nil {
+		return err
 	}
+	w.path, w.session, w.own = path, session, nil
+	return nil
 }
 
 // watchOwn reads the waiter znode with a watch: its creation zxid is the
