@@ -379,3 +379,19 @@ func TestAttackFeederStopsWithTheSession(t *testing.T) {
 		t.Fatal("the feeder lives on, taking from a closed session")
 	}
 }
+
+// A huge Window (a caller's "no limit") made the feeder fill a slot per
+// possible delivery in Started, one at a time: it delivered nothing for
+// hours. It is capped at MaxWindow.
+func TestAttackHugeWindowStillDelivers(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "fed")
+	put(t, q, "job", "do it")
+	system := newSystem(t)
+	consumer, got := holdingConsumer(system)
+	q.Feed(system.Root, consumer, workqueue.FeedOptions{Window: 1 << 40})
+	if d := waitDelivery(t, got); d.Key != "job" {
+		t.Fatalf("delivered %s", d.Key)
+	}
+}

@@ -67,5 +67,11 @@
 // back what it holds.
 //
 //	Feed ──► feeder: Take ──► Delivery to consumer ──► Ack/Release to feeder ──► next Take
-//	consumer stops ──► feeder stops ──► unanswered items released
+//	consumer stops, Queue.Close, session closed ──► feeder stops ──► unanswered items released
+//
+// An answer the feeder cannot get to ZooKeeper is tried again while the
+// session that holds the item lives: an item must not stay claimed by a
+// live session that nobody answers for. For the same reason a take that
+// gives up while its claim is in flight (its ctx ended) has the claim
+// removed as soon as its outcome is known, if the take made it.
 package workqueue

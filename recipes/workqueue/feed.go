@@ -17,6 +17,10 @@ import (
 // DefaultWindow is FeedOptions.Window's default.
 const DefaultWindow = 16
 
+// MaxWindow bounds FeedOptions.Window: the feeder fills a slot per
+// delivery when it starts (a window of 1<<40 kept it filling for hours).
+const MaxWindow = 1 << 16
+
 // answerTimeout bounds one attempt at the Ack or Release of a delivery;
 // an attempt that fails for want of ZooKeeper is retried (a var for tests).
 var answerTimeout = 10 * time.Second
@@ -24,7 +28,8 @@ var answerTimeout = 10 * time.Second
 // FeedOptions configures Feed.
 type FeedOptions struct {
 	// Window bounds the deliveries the consumer holds unanswered at once
-	// (default DefaultWindow): the feeder takes no more until it answers.
+	// (default DefaultWindow, at most MaxWindow): the feeder takes no more
+	// until it answers.
 	Window int
 }
 
@@ -58,6 +63,7 @@ func (q *Queue) Feed(spawner actor.SpawnerContext, consumer *actor.PID, opts Fee
 	if window <= 0 {
 		window = DefaultWindow
 	}
+	window = min(window, MaxWindow)
 	return spawner.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &feeder{q: q, consumer: consumer, window: window, held: map[string]*Item{}}
 	}))
