@@ -24,6 +24,15 @@
 //
 // The shape is also a compatibility constraint: versions of zkactor that
 // queue together must agree on it, so it never changes.
+//
+// The names are pure logic (protected.go). The requests borrow a
+// cluster.Session: Shape.Enqueue is the whole protected create (Create, one
+// attempt that reads the session in the same exchange; Owner when the
+// session changed meanwhile; Shape.Find after a lost reply), and Shape.Delete,
+// Shape.SweepLater and Abandon remove what an owner no longer wants. Package
+// global keeps its own loop around Create (its strays pass to the Elections'
+// sweeper once a candidacy ends) and Find and Delete; it sweeps with its
+// own sweeper.
 package protected
 
 import (
