@@ -435,9 +435,14 @@ func (a *Applicant) reap() {
 		switch {
 		case h.tenure.Lost():
 			a.log.Info("the role was lost: its assignment is gone", "role", role)
+			continue
 		case h.tenure.SelfStopped():
 			a.log.Info("the holder stopped by itself: the role is free", "role", role)
 		}
+		// The tenure deleted its assignment, or handed the delete to the
+		// session's reaper (ZooKeeper out of reach, an ACL refusing it):
+		// the role counts against the limit until a read shows it gone.
+		a.strays[role] = true
 	}
 }
 

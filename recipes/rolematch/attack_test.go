@@ -287,3 +287,80 @@ func TestAttackUnreadableAssignmentAndApplicant(t *testing.T) {
 		t.Errorf("Applicants = %+v, %v; want ours only, holding 1", infos, err)
 	}
 }
+
+// A holder stops by itself and its assignment cannot be deleted (here an
+// ACL on the directory refuses deletes; as well ZooKeeper out of reach:
+// the delete is handed to the session's reaper): the role still counts
+// against the limit until the assignment is gone. Before the fix the
+// application took another role at once, holding two assignments with a
+// limit of one.
+func TestAttackLimitCountsAnUndeletedAssignment(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	raw := zkc.Connect(t)
+	mkdirs(t, raw, root, "set")
+	post(t, m, "set", "r0", "r1")
+	app := apply(t, m, "set", 1, &j)
+	var first holdRecord
+	zktest.Eventually(t, 10*time.Second, func() error {
+		r := j.running()
+		if len(r) != 1 {
+			return fmt.Errorf("%d running", len(r))
+		}
+		first = r[0]
+		return nil
+	})
+	dir := root + "/roles/set/assignments"
+	if _, err := raw.SetACL(dir, zk.WorldACL(zk.PermAll&^zk.PermDelete), -1); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if _, err := raw.SetACL(dir, zk.WorldACL(zk.PermAll), -1); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	created := make(chan string, 4)
+	rolematch.SetTestHookBeforeCreate(t, func(p string) {
+		select {
+		case created <- p:
+		default:
+		}
+	})
+	kept := make(chan struct{}, 1)
+	rolematch.SetTestHookStrayKept(t, func(string) {
+		select {
+		case kept <- struct{}{}:
+		default:
+		}
+	})
+	m.System.Root.Stop(first.pid) // stops by itself, as far as its tenure can tell
+	select {
+	case p := <-created:
+		hs, _ := m.roles.Holders(ctxT(t), "set")
+		t.Fatalf("a create of %s was sent while the stopped holder's assignment was still there: %+v", p, hs)
+	case <-kept:
+	case <-time.After(15 * time.Second):
+		t.Fatal("neither a create nor the assignment kept counted")
+	}
+	if infos := mustApplicants(t, m, "set"); len(infos) != 1 || infos[0].Held != 1 {
+		t.Errorf("applicants %+v, want ours holding 1 (the undeleted assignment)", infos)
+	}
+	restore()
+	zktest.Eventually(t, 15*time.Second, func() error {
+		if r := j.running(); len(r) != 1 {
+			return fmt.Errorf("%d running", len(r))
+		}
+		infos := mustApplicants(t, m, "set")
+		if len(infos) != 1 || infos[0].ID != app.ID() || infos[0].Held != 1 {
+			return fmt.Errorf("applicants %+v, want ours holding 1", infos)
+		}
+		return nil
+	})
+}

@@ -73,6 +73,11 @@ func (a *Applicant) claim(ctx context.Context) time.Duration {
 // assignment's create is sent.
 var testHookBeforeCreate func(path string)
 
+// testHookStrayKept, when a test sets it, runs when an assignment of the
+// application's that it no longer holds could not be deleted (refused)
+// and keeps counting against the limit.
+var testHookStrayKept func(path string)
+
 // testHookUnusableSpec, when a test sets it, runs when a role is skipped
 // because its spec cannot be decoded.
 var testHookUnusableSpec func(role string)
@@ -283,20 +288,30 @@ func (a *Applicant) watchBad(ctx context.Context, role string, mzxid int64) bool
 	return true
 }
 
-// sweep deletes the strays of this application (see create) that session
-// owns, and forgets those that are gone or not ours. A refused delete (an
-// ACL) is given up: the znode goes with the session.
+// sweep deletes the strays of this application (see create and reap) that
+// session owns, and forgets those that are gone or not ours. A stray whose
+// delete is refused (an ACL) is kept, so that it still counts against the
+// limit while it exists, but not retried until the loop runs again (the
+// assignments' listing changes when it goes).
 func (a *Applicant) sweep(ctx context.Context, session int64) error {
 	for role := range a.strays {
 		if a.held[role] != nil {
 			delete(a.strays, role) // held after all
 			continue
 		}
-		err := a.deleteIfOurs(ctx, a.r.assignmentPath(a.set, role), session)
-		if err != nil && !refused(err) {
+		p := a.r.assignmentPath(a.set, role)
+		err := a.deleteIfOurs(ctx, p, session)
+		switch {
+		case refused(err):
+			a.log.Warn("an assignment of ours that may not be deleted: it counts against the limit while it exists", "path", p, "err", err)
+			if testHookStrayKept != nil {
+				testHookStrayKept(p)
+			}
+		case err != nil:
 			return err
+		default:
+			delete(a.strays, role)
 		}
-		delete(a.strays, role)
 	}
 	return nil
 }
@@ -307,8 +322,8 @@ func (a *Applicant) sweep(ctx context.Context, session int64) error {
 func (a *Applicant) deleteIfOurs(ctx context.Context, p string, session int64) error {
 	return a.r.s.Do(ctx, cluster.Op{Name: "delete", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
 		data, stat, err := conn.Get(p)
-		if errors.Is(err, zk.ErrNoNode) {
-			return nil
+		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNoAuth) {
+			return nil // gone, or not ours: we create ours readable
 		}
 		if err != nil {
 			return err

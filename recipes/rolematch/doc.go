@@ -71,7 +71,9 @@
 // many roles free at once (a new set), each applicant goes for the free
 // role it ranks first for, so the roles spread across the applicants.
 // An application never holds more than its limit: a role counts from the
-// create until its holder has stopped and its assignment is deleted.
+// create until its holder has stopped and its assignment is deleted, which
+// a read confirms when the tenure could not delete it at once (ZooKeeper
+// out of reach, an ACL refusing the delete).
 //
 // A role whose spec zkactor cannot decode, or that this session may not
 // read, is skipped with a warning, and tried again when the spec changes

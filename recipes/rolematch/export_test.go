@@ -13,3 +13,9 @@ func SetTestHookUnusableSpec(t *testing.T, f func(role string)) {
 	testHookUnusableSpec = f
 	t.Cleanup(func() { testHookUnusableSpec = nil })
 }
+
+// SetTestHookStrayKept sets testHookStrayKept for the test's duration.
+func SetTestHookStrayKept(t *testing.T, f func(path string)) {
+	testHookStrayKept = f
+	t.Cleanup(func() { testHookStrayKept = nil })
+}
