@@ -364,3 +364,44 @@ func TestAttackLimitCountsAnUndeletedAssignment(t *testing.T) {
 		return nil
 	})
 }
+
+// By design (package doc): a foreign delete of the assignment of a holder
+// cut off from ZooKeeper. Another applicant takes the role at once; the
+// cut-off holder cannot hear of the delete and runs on until its lease
+// runs out (an overlap longer than one notification, which only fencing
+// with the epoch covers), then stops, and does not come back when the
+// partition heals: its tenure sees the znode gone.
+func TestAttackForeignDeleteWhileHolderCutOff(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newMember(t, "a", []string{proxy.Addr()}, root, 4*time.Second)
+	b := newMember(t, "b", zkc.Addrs(), root, 4*time.Second)
+	post(t, b, "set", "r")
+	apply(t, a, "set", 1, &j)
+	first := j.allHeld(t, b, "set", []string{"r"}, 10*time.Second)["r"]
+	apply(t, b, "set", 1, &j)
+	proxy.Blackhole()
+	raw := zkc.Connect(t)
+	if err := raw.Delete(root+"/roles/set/assignments/r", -1); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 15*time.Second, func() error {
+		h, err := j.holder("r")
+		if err != nil {
+			return err
+		}
+		if h.member != "b" || h.epoch <= first.epoch {
+			return fmt.Errorf("held by %s epoch %d", h.member, h.epoch)
+		}
+		return nil
+	})
+	proxy.Restore()
+	j.allHeld(t, b, "set", []string{"r"}, 10*time.Second)
+	for _, r := range j.all() {
+		if r.member == "a" && r.epoch == first.epoch && r.start.After(first.start) {
+			t.Errorf("a's holding resumed after the heal: %+v", r)
+		}
+	}
+}

@@ -101,9 +101,12 @@
 // As for globals: a holder paused between a check and its action, or one
 // that blocks in a handler past its lease, and a foreign delete of a live
 // assignment, which another applicant may act on before the holder has
-// heard of it (the overlap of one notification). Resources a holder writes
-// to should refuse writes of an epoch lower than one they have seen, or
-// fence ZooKeeper writes with the Assigned message's assignment path.
+// heard of it (the overlap of one notification; a holder cut off from
+// ZooKeeper at that moment hears of it when it reconnects, and stops at the
+// latest when its lease runs out, so that the overlap can last that long).
+// Resources a holder writes to should refuse writes of an epoch lower than
+// one they have seen, or fence ZooKeeper writes with the Assigned
+// message's assignment path.
 //
 // An application holds its session's lease (cluster.Session.HoldLease) for
 // its whole life, so that a role it wins is held at once.
