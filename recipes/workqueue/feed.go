@@ -119,7 +119,14 @@ func (f *feeder) Receive(c actor.Context) {
 			}
 		})
 	case *actor.Stopped:
-		f.q.removeFeeder(f)
+		// Not while it holds items (the queue was closed before the spawn
+		// above): Close, whose sweep may not have run yet, releases them.
+		f.mu.Lock()
+		holds := len(f.held) > 0
+		f.mu.Unlock()
+		if !holds {
+			f.q.removeFeeder(f)
+		}
 	}
 }
 

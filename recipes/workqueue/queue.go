@@ -185,6 +185,7 @@ func (q *Queue) Close() {
 	for f := range q.feeders {
 		feeders = append(feeders, f)
 	}
+	clear(q.feeders)
 	q.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), q.s.RequestTimeout())
 	defer cancel()
