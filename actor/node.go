@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zkactor/zkactor/internal/remotestop"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/proto"
@@ -324,19 +326,6 @@ func (n *Node) Stop(ctx context.Context) error {
 }
 
 func (n *Node) stopActors() {
-	shutdownRemote(n.remote, n.log)
+	remotestop.Shutdown(n.remote, true, n.log)
 	n.system.Shutdown()
-}
-
-// shutdownRemote stops protoactor's remote. Its endpoint manager can panic
-// ("send on closed channel") when a peer's connection closed just before;
-// the chaos checker found it. The remote is going away either way, so the
-// panic is logged and the shutdown goes on.
-func shutdownRemote(r *remote.Remote, log *slog.Logger) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Warn("protoactor's remote panicked while shutting down", "panic", fmt.Sprint(p))
-		}
-	}()
-	r.Shutdown(true)
 }

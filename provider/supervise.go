@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zkactor/zkactor/internal/remotestop"
+
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 )
 
@@ -178,7 +180,7 @@ func (s *Supervisor) Shutdown(graceful bool) error {
 		s.stopErr = p.Shutdown(graceful)
 		c.ActorSystem.Shutdown()
 		if c.Remote != nil {
-			c.Remote.Shutdown(graceful)
+			remotestop.Shutdown(c.Remote, graceful, s.log)
 		}
 	})
 	return s.stopErr
