@@ -163,22 +163,27 @@ func (q *Queue) claim(ctx context.Context, name string) (*Item, error) {
 	var session int64 // read only when the request's outcome is known
 	err = plumbing.DoLate(ctx, q.s, "claim", claimPath, late, func(c *zk.Conn) error {
 		before := c.SessionID()
-		_, err := c.Multi(
+		res, err := c.Multi(
 			&zk.SetDataRequest{Path: itemPath, Data: next, Version: stat.Version},
 			&zk.CreateRequest{Path: claimPath, Data: claim, Acl: q.s.ACL(), Flags: zk.FlagEphemeral},
 		)
 		if c.SessionID() == before {
 			session = before
 		}
+		if err != nil && failed(res) == 0 {
+			return &opError{op: "item", err: err}
+		}
 		return err
 	})
+	var failure *opError
 	switch {
 	case err == nil:
 	case errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
 		return nil, nil // another taker was first, or it was acknowledged
-	case errors.Is(err, zk.ErrNoAuth):
-		// Another client's item that this session may read but not take:
+	case errors.Is(err, zk.ErrNoAuth) && errors.As(err, &failure):
+		// Another client's item that this session may read but not write:
 		// failing the Take would wedge every taker on it (it is the oldest).
+		// (A claim refused is claims/'s ACL: every item's, an error.)
 		q.skip(name, "this session may not take it")
 		return nil, nil
 	case ctx.Err() == nil && isTransient(err):
