@@ -73,6 +73,14 @@ func (e *Elections) NewTenure(name, idPrefix string) (*Tenure, error) {
 	// Session events wake the tenure (it is no candidacy of the table).
 	t.stopNotify = e.s.Notify(func(cluster.Event) { c.wakeUp() })
 	e.wg.Add(1)
+	// Close waits for every tenure (wg): one not started yet, whose
+	// creator may wait for ZooKeeper for a while, ends with the Elections
+	// instead, and Start then does nothing.
+	context.AfterFunc(t.life, func() {
+		if t.started.CompareAndSwap(false, true) {
+			t.finish()
+		}
+	})
 	return t, nil
 }
 
@@ -86,7 +94,10 @@ func (t *Tenure) PID() *actor.PID { return t.c.pid }
 
 // Start takes over path, an ephemeral znode that session owns, and runs
 // props under the PID for as long as the znode is the session's and its
-// lease holds (see Tenure). It returns at once; a second call does nothing.
+// lease holds (see Tenure). It returns at once; a second call does nothing,
+// and so does a call once the tenure has ended unstarted (Stop, or the
+// Elections closed): Done is closed then, and the znode is the caller's to
+// delete.
 func (t *Tenure) Start(path string, session int64, props *actor.Props) {
 	if !t.started.CompareAndSwap(false, true) {
 		return
@@ -225,6 +236,7 @@ func (t *Tenure) finish() {
 			}
 		}
 		c.st.remove()
+		t.stop() // t.life is a child of the Elections': let it go
 		close(t.done)
 	})
 }

@@ -1,6 +1,7 @@
 package global_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -63,5 +64,34 @@ func TestAttackTenureZnodeReplacedBySameSession(t *testing.T) {
 	}
 	if data, _, err := other.Get(p); err != nil || string(data) != "theirs" {
 		t.Errorf("the new znode: %q, %v; want it left alone", data, err)
+	}
+}
+
+// A tenure prepared but not started yet (its creator waits for a create
+// that ZooKeeper has not answered) when the Elections close: Close must
+// not wait for it (it would until ctx ends, reporting a busy global), and
+// a Start after that does nothing.
+func TestAttackCloseWithAnUnstartedTenure(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	n := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	tenure, err := n.Elections.NewTenure("job", "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Elections.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-tenure.Done():
+	default:
+		t.Fatal("the unstarted tenure did not end with the Elections")
+	}
+	var j journal
+	tenure.Start(root+"/job", n.Session.ID(), j.props("job")) // nothing runs
+	if _, ok := n.System.ProcessRegistry.GetLocal(tenure.PID().Id); ok {
+		t.Error("something is registered under the tenure's PID")
 	}
 }

@@ -405,3 +405,41 @@ func TestAttackForeignDeleteWhileHolderCutOff(t *testing.T) {
 		}
 	}
 }
+
+// The Elections close while an applicant is about to create an
+// assignment (its tenure prepared, not started): Close does not wait for
+// the create, the tenure ends unstarted, and the assignment the create
+// makes anyway is deleted as the application ends, not left behind.
+func TestAttackElectionsClosedDuringACreate(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	m := newMember(t, "m", zkc.Addrs(), root, 4*time.Second)
+	apply(t, m, "set", 1, &j)
+	closed := make(chan error, 1)
+	rolematch.SetTestHookBeforeCreate(t, func(string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		select {
+		case closed <- m.Elections.Close(ctx):
+		default:
+		}
+	})
+	post(t, m, "set", "r")
+	if err := <-closed; err != nil {
+		t.Fatalf("Elections.Close during a create: %v", err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		hs, err := m.roles.Holders(context.Background(), "set")
+		if err != nil || len(hs) != 0 {
+			return fmt.Errorf("holders %+v, %v", hs, err)
+		}
+		if infos := mustApplicants(t, m, "set"); len(infos) != 0 {
+			return fmt.Errorf("applicants %+v", infos)
+		}
+		return nil
+	})
+	if n := len(j.running()); n != 0 {
+		t.Errorf("%d holders run", n)
+	}
+}
