@@ -133,7 +133,7 @@ func (b *bossActor) Receive(c actor.Context) {
 		b.onDone(c, m)
 		b.dispatch(c)
 	case *bossv1.Refused:
-		b.onRefused(m)
+		b.onRefused(c, m)
 	case *actor.Terminated:
 		b.workerGone(m.Who, "it terminated ("+m.Why.String()+")")
 		b.dispatch(c)
@@ -271,8 +271,10 @@ func (b *bossActor) onDone(c actor.Context, m *bossv1.Done) {
 
 // onRefused: a worker has served a boss of a newer term, so this one's
 // term is over even if it has not heard so yet. The newer boss has every
-// unfinished job, from ZooKeeper.
-func (b *bossActor) onRefused(m *bossv1.Refused) {
+// unfinished job, from ZooKeeper: this one stops its feeder, which gives
+// back the jobs it holds (else they stay claimed by this boss's session,
+// hidden from the newer boss, until this term ends), and takes no more.
+func (b *bossActor) onRefused(c actor.Context, m *bossv1.Refused) {
 	if m.Epoch <= b.epoch {
 		b.log.Warn("a worker refused a task for no reason known", "worker", m.Worker, "job", m.JobId, "epoch", m.Epoch, "mine", b.epoch)
 		return
@@ -281,6 +283,9 @@ func (b *bossActor) onRefused(m *bossv1.Refused) {
 		b.deposed = true
 		b.log.Warn("a worker has served a newer boss; delegating no more", "worker", m.Worker, "epoch", m.Epoch, "mine", b.epoch)
 		b.out.say("Worker %s has served a newer boss: I delegate no more.", m.Worker)
+		if b.feeder != nil {
+			c.Stop(b.feeder)
+		}
 	}
 	delete(b.running, m.JobId)
 	metrics.Jobs(metrics.JobRefused, 1)
