@@ -42,7 +42,8 @@ const (
 const queueName = "jobs"
 
 // checkToken reports whether token may name a job: 1 to maxTokenLen
-// letters, digits, '-' or '_', so that "job-<token>" is one znode name.
+// letters, digits, '-' or '_', not ending in '-', so that "job-<token>" is
+// one znode name and a work queue key.
 func checkToken(token string) error {
 	if token == "" {
 		return errors.New("the job has no token")
@@ -54,6 +55,10 @@ func checkToken(token string) error {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
 			return fmt.Errorf("the job's token %q has a character other than letters, digits, '-' and '_'", token)
 		}
+	}
+	if strings.HasSuffix(token, "-") {
+		// The job's id is a work queue key, which may not end in '-'.
+		return fmt.Errorf("the job's token %q ends in '-'", token)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/zkactor/zkactor/cluster"
 	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
 	"github.com/zkactor/zkactor/recipes/workqueue"
 	"github.com/zkactor/zkactor/test/zktest"
@@ -393,5 +394,46 @@ func TestAttackHugeWindowStillDelivers(t *testing.T) {
 	q.Feed(system.Root, consumer, workqueue.FeedOptions{Window: 1 << 40})
 	if d := waitDelivery(t, got); d.Key != "job" {
 		t.Fatalf("delivered %s", d.Key)
+	}
+}
+
+// ZooKeeper's sequence number is items/'s signed 32-bit child version,
+// moved on by every create and delete below it: after 2^31 (a billion
+// items put and acknowledged, weeks at a thousand a second) it wraps, and
+// the names read "<key>--2147483648" .. "<key>--000000001". Those did not
+// parse as items: every later item was skipped as "not an item's name",
+// never taken. The names of a queue across the wrap, made here directly,
+// are taken, and in the order ZooKeeper made them.
+func TestAttackSequenceWrapKeepsTheQueueGoing(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	c := zkc.Connect(t)
+	names := []string{"a-2147483646", "b-2147483647", "c--2147483648", "d--2147483647", "e--000000001"}
+	for i := len(names) - 1; i >= 0; i-- { // creation order does not matter, the names do
+		key := names[i][:1]
+		data, err := proto.Marshal(&workqueuev1.Item{Key: key, Payload: []byte(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Create(root+"/queues/jobs/items/"+names[i], data, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		it, err := q.Take(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("took %v, then: %v", got, err)
+		}
+		got = append(got, it.Key)
+	}
+	if fmt.Sprint(got) != "[a b c d e]" {
+		t.Errorf("took %v, want [a b c d e]", got)
+	}
+	if _, err := q.Put(ctxT(t), "ends-", []byte("x")); !errors.Is(err, cluster.ErrBadName) {
+		t.Errorf("Put with a key ending in '-': %v, want ErrBadName", err)
 	}
 }

@@ -20,7 +20,10 @@
 //	└── keys                             persistent
 //	    └── <key>                        persistent  (empty): the key is in use
 //
-// The sequence number ZooKeeper appends orders the queue. The key is the
+// The sequence number ZooKeeper appends orders the queue, read as
+// unsigned: it is a signed 32-bit counter that wraps after 2^31 creates
+// and deletes under items/, and the items after the wrap
+// ("<key>--2147483648" ...) are the newest. So a key may not end in '-'. The key is the
 // producer's idempotency key (random when it gives none): Put creates the
 // key's znode and the item in one multi, so a Put retried after a lost
 // reply, or repeated by a producer that does not know whether its first

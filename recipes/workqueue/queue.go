@@ -271,8 +271,9 @@ func (q *Queue) makeDirs(ctx context.Context) error {
 // of a key whose item was already acknowledged may return "" (the key was
 // seen just before the Ack) or enqueue the payload again. An empty key is
 // replaced by a random one. The key must be a valid znode name of at most
-// MaxKeyLength bytes (else an error wrapping cluster.ErrBadName); a payload
-// over MaxPayloadSize is refused with an error wrapping cluster.ErrTooLarge.
+// MaxKeyLength bytes, not ending in '-' (else an error wrapping
+// cluster.ErrBadName); a payload over MaxPayloadSize is refused with an
+// error wrapping cluster.ErrTooLarge.
 func (q *Queue) Put(ctx context.Context, key string, payload []byte) (string, error) {
 	if key == "" {
 		key = randomHex(16)
