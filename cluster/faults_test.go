@@ -264,8 +264,12 @@ func TestServerRestart(t *testing.T) {
 
 	// The session outlives the restart (it is in the server's log) or is
 	// replaced; either way the registration is there and new ones work.
+	// A ctx of its own: the one above has paid for the kill and the
+	// restart, which on a loaded machine take most of its ten seconds.
+	after, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	p2 := a.Spawn(t)
-	if err := a.Registry.Register(ctx, "restart", p2, nil); err != nil {
+	if err := a.Registry.Register(after, "restart", p2, nil); err != nil {
 		t.Fatalf("Register after restart: %v", err)
 	}
 	raw := zkc.Connect(t)
