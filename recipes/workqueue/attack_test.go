@@ -437,3 +437,28 @@ func TestAttackSequenceWrapKeepsTheQueueGoing(t *testing.T) {
 		t.Errorf("Put with a key ending in '-': %v, want ErrBadName", err)
 	}
 }
+
+// Feeders come and go on a long-lived Queue (an actor per request): one
+// that stops, even holding a delivery, is forgotten by the queue, which
+// keeps only the running ones for Close.
+func TestAttackStoppedFeedersAreForgotten(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "fed")
+	system := newSystem(t)
+	for i := range 5 {
+		put(t, q, fmt.Sprint("k", i), "x")
+		consumer, got := holdingConsumer(system)
+		q.Feed(system.Root, consumer, workqueue.FeedOptions{Window: 1})
+		waitDelivery(t, got)
+		if err := system.Root.StopFuture(consumer).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zktest.Eventually(t, 15*time.Second, func() error {
+		if n := workqueue.Feeders(q); n != 0 {
+			return fmt.Errorf("the queue knows %d feeders, all stopped", n)
+		}
+		return nil
+	})
+}

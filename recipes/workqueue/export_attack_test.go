@@ -37,3 +37,10 @@ func ClientWatches(c *zk.Conn, path string) int {
 	}
 	return n
 }
+
+// Feeders is the number of feeders q knows.
+func Feeders(q *Queue) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.feeders)
+}

@@ -114,7 +114,9 @@ func (f *feeder) Receive(c actor.Context) {
 		f.cancel()
 		// A closed queue gives back what the feeder holds in Close.
 		_ = f.q.spawn(func() {
-			for _, it := range f.stop() {
+			left := f.stop()
+			f.q.removeFeeder(f) // what it held is in hand
+			for _, it := range left {
 				f.q.settle(it, false)
 			}
 		})
@@ -269,7 +271,9 @@ func (f *feeder) finish(it *Item, ack bool, then func()) {
 // the queue is closed.
 func (q *Queue) settle(it *Item, ack bool) {
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(q.life, answerTimeout)
+		// Not q.life: Close waits for an attempt under way rather than
+		// cut it short (an Ack cut short leaves the item claimed).
+		ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 		var err error
 		if ack {
 			err = q.Ack(ctx, it)
