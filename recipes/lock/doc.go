@@ -56,6 +56,12 @@
 // 0.87 s after the cut and the next waiter took the lock about 0.26 s later.
 // Lock returns only while the lease holds, for the same reason.
 //
+// Lost is a channel, closed by a goroutine: after a freeze it may close a
+// moment after the holder's own code has woken. Held.Err reads the lease
+// itself, so a holder checks Err right before each action, as a global's
+// guard checks the lease before each message; the fault checker's lockers
+// (test/chaos) do exactly that.
+//
 // The lease costs a probe (a no-op write) every sixth of the session
 // timeout while any Lock waits or any tenure lasts on the session. On a
 // session that has held no lease for a while, the lease must be proven
@@ -65,7 +71,7 @@
 // wait keeps the lease fresh itself with cluster.Session.HoldLease.
 //
 // What no lease covers is the token's job: a holder paused between its
-// check of Lost and its action, or a request in flight when the lock is
+// check of Err and its action, or a request in flight when the lock is
 // lost. A resource guarded by the lock should remember the highest token it
 // has seen and refuse lower ones; tokens only grow, because tenures follow
 // queue order, which is creation order. For ZooKeeper itself, Held.Path

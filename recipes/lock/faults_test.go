@@ -521,3 +521,47 @@ func TestChurnNeverTwoHolders(t *testing.T) {
 		t.Errorf("only %d tenures: the churn did not churn", len(tenures))
 	}
 }
+
+// Err is the check a holder makes before it acts, and it must not lag the
+// lease: a process thawed after a freeze runs its own code before (or
+// after) the goroutine that closes Lost, in any order. So the instant the
+// session's lease has run out, Err reports the loss, whether or not Lost
+// is closed yet. (Before, Err only returned what that goroutine had
+// recorded: nil for up to a millisecond past the lease, or longer on a
+// starved machine.)
+func TestErrReportsTheLeaseTheInstantItEnds(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	ctx := ctxT(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	s := dial(t, []string{proxy.Addr()}, time.Second)
+	m := newMutex(t, s, root, "res")
+	h, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := s.ID()
+	proxy.Blackhole() // no probe confirms the lease any more: it runs out
+	defer proxy.Restore()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		until := s.SafeUntilFor(session)
+		now := time.Now()
+		if !now.Before(until) {
+			if err := h.Err(); !errors.Is(err, lock.ErrLost) {
+				t.Fatalf("at %v past the lease's end, Err = %v; want ErrLost", now.Sub(until), err)
+			}
+			break
+		}
+		if now.After(deadline) {
+			t.Fatal("the lease did not run out within 10s of the blackhole")
+		}
+		// Wake just at the lease's end, as a thawed process would.
+		time.Sleep(time.Until(until))
+	}
+	select {
+	case <-h.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost not closed 5s after the lease ran out")
+	}
+}

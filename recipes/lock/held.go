@@ -75,10 +75,25 @@ func (h *Held) Lost() <-chan struct{} { return h.lost }
 
 // Err is nil while the lock is held or after Unlock, and after a loss an
 // error wrapping ErrLost that says why.
+//
+// Err is the check to make right before acting as the holder: it reads the
+// session's lease on the monotonic clock, so it reports the loss the
+// instant the lease runs out, also in a process that was frozen (SIGSTOP,
+// a VM pause) and has just been thawed, when Lost may not be closed yet
+// (the goroutine that closes it wakes with the process, in any order). A
+// holder that acts only when Err is nil acts as a global does under its
+// lease guard.
 func (h *Held) Err() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
+	err, unlocked := h.err, h.unlocked
+	h.mu.Unlock()
+	if err != nil || unlocked {
+		return err
+	}
+	if !time.Now().Before(h.m.s.SafeUntilFor(h.session)) {
+		return fmt.Errorf("lock %q: %w: the session's lease ran out: ZooKeeper may expire it", h.m.name, ErrLost)
+	}
+	return nil
 }
 
 // Unlock releases the lock: the znode is deleted, so that the next waiter
