@@ -22,6 +22,7 @@ var (
 	each    = flag.Bool("stop-each-class", false, "stop every node after each class to check for leftover ephemerals")
 	grains  = flag.Bool("grains", true, "run a protoactor cluster member (package provider) in every node process, with its invariants")
 	roles   = flag.Bool("roles", true, "every node process applies for the roles of a role set (package recipes/rolematch), with their invariants")
+	locks   = flag.Bool("locks", true, "every node process runs a locker (package recipes/lock), with its invariants")
 	verbose = flag.Bool("v", false, "log every event and trial (pass as -args -v to go test)")
 )
 
@@ -66,6 +67,7 @@ func TestChaos(t *testing.T) {
 		Verbose:        *verbose,
 		Grains:         *grains,
 		Roles:          *roles,
+		Locks:          *locks,
 	})
 	for _, c := range run {
 		r.RunClass(c)

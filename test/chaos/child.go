@@ -96,6 +96,12 @@ func RunChild() int {
 			return 1
 		}
 	}
+	if os.Getenv(childLocksEnv) != "" {
+		if c.locker, err = startLocker(node, root, log, out); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: locker: %v\n", err)
+			return 1
+		}
+	}
 	out.emit("ready", node.Address(), node.NodeID(), node.Session().ID())
 
 	var wg sync.WaitGroup
@@ -118,6 +124,9 @@ func RunChild() int {
 	}
 	wg.Wait()
 	stopNotify()
+	if c.locker != nil { // before the node's session
+		c.locker.stop()
+	}
 	if c.roles != nil { // before the node's elections, which run the holders
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := c.roles.Close(ctx); err != nil {
@@ -164,6 +173,7 @@ type child struct {
 
 	grains *provider.Supervisor // with Config.Grains: this process's cluster member (grains.go)
 	roles  *rolematch.Roles     // with Config.Roles: its application for the role set (roles.go)
+	locker *locker              // with Config.Locks: its locking loop (locks.go)
 
 	mu     sync.Mutex
 	actors map[string]*actor.PID // service actors by id

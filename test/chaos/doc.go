@@ -13,8 +13,9 @@
 // -stop-each-class, -grains (default true: every node process also runs a
 // protoactor cluster member on package provider, see grains.go), -roles
 // (default true: every node process applies for the roles of a role set,
-// package recipes/rolematch, see roles.go), and -v (after -args: log every
-// event).
+// package recipes/rolematch, see roles.go), -locks (default true: every
+// node process runs a locker, package recipes/lock, see locks.go), and -v
+// (after -args: log every event).
 //
 // # Design
 //
@@ -106,6 +107,9 @@
 //	rstart role/<r> <epoch> <pid> <set>      a role's holder handled Assigned: its holding began
 //	rtick role/<r> <epoch> <began>           it handled a tick (every 100 ms)
 //	rstop role/<r> <epoch>                   it handled Stopping: the holding ended
+//	lstart lock/chaos <token> <path> <node>  the locker's Lock returned
+//	ltick lock/chaos <token> <began>         it acted (Held.Err was nil at began)
+//	lstop lock/chaos <token>                 it stopped acting (it unlocks, or Err reported the loss)
 //	bye | stopfail <error>                   Node.Stop returned
 //
 // The driver adds its own events to the history (source "driver"): run,
@@ -162,7 +166,17 @@
 //     held by exactly one holder on a live node, as long as the live nodes
 //     have room for all of them.
 //
-// no-ephemerals covers the members' and the roles' znodes too.
+// And for the lock (issue 11), when -locks is on (every node's locker takes
+// the lock "chaos", acts every 50 ms while Held.Err is nil, and unlocks
+// after 100–400 ms):
+//
+//  11. one-lock-holder: never two tenures of the lock at once: (1) over the
+//      tenures (lstart to lstop, death, or a freeze after which the locker
+//      did not act).
+//  12. live-lock: within session timeout + 3 s of the heal, a live node
+//      holds the lock (a tenure running, or one begun since the heal).
+//
+// no-ephemerals covers the members', the roles' and the lock's znodes too.
 //
 // And after every trial, leftovers: within session timeout + 3 s of the
 // heal, no running node's session owns a registration it unregistered (or

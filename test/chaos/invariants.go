@@ -41,6 +41,7 @@ func DefaultInvariants() []Invariant {
 		newOneGlobal(), &epochs{}, &noEphemerals{},
 		newOneActivation(), &liveActivation{},
 		newOneHolder(), &liveRole{},
+		newOneLockHolder(), &liveLock{},
 	}
 }
 

@@ -37,7 +37,10 @@ type Config struct {
 	Grains bool
 	// Roles makes every node process apply for the roles of a role set
 	// (package recipes/rolematch), with their invariants (roles.go).
-	Roles        bool
+	Roles bool
+	// Locks runs a locker in every node process (package recipes/lock),
+	// with its invariants (locks.go).
+	Locks        bool
 	Invariants   []Invariant
 	FaultClasses []FaultClass
 }
@@ -383,6 +386,9 @@ func (r *Run) Finish() *Report {
 	}
 	for _, ts := range r.st.rtl.terms {
 		rep.Holdings += len(ts)
+	}
+	for _, ts := range r.st.ltl.terms {
+		rep.LockTenures += len(ts)
 	}
 	for _, e := range r.history {
 		if e.Kind == activationTerms.act {

@@ -37,6 +37,7 @@ type state struct {
 	tl        *timeline                    // the globals' terms
 	atl       *timeline                    // the grain activations' terms
 	rtl       *timeline                    // the roles' holdings
+	ltl       *timeline                    // the lock's tenures
 	sessions  map[int64]string             // ZooKeeper session id -> label
 	badFirst  []Event                      // gbad events
 	lookups   map[string]map[string]string // label -> service -> last capable result
@@ -56,6 +57,7 @@ func newState() *state {
 		tl:        newTimeline(globalTerms),
 		atl:       newTimeline(activationTerms),
 		rtl:       newTimeline(roleTerms),
+		ltl:       newTimeline(lockTerms),
 		sessions:  map[int64]string{},
 		lookups:   map[string]map[string]string{},
 		stopped:   map[string]bool{},
@@ -67,6 +69,7 @@ func (s *state) apply(e Event) {
 	s.tl.add(e)
 	s.atl.add(e)
 	s.rtl.add(e)
+	s.ltl.add(e)
 	switch e.Kind {
 	case "ready":
 		s.nodeState[e.Src] = "running"

@@ -49,6 +49,8 @@ var (
 	activationTerms = termEvents{"astart", "amsg", "astop"}
 	// rstart role/<r> <epoch> <pid> <set>, rtick role/<r> <epoch> <began>, rstop role/<r> <epoch>
 	roleTerms = termEvents{"rstart", "rtick", "rstop"}
+	// lstart lock/<name> <token> <path> <node>, ltick lock/<name> <token> <began>, lstop lock/<name> <token>
+	lockTerms = termEvents{"lstart", "ltick", "lstop"}
 )
 
 // timeline holds the terms of every name (global names, or grain
