@@ -192,7 +192,14 @@ func (c *Cluster) Stop(i int) {
 // runs again, so it may expire sessions at once then. Resume thaws it; Kill, Stop and the
 // end of the test work on a paused server too.
 func (c *Cluster) Pause(i int) {
-	c.server(i).signal(syscall.SIGSTOP)
+	s := c.server(i)
+	s.signal(syscall.SIGSTOP)
+	// SIGSTOP is delivered thread by thread: a thread in the middle of a
+	// reply may still send it. Return once every thread of the JVM is
+	// stopped, so that "paused" means it answers nothing.
+	if err := s.waitStopped(startTimeout); err != nil {
+		c.fatalf("Pause(%d): %v", i, err)
+	}
 }
 
 // Resume thaws server i after Pause with SIGCONT.

@@ -162,6 +162,41 @@ func (s *server) signal(sig syscall.Signal) {
 	}
 }
 
+// waitStopped waits until every thread of the JVM is stopped (state T in
+// /proc/<pid>/task/<tid>/stat), or the process is gone.
+func (s *server) waitStopped(timeout time.Duration) error {
+	cmd, _ := s.process()
+	if !s.running() {
+		return nil
+	}
+	dir := fmt.Sprintf("/proc/%d/task", cmd.Process.Pid)
+	deadline := time.Now().Add(timeout)
+	for {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			return nil // exited
+		}
+		running := 0
+		for _, t := range tasks {
+			stat, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+			if err != nil {
+				continue // the thread ended
+			}
+			// "<tid> (<comm>) <state> ...": the state follows the last ')'.
+			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] != 'T' && stat[i+2] != 't' {
+				running++
+			}
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server %d (%s): %d threads still running %v after SIGSTOP", s.id, s.addr(), running, timeout)
+		}
+		time.Sleep(time.Millisecond) // a poll interval, bounded by the deadline
+	}
+}
+
 // stop sends SIGTERM and waits until the JVM has exited, killing it after stopTimeout.
 func (s *server) stop() error {
 	cmd, done := s.process()
