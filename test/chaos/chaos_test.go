@@ -23,6 +23,7 @@ var (
 	grains  = flag.Bool("grains", true, "run a protoactor cluster member (package provider) in every node process, with its invariants")
 	roles   = flag.Bool("roles", true, "every node process applies for the roles of a role set (package recipes/rolematch), with their invariants")
 	locks   = flag.Bool("locks", true, "every node process runs a locker (package recipes/lock), with its invariants")
+	queue   = flag.Bool("queue", true, "every node process runs a work queue taker (package recipes/workqueue), with puts in the workload and its invariant")
 	verbose = flag.Bool("v", false, "log every event and trial (pass as -args -v to go test)")
 )
 
@@ -68,6 +69,7 @@ func TestChaos(t *testing.T) {
 		Grains:         *grains,
 		Roles:          *roles,
 		Locks:          *locks,
+		Queue:          *queue,
 	})
 	for _, c := range run {
 		r.RunClass(c)

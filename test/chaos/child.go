@@ -102,6 +102,12 @@ func RunChild() int {
 			return 1
 		}
 	}
+	if os.Getenv(childQueueEnv) != "" {
+		if c.taker, err = startTaker(node, root, log, out); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: work queue: %v\n", err)
+			return 1
+		}
+	}
 	out.emit("ready", node.Address(), node.NodeID(), node.Session().ID())
 
 	var wg sync.WaitGroup
@@ -126,6 +132,9 @@ func RunChild() int {
 	stopNotify()
 	if c.locker != nil { // before the node's session
 		c.locker.stop()
+	}
+	if c.taker != nil {
+		c.taker.stop()
 	}
 	if c.roles != nil { // before the node's elections, which run the holders
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -174,6 +183,7 @@ type child struct {
 	grains *provider.Supervisor // with Config.Grains: this process's cluster member (grains.go)
 	roles  *rolematch.Roles     // with Config.Roles: its application for the role set (roles.go)
 	locker *locker              // with Config.Locks: its locking loop (locks.go)
+	taker  *taker               // with Config.Queue: its work queue and taking loop (queue.go)
 
 	mu     sync.Mutex
 	actors map[string]*actor.PID // service actors by id
@@ -243,6 +253,14 @@ func (c *child) command(verb string, args []string) (string, error) {
 		return pidString(pid), nil
 	case "grain": // grain <identity>: a request to the grain (grains.go)
 		return requestGrain(c.grains, arg(0))
+	case "put": // put <key>: a work queue item (queue.go)
+		id, err := c.taker.put(arg(0))
+		if err != nil {
+			c.out.emit("qput", arg(0), "err", err)
+			return "", err
+		}
+		c.out.emit("qput", arg(0), "ok", id)
+		return id, nil
 	case "capable": // capable <service>
 		pids, err := c.node.GetCapable(ctx, arg(0))
 		if err != nil {

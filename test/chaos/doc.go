@@ -14,8 +14,10 @@
 // protoactor cluster member on package provider, see grains.go), -roles
 // (default true: every node process applies for the roles of a role set,
 // package recipes/rolematch, see roles.go), -locks (default true: every
-// node process runs a locker, package recipes/lock, see locks.go), and -v
-// (after -args: log every event).
+// node process runs a locker, package recipes/lock, see locks.go), -queue
+// (default true: every node process takes from a work queue, package
+// recipes/workqueue, and the workload puts, see queue.go), and -v (after
+// -args: log every event).
 //
 // # Design
 //
@@ -78,6 +80,7 @@
 //	capable <service>            GetCapable
 //	submit <text>                WhereisGlobal("boss"), then Submit; Accepted is "acknowledged"
 //	grain <identity>             cluster.Request to the counter grain <identity>: "<member id> <epoch>"
+//	put <key>                    Put an item with that key on the work queue "chaos": its id
 //
 // Commands run concurrently, each bounded by 4 s. Closing stdin stops the
 // node (Node.Stop) and the process exits. A node writes events to stdout,
@@ -110,6 +113,9 @@
 //	lstart lock/chaos <token> <path> <node>  the locker's Lock returned
 //	ltick lock/chaos <token> <began>         it acted (Held.Err was nil at began)
 //	lstop lock/chaos <token>                 it stopped acting (it unlocks, or Err reported the loss)
+//	qput <key> ok <id> | err <error>         a put returned
+//	qtake <key> <id> <attempt>               the taker took an item
+//	qack <key> <id>                          its Ack returned nil: the item is done
 //	bye | stopfail <error>                   Node.Stop returned
 //
 // The driver adds its own events to the history (source "driver"): run,
@@ -171,12 +177,19 @@
 // after 100–400 ms):
 //
 //  11. one-lock-holder: never two tenures of the lock at once: (1) over the
-//      tenures (lstart to lstop, death, or a freeze after which the locker
-//      did not act).
+//     tenures (lstart to lstop, death, or a freeze after which the locker
+//     did not act).
 //  12. live-lock: within session timeout + 3 s of the heal, a live node
-//      holds the lock (a tenure running, or one begun since the heal).
+//     holds the lock (a tenure running, or one begun since the heal).
 //
-// no-ephemerals covers the members', the roles' and the lock's znodes too.
+// And for the work queue (issue 11), when -queue is on:
+//
+//  13. queue-delivery: within session timeout + 5 s of the heal, every item
+//     whose Put returned nil has been acknowledged by some taker (at least
+//     once: an item whose taker died comes back with its claim).
+//
+// no-ephemerals covers the members', the roles', the lock's and the
+// claims' znodes too.
 //
 // And after every trial, leftovers: within session timeout + 3 s of the
 // heal, no running node's session owns a registration it unregistered (or

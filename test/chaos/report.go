@@ -47,14 +47,14 @@ type Report struct {
 	Rows       []Row
 	Violations []Violation
 	// What the history held, so that a clean table shows what was judged.
-	GlobalTerms, Activations, GrainRequests, Holdings, LockTenures int
+	GlobalTerms, Activations, GrainRequests, Holdings, LockTenures, ItemsPut, ItemsDone int
 }
 
 // Table renders the report's rows.
 func (rep *Report) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d terms of globals, %d grain activations, %d grain requests handled, %d holdings of roles, %d tenures of the lock\n",
-		rep.Seed, rep.GlobalTerms, rep.Activations, rep.GrainRequests, rep.Holdings, rep.LockTenures)
+	fmt.Fprintf(&b, "seed %d: %d terms of globals, %d grain activations, %d grain requests handled, %d holdings of roles, %d tenures of the lock, %d work items put (acknowledged) and %d done\n",
+		rep.Seed, rep.GlobalTerms, rep.Activations, rep.GrainRequests, rep.Holdings, rep.LockTenures, rep.ItemsPut, rep.ItemsDone)
 	fmt.Fprintf(&b, "%-20s %7s %7s %10s  %s\n", "class", "trials", "faults", "violations", "by invariant")
 	for _, r := range rep.Rows {
 		if r.Skipped != "" {

@@ -40,7 +40,10 @@ type Config struct {
 	Roles bool
 	// Locks runs a locker in every node process (package recipes/lock),
 	// with its invariants (locks.go).
-	Locks        bool
+	Locks bool
+	// Queue runs a work queue taker in every node process (package
+	// recipes/workqueue), puts in the workload, and its invariant (queue.go).
+	Queue        bool
 	Invariants   []Invariant
 	FaultClasses []FaultClass
 }
@@ -390,6 +393,7 @@ func (r *Run) Finish() *Report {
 	for _, ts := range r.st.ltl.terms {
 		rep.LockTenures += len(ts)
 	}
+	rep.ItemsPut, rep.ItemsDone = len(r.st.qput), len(r.st.qdone)
 	for _, e := range r.history {
 		if e.Kind == activationTerms.act {
 			rep.GrainRequests++

@@ -38,6 +38,8 @@ type state struct {
 	atl       *timeline                    // the grain activations' terms
 	rtl       *timeline                    // the roles' holdings
 	ltl       *timeline                    // the lock's tenures
+	qput      map[string]int64             // work queue items whose Put returned nil, by key: when
+	qdone     map[string]bool              // work queue items acknowledged by a taker, by key
 	sessions  map[int64]string             // ZooKeeper session id -> label
 	badFirst  []Event                      // gbad events
 	lookups   map[string]map[string]string // label -> service -> last capable result
@@ -58,6 +60,8 @@ func newState() *state {
 		atl:       newTimeline(activationTerms),
 		rtl:       newTimeline(roleTerms),
 		ltl:       newTimeline(lockTerms),
+		qput:      map[string]int64{},
+		qdone:     map[string]bool{},
 		sessions:  map[int64]string{},
 		lookups:   map[string]map[string]string{},
 		stopped:   map[string]bool{},
@@ -71,6 +75,12 @@ func (s *state) apply(e Event) {
 	s.rtl.add(e)
 	s.ltl.add(e)
 	switch e.Kind {
+	case "qput": // qput <key> ok <id>
+		if e.Arg(1) == "ok" {
+			s.qput[e.Arg(0)] = e.T
+		}
+	case "qack": // qack <key> <id>
+		s.qdone[e.Arg(0)] = true
 	case "ready":
 		s.nodeState[e.Src] = "running"
 		s.sessions[e.Int(2)] = e.Src

@@ -330,8 +330,11 @@ func (r *Run) workOnce(tr *Trial, wl *workload, jobs *int) {
 	case x < 80:
 		*jobs++
 		wl.await(n.send("submit", fmt.Sprintf("job-%s-%d-%d", tr.class.Name(), tr.Index, *jobs)))
-	case x < 90 && r.cfg.Grains:
+	case x < 87 && r.cfg.Grains:
 		wl.await(n.send("grain", grainIdentity(rng.IntN(grainCount))))
+	case x < 95 && r.cfg.Queue:
+		*jobs++
+		wl.await(n.send("put", fmt.Sprintf("k-%s-%d-%d", tr.class.Name(), tr.Index, *jobs)))
 	default:
 		wl.await(n.send("capable", svc))
 	}
