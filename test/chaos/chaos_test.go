@@ -24,6 +24,7 @@ var (
 	roles   = flag.Bool("roles", true, "every node process applies for the roles of a role set (package recipes/rolematch), with their invariants")
 	locks   = flag.Bool("locks", true, "every node process runs a locker (package recipes/lock), with its invariants")
 	queue   = flag.Bool("queue", true, "every node process runs a work queue taker (package recipes/workqueue), with puts in the workload and its invariant")
+	subs    = flag.Bool("subscriptions", true, "every node process subscribes to the workload's services (package recipes/subscription), with its invariant")
 	verbose = flag.Bool("v", false, "log every event and trial (pass as -args -v to go test)")
 )
 
@@ -70,6 +71,7 @@ func TestChaos(t *testing.T) {
 		Roles:          *roles,
 		Locks:          *locks,
 		Queue:          *queue,
+		Subscriptions:  *subs,
 	})
 	for _, c := range run {
 		r.RunClass(c)

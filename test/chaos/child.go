@@ -108,6 +108,12 @@ func RunChild() int {
 			return 1
 		}
 	}
+	if svcs := os.Getenv(childSubscriptionsEnv); svcs != "" {
+		if c.subscriber, err = startSubscriber(node, strings.Split(svcs, ","), out); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: subscriptions: %v\n", err)
+			return 1
+		}
+	}
 	out.emit("ready", node.Address(), node.NodeID(), node.Session().ID())
 
 	var wg sync.WaitGroup
@@ -135,6 +141,9 @@ func RunChild() int {
 	}
 	if c.taker != nil {
 		c.taker.stop()
+	}
+	if c.subscriber != nil {
+		c.subscriber.stop()
 	}
 	if c.roles != nil { // before the node's elections, which run the holders
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -184,6 +193,8 @@ type child struct {
 	roles  *rolematch.Roles     // with Config.Roles: its application for the role set (roles.go)
 	locker *locker              // with Config.Locks: its locking loop (locks.go)
 	taker  *taker               // with Config.Queue: its work queue and taking loop (queue.go)
+	// with Config.Subscriptions: its subscriptions (subscriptions.go)
+	subscriber *subscriber
 
 	mu     sync.Mutex
 	actors map[string]*actor.PID // service actors by id
@@ -253,6 +264,8 @@ func (c *child) command(verb string, args []string) (string, error) {
 		return pidString(pid), nil
 	case "grain": // grain <identity>: a request to the grain (grains.go)
 		return requestGrain(c.grains, arg(0))
+	case "subset": // subset <service>: the subscribed set (subscriptions.go)
+		return c.subscriber.set(arg(0))
 	case "put": // put <key>: a work queue item (queue.go)
 		id, err := c.taker.put(arg(0))
 		if err != nil {

@@ -16,8 +16,10 @@
 // package recipes/rolematch, see roles.go), -locks (default true: every
 // node process runs a locker, package recipes/lock, see locks.go), -queue
 // (default true: every node process takes from a work queue, package
-// recipes/workqueue, and the workload puts, see queue.go), and -v (after
-// -args: log every event).
+// recipes/workqueue, and the workload puts, see queue.go), -subscriptions
+// (default true: every node process subscribes to the services, package
+// recipes/subscription, see subscriptions.go), and -v (after -args: log
+// every event).
 //
 // # Design
 //
@@ -81,6 +83,7 @@
 //	submit <text>                WhereisGlobal("boss"), then Submit; Accepted is "acknowledged"
 //	grain <identity>             cluster.Request to the counter grain <identity>: "<member id> <epoch>"
 //	put <key>                    Put an item with that key on the work queue "chaos": its id
+//	subset <service>             the PIDs the node's subscription to <service> holds
 //
 // Commands run concurrently, each bounded by 4 s. Closing stdin stops the
 // node (Node.Stop) and the process exits. A node writes events to stdout,
@@ -116,6 +119,7 @@
 //	qput <key> ok <id> | err <error>         a put returned
 //	qtake <key> <id> <attempt>               the taker took an item
 //	qack <key> <id>                          its Ack returned nil: the item is done
+//	sbad <service> <what>                    a subscriber saw a broken stream (a gap, a join it held, a leave it did not)
 //	bye | stopfail <error>                   Node.Stop returned
 //
 // The driver adds its own events to the history (source "driver"): run,
@@ -187,6 +191,12 @@
 //  13. queue-delivery: within session timeout + 5 s of the heal, every item
 //     whose Put returned nil has been acknowledged by some taker (at least
 //     once: an item whose taker died comes back with its claim).
+//
+// And for subscriptions (issue 11), when -subscriptions is on:
+//
+//  14. subscription: no subscriber ever sees a broken stream; and within
+//     session timeout + 3 s of the heal every live node's subscribed set
+//     is what GetCapable must return (capable's rule).
 //
 // no-ephemerals covers the members', the roles', the lock's and the
 // claims' znodes too.

@@ -42,7 +42,7 @@ func DefaultInvariants() []Invariant {
 		newOneActivation(), &liveActivation{},
 		newOneHolder(), &liveRole{},
 		newOneLockHolder(), &liveLock{},
-		&queueDelivery{},
+		&queueDelivery{}, &subscribed{},
 	}
 }
 

@@ -91,6 +91,7 @@ func (r *Run) startNode(slot int) (*nodeProc, error) {
 		childRolesEnv+"="+map[bool]string{true: "1"}[r.cfg.Roles],
 		childLocksEnv+"="+map[bool]string{true: "1"}[r.cfg.Locks],
 		childQueueEnv+"="+map[bool]string{true: "1"}[r.cfg.Queue],
+		childSubscriptionsEnv+"="+map[bool]string{true: strings.Join(r.cfg.Services, ",")}[r.cfg.Subscriptions],
 		// A race report must not change the exit status: the driver reads
 		// the reports from stderr and judges them (see raceViolations).
 		"GORACE=exitcode=0",

@@ -43,9 +43,13 @@ type Config struct {
 	Locks bool
 	// Queue runs a work queue taker in every node process (package
 	// recipes/workqueue), puts in the workload, and its invariant (queue.go).
-	Queue        bool
-	Invariants   []Invariant
-	FaultClasses []FaultClass
+	Queue bool
+	// Subscriptions makes every node process subscribe to the workload's
+	// services (package recipes/subscription), with its invariant
+	// (subscriptions.go).
+	Subscriptions bool
+	Invariants    []Invariant
+	FaultClasses  []FaultClass
 }
 
 // Run is one run of the checker: an ensemble, a proxy per (node, server),

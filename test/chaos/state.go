@@ -40,6 +40,7 @@ type state struct {
 	ltl       *timeline                    // the lock's tenures
 	qput      map[string]int64             // work queue items whose Put returned nil, by key: when
 	qdone     map[string]bool              // work queue items acknowledged by a taker, by key
+	sbad      []Event                      // subscribers' reports of a broken stream, not yet judged
 	sessions  map[int64]string             // ZooKeeper session id -> label
 	badFirst  []Event                      // gbad events
 	lookups   map[string]map[string]string // label -> service -> last capable result
@@ -81,6 +82,8 @@ func (s *state) apply(e Event) {
 		}
 	case "qack": // qack <key> <id>
 		s.qdone[e.Arg(0)] = true
+	case "sbad":
+		s.sbad = append(s.sbad, e)
 	case "ready":
 		s.nodeState[e.Src] = "running"
 		s.sessions[e.Int(2)] = e.Src
