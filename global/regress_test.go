@@ -211,6 +211,7 @@ func TestRegisterCandidateRightAfterTheGlobalStopped(t *testing.T) {
 func TestRegisterCandidateDuringResign(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)
+	raw := zkc.Connect(t)
 	var j journal
 	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
 	ctx := ctxT(t)
@@ -236,7 +237,11 @@ func TestRegisterCandidateDuringResign(t *testing.T) {
 				return err
 			}
 			if !got.Equal(pid) {
-				return fmt.Errorf("trial %d: global %v, want the new candidacy's %v", trial, got, pid)
+				// What a failure needs to be understood: the queue in
+				// ZooKeeper, and whether the node thinks it leads.
+				epoch, leads := a.Elections.Epoch("boss")
+				return fmt.Errorf("trial %d: global %v, want the new candidacy's %v (queue in ZooKeeper: %v; leads: %v, epoch %d; running: %d)",
+					trial, got, pid, candidates(t, raw, root, "boss"), leads, epoch, len(j.running()))
 			}
 			return nil
 		})
