@@ -174,6 +174,7 @@ func register(b testing.TB, n *node, name string, pid *actor.PID) {
 //
 //	go test -run '^$' -bench RegisterThroughput -benchtime 2000x ./cluster/
 func BenchmarkRegisterThroughput(b *testing.B) {
+	zktest.Shared(b).WarmUp(b) // else the first figure, raw's, is a cold JVM's
 	for _, callers := range []int{1, 64} {
 		for _, shape := range []string{"new-name", "one-name"} {
 			b.Run(fmt.Sprintf("raw/%s/callers=%d", shape, callers), func(b *testing.B) {

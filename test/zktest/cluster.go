@@ -26,6 +26,8 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	isolated map[int]bool // servers whose quorum links IsolateQuorum blackholed
+
+	warm sync.Once // WarmUp
 }
 
 // Start starts one standalone server and waits until it serves. It is stopped when the test
