@@ -294,6 +294,15 @@ func (*capable) Settles() bool { return true }
 
 func (inv *capable) Check(tr *Trial) []Violation {
 	services := append([]string{workerService}, tr.r.cfg.Services...)
+	return inv.liveSets(tr, inv.Name(), "capable", "GetCapable(%s)", services)
+}
+
+// liveSets checks that, within session timeout + 3 s of the heal, every
+// live node's answer to "<verb> <service>" (PIDs, comma-separated) is the
+// set of live registered PIDs: those acknowledged on live nodes, with
+// those in doubt allowed either way. label names the lookup in reports,
+// with the service for %s. capable and subscription judge by it.
+func (p *persisting) liveSets(tr *Trial, inv, verb, label string, services []string) []Violation {
 	deadline := tr.healedAt + int64(tr.r.cfg.SessionTimeout+3*time.Second)
 	var probs []problem
 	ok, why := tr.Await(deadline, func() (bool, string) {
@@ -306,39 +315,40 @@ func (inv *capable) Check(tr *Trial) []Violation {
 		var qs []query
 		for _, n := range tr.r.liveNodes() {
 			for _, svc := range services {
-				qs = append(qs, query{n, svc, n.send("capable", svc)})
+				qs = append(qs, query{n, svc, n.send(verb, svc)})
 			}
 		}
 		for _, q := range qs {
+			lookup := fmt.Sprintf(label, q.svc)
 			var e Event
 			select {
 			case e = <-q.ch:
 			case <-time.After(2 * commandWait):
-				return false, fmt.Sprintf("%s: capable %s: no answer", q.n.label, q.svc)
+				return false, fmt.Sprintf("%s: %s %s: no answer", q.n.label, verb, q.svc)
 			}
 			if e.Arg(1) != "ok" {
 				probs = append(probs, problem{key: "err|" + q.n.label + "|" + q.svc,
-					what: fmt.Sprintf("%s: GetCapable(%s): %s", q.n.label, q.svc, e.Rest(2))})
+					what: fmt.Sprintf("%s: %s: %s", q.n.label, lookup, e.Rest(2))})
 				continue
 			}
 			got := map[string]bool{}
-			for _, p := range strings.Split(e.Rest(2), ",") {
-				if p != "" && p != "-" {
-					got[p] = true
+			for _, pid := range strings.Split(e.Rest(2), ",") {
+				if pid != "" && pid != "-" {
+					got[pid] = true
 				}
 			}
 			var must, may map[string]bool
 			tr.r.withState(func(s *state) { must, may = s.registered(q.svc) })
-			for p := range must {
-				if !got[p] {
-					probs = append(probs, problem{key: "missing|" + q.svc + "|" + p, focus: p,
-						what: fmt.Sprintf("%s: GetCapable(%s) misses %s", q.n.label, q.svc, p)})
+			for pid := range must {
+				if !got[pid] {
+					probs = append(probs, problem{key: "missing|" + q.svc + "|" + pid, focus: pid,
+						what: fmt.Sprintf("%s: %s misses %s", q.n.label, lookup, pid)})
 				}
 			}
-			for p := range got {
-				if !must[p] && !may[p] {
-					probs = append(probs, problem{key: "extra|" + q.svc + "|" + p, focus: p,
-						what: fmt.Sprintf("%s: GetCapable(%s) has extra %s", q.n.label, q.svc, p)})
+			for pid := range got {
+				if !must[pid] && !may[pid] {
+					probs = append(probs, problem{key: "extra|" + q.svc + "|" + pid, focus: pid,
+						what: fmt.Sprintf("%s: %s has extra %s", q.n.label, lookup, pid)})
 				}
 			}
 		}
@@ -346,13 +356,13 @@ func (inv *capable) Check(tr *Trial) []Violation {
 		return len(probs) == 0, ""
 	})
 	if ok {
-		inv.clear()
+		p.clear()
 		return nil
 	}
 	if why != "" { // no answer: nothing to compare
-		return []Violation{tr.Violation(inv.Name(), deadline, why).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+		return []Violation{tr.Violation(inv, deadline, why).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
 	}
-	return inv.report(tr, inv.Name(), deadline, probs)
+	return p.report(tr, inv, deadline, probs)
 }
 
 // problem is one thing an invariant found wrong; key identifies it from

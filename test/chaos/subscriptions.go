@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -148,63 +147,5 @@ func (inv *subscribed) Check(tr *Trial) []Violation {
 		}
 		s.sbad = nil
 	})
-	deadline := tr.healedAt + int64(tr.r.cfg.SessionTimeout+3*time.Second)
-	var probs []problem
-	ok, why := tr.Await(deadline, func() (bool, string) {
-		probs = probs[:0]
-		type query struct {
-			n   *nodeProc
-			svc string
-			ch  <-chan Event
-		}
-		var qs []query
-		for _, n := range tr.r.liveNodes() {
-			for _, svc := range tr.r.cfg.Services {
-				qs = append(qs, query{n, svc, n.send("subset", svc)})
-			}
-		}
-		for _, q := range qs {
-			var e Event
-			select {
-			case e = <-q.ch:
-			case <-time.After(2 * commandWait):
-				return false, fmt.Sprintf("%s: subset %s: no answer", q.n.label, q.svc)
-			}
-			if e.Arg(1) != "ok" {
-				probs = append(probs, problem{key: "err|" + q.n.label + "|" + q.svc,
-					what: fmt.Sprintf("%s: subscribed set of %s: %s", q.n.label, q.svc, e.Rest(2))})
-				continue
-			}
-			got := map[string]bool{}
-			for _, p := range strings.Split(e.Rest(2), ",") {
-				if p != "" && p != "-" {
-					got[p] = true
-				}
-			}
-			var must, may map[string]bool
-			tr.r.withState(func(s *state) { must, may = s.registered(q.svc) })
-			for p := range must {
-				if !got[p] {
-					probs = append(probs, problem{key: "missing|" + q.svc + "|" + p, focus: p,
-						what: fmt.Sprintf("%s: the subscription to %s misses %s", q.n.label, q.svc, p)})
-				}
-			}
-			for p := range got {
-				if !must[p] && !may[p] {
-					probs = append(probs, problem{key: "extra|" + q.svc + "|" + p, focus: p,
-						what: fmt.Sprintf("%s: the subscription to %s has extra %s", q.n.label, q.svc, p)})
-				}
-			}
-		}
-		slices.SortFunc(probs, func(a, b problem) int { return strings.Compare(a.what, b.what) })
-		return len(probs) == 0, ""
-	})
-	if ok {
-		inv.clear()
-		return vs
-	}
-	if why != "" {
-		return append(vs, tr.Violation(inv.Name(), deadline, why).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index)))
-	}
-	return append(vs, inv.report(tr, inv.Name(), deadline, probs)...)
+	return append(vs, inv.liveSets(tr, inv.Name(), "subset", "the subscription to %s", tr.r.cfg.Services)...)
 }
