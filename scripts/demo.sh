@@ -48,22 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# port_free P succeeds if nothing accepts connections on 127.0.0.1:P.
-port_free() { ! { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && return 0; exec 3<&-; return 1; }
-
-# free_zk_port prints a port P with P, P+100 and P+200 free (zookeeper.sh's client, peer, election ports).
-free_zk_port() {
-	local p tries
-	for ((tries = 0; tries < 50; tries++)); do
-		p=$((20000 + RANDOM % 20000))
-		if port_free "$p" && port_free $((p + 100)) && port_free $((p + 200)); then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port for ZooKeeper"
-}
-
 # wait_for WHAT CMD...: runs CMD until it succeeds, for at most WAIT_SECONDS.
 wait_for() {
 	local what=$1 deadline=$((SECONDS + WAIT_SECONDS))
@@ -104,7 +88,7 @@ all_done() { (($(jobs_done) >= ACCEPTED)); }
 
 heading "1. ZooKeeper"
 "$REPO_ROOT/scripts/zookeeper.sh" install
-ZK_PORT=$(free_zk_port)
+ZK_PORT=$("$REPO_ROOT/scripts/zookeeper.sh" free-port) || die "no free port for ZooKeeper"
 ZK_STARTED=1
 connect=$("$REPO_ROOT/scripts/zookeeper.sh" start --dir "$ZK_DIR" --port "$ZK_PORT" 2>"$WORK/zookeeper.err") ||
 	die "ZooKeeper did not start: $(cat "$WORK/zookeeper.err")"

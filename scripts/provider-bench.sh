@@ -16,23 +16,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_free() { ! { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && return 0; exec 3<&-; return 1; }
-zk_port() {
-	local p tries
-	for ((tries = 0; tries < 50; tries++)); do
-		p=$((20000 + RANDOM % 20000))
-		if port_free "$p" && port_free $((p + 100)) && port_free $((p + 200)); then
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "no free port for ZooKeeper" >&2
-	return 1
-}
-
 "$REPO_ROOT/scripts/zookeeper.sh" install
 ZK_STARTED=1
-connect=$("$REPO_ROOT/scripts/zookeeper.sh" start --dir "$WORK/zookeeper" --port "$(zk_port)")
+connect=$("$REPO_ROOT/scripts/zookeeper.sh" start --dir "$WORK/zookeeper" --port "$("$REPO_ROOT/scripts/zookeeper.sh" free-port)")
 echo "ZooKeeper on $connect" >&2
 (cd "$REPO_ROOT" && go build -o "$WORK/providerbench" ./cmd/providerbench)
 "$WORK/providerbench" -zk "$connect" "$@"

@@ -9,6 +9,7 @@
 #   zookeeper.sh start [--dir D] [--port P] [--servers N] start 1 (default) or N servers in the background
 #   zookeeper.sh stop [--dir D]                          stop what start started
 #   zookeeper.sh status [--dir D]                        show what start started and whether it serves
+#   zookeeper.sh free-port                               print a port P with P, P+100 and P+200 free
 #
 # start writes under D (default: .zk at the repository root), one directory per server:
 #   D/serverK/zoo.cfg, D/serverK/data/ (with myid), D/serverK/zookeeper.log, D/serverK/zookeeper.pid
@@ -36,8 +37,26 @@ die() {
 }
 
 usage() {
-	sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
+}
+
+# port_free P succeeds if nothing accepts connections on 127.0.0.1:P.
+port_free() { ! { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && return 0; exec 3<&-; return 1; }
+
+# cmd_free_port prints a port P for `start --port P`: P, P+100 and P+200 (the client, peer and election
+# ports of server 1) are free. The demos and benchmarks start their own server on it.
+cmd_free_port() {
+	[[ $# -eq 0 ]] || usage
+	local p tries
+	for ((tries = 0; tries < 50; tries++)); do
+		p=$((20000 + RANDOM % 20000))
+		if port_free "$p" && port_free $((p + 100)) && port_free $((p + 200)); then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port for ZooKeeper on 127.0.0.1"
 }
 
 cmd_install() {
@@ -280,6 +299,7 @@ main() {
 	start) cmd_start "$@" ;;
 	stop) cmd_stop "$@" ;;
 	status) cmd_status "$@" ;;
+	free-port) cmd_free_port "$@" ;;
 	*) usage ;;
 	esac
 }
