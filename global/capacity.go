@@ -259,73 +259,50 @@ func (m *queueMemo) provesSame(stat *zk.Stat, listed map[string]bool) bool {
 // take part, looking only at names the memo does not know.
 func (e *Elections) queueSize(ctx context.Context, name string, memo *queueMemo) (int, <-chan zk.Event, error) {
 	dir := e.layout.GlobalPath(name)
-	for {
-		var (
-			names []string
-			stat  *zk.Stat
-			watch <-chan zk.Event
-		)
-		err := e.s.Do(ctx, cluster.Op{Name: "get children", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
-			var err error
-			names, stat, watch, err = c.ChildrenW(dir)
-			return err
-		})
-		if isNoNode(err) {
-			var exists bool
-			err = e.s.Do(ctx, cluster.Op{Name: "exists", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
+	names, stat, watch, err := e.listWatched(ctx, dir)
+	if err != nil {
+		return 0, nil, err
+	}
+	if stat == nil { // no queue yet
+		*memo = queueMemo{}
+		return 0, watch, nil
+	}
+	listed := make(map[string]bool, len(names))
+	for _, n := range names {
+		listed[n] = true
+	}
+	if !memo.provesSame(stat, listed) {
+		memo.takesPart = map[string]bool{}
+	}
+	memo.czxid, memo.cversion, memo.children = stat.Czxid, stat.Cversion, listed
+	size := 0
+	for _, n := range queue(names) {
+		part, ok := memo.takesPart[n]
+		if !ok {
+			p := dir + "/" + n
+			var st *zk.Stat
+			err := e.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
 				var err error
-				exists, _, watch, err = c.ExistsW(dir)
+				_, st, err = c.Exists(p)
 				return err
 			})
 			if err != nil {
 				return 0, nil, err
 			}
-			if exists {
-				continue
+			if st == nil || st.Czxid == 0 {
+				continue // gone meanwhile: the watch fires for it
 			}
-			*memo = queueMemo{}
-			return 0, watch, nil
+			part = takesPart(st)
+			memo.takesPart[n] = part
 		}
-		if err != nil {
-			return 0, nil, err
+		if part {
+			size++
 		}
-		listed := make(map[string]bool, len(names))
-		for _, n := range names {
-			listed[n] = true
-		}
-		if !memo.provesSame(stat, listed) {
-			memo.takesPart = map[string]bool{}
-		}
-		memo.czxid, memo.cversion, memo.children = stat.Czxid, stat.Cversion, listed
-		size := 0
-		for _, n := range queue(names) {
-			part, ok := memo.takesPart[n]
-			if !ok {
-				p := dir + "/" + n
-				var st *zk.Stat
-				err := e.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
-					var err error
-					_, st, err = c.Exists(p)
-					return err
-				})
-				if err != nil {
-					return 0, nil, err
-				}
-				if st == nil || st.Czxid == 0 {
-					continue // gone meanwhile: the watch fires for it
-				}
-				part = takesPart(st)
-				memo.takesPart[n] = part
-			}
-			if part {
-				size++
-			}
-		}
-		for n := range memo.takesPart {
-			if !listed[n] {
-				delete(memo.takesPart, n)
-			}
-		}
-		return size, watch, nil
 	}
+	for n := range memo.takesPart {
+		if !listed[n] {
+			delete(memo.takesPart, n)
+		}
+	}
+	return size, watch, nil
 }
