@@ -50,7 +50,9 @@ cmd_free_port() {
 	[[ $# -eq 0 ]] || usage
 	local p tries
 	for ((tries = 0; tries < 50; tries++)); do
-		p=$((20000 + RANDOM % 20000))
+		# Below the kernel's ephemeral range (32768 and up): no ":0" listener or outgoing
+		# connection can take the server's ports while it is down.
+		p=$((20000 + RANDOM % 12000))
 		if port_free "$p" && port_free $((p + 100)) && port_free $((p + 200)); then
 			echo "$p"
 			return 0

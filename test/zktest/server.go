@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -288,19 +289,42 @@ func fourLetterWord(addr, word string) (string, error) {
 // freePorts picks the ports for a start; tests replace it to provoke a bind failure.
 var freePorts = pickFreePorts
 
-// pickFreePorts returns n distinct loopback ports that were free a moment ago.
+// pickFreePorts returns n distinct loopback ports that were free a moment
+// ago, below the kernel's ephemeral range (32768 and up by default). A port
+// the kernel hands out for ":0" listeners and outgoing connections could
+// be taken by another process while its server is killed or stopped, and
+// the restart then fails to bind (the chaos checker met it: a node's remote
+// took a killed server's election port).
 func pickFreePorts(n int) ([]int, error) {
+	low := ephemeralLow()
 	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, fmt.Errorf("no %d free loopback ports below %d", n, low)
 		}
-		// Held open until all are picked, so the kernel cannot hand out one port twice.
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken
+		}
+		// Held open until all are picked, so that one port is not picked twice.
 		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 11000 {
+				low = v
+			}
+		}
+	}
+	return low
 }
 
 // tail returns the last n lines of a file, or a note on why it cannot.
