@@ -44,6 +44,13 @@ type candidacy struct {
 	quitOnce     sync.Once
 	entered      chan struct{} // closed once the first candidate znode exists
 	finished     chan struct{} // closed when run has returned
+	// after is this node's previous candidacy for the name, still ending
+	// when this one was started (Resign's caller gave up, or its global
+	// stopped by itself): this one enters once it has finished, so that
+	// its znode is gone (or handed to the reaper) first. Otherwise the new
+	// candidate would queue behind its own predecessor, and
+	// RegisterCandidate would name the global that is stopping.
+	after *candidacy
 
 	mu       sync.Mutex
 	props    *actor.Props
@@ -173,6 +180,14 @@ func (c *candidacy) run() {
 		case <-ctx.Done():
 		}
 	}()
+	if c.after != nil {
+		select {
+		case <-c.after.finished:
+		case <-ctx.Done():
+			return
+		}
+		c.after = nil
+	}
 	retry := func() bool { return c.sleep(ctx, backoff) }
 	for ctx.Err() == nil {
 		s := c.e.s
@@ -466,7 +481,7 @@ func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
 // the latest to the session's end.
 func (c *candidacy) finish() {
 	defer c.e.wg.Done()
-	c.e.retire(c)
+	c.e.retire(c, false)
 	if t := c.currentTerm(); t != nil {
 		c.endTerm(t, metrics.TermEndResigned, "the candidacy ended")
 	}
@@ -496,6 +511,7 @@ func (c *candidacy) finish() {
 	c.e.leaders.Evict(c.name)
 	c.signalEntered(cluster.ErrClosed)
 	close(c.finished)
+	c.e.retire(c, true)
 }
 
 // removeZnodes deletes the candidacy's znode and, if strays may exist,

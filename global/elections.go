@@ -45,6 +45,10 @@ type Elections struct {
 
 	mu          sync.Mutex
 	candidacies map[string]*candidacy
+	// ending holds, per name, the last candidacy taken out of candidacies
+	// (by Resign, or replaced as ending) until it has finished: the next
+	// candidacy for the name enters only after it (see candidacy.after).
+	ending map[string]*candidacy
 	closed      bool
 	closeCtx    context.Context // Close's, once closing: bounds the candidacies' last deletes
 }
@@ -61,7 +65,7 @@ func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options
 		layout:      reg.Layout(),
 		log:         opts.Logger.With("node", reg.NodeID()),
 		quit:        make(chan struct{}),
-		candidacies: map[string]*candidacy{},
+		candidacies: map[string]*candidacy{}, ending: map[string]*candidacy{},
 	}
 	e.life, e.endLife = context.WithCancel(context.Background())
 	e.leaders = watchcache.New(func(ctx context.Context, name string, _ *Leader) (*Leader, error) {
@@ -102,10 +106,12 @@ func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options
 // node holds the global, the running PID is returned and nothing new is
 // started. A nil error always leaves a live candidacy: a call that meets a
 // candidacy that is ending (its global stopped by itself, or Resign is
-// under way) starts a new one. The candidacy ends when the global actor
-// stops by itself, on Resign, or on Close; a session expiry, or the
-// candidate's znode deleted by someone else, re-enters it at the back of
-// the queue. If ctx ends before the candidate znode exists, the call
+// under way) starts a new one, which enters the queue once the ending one
+// has finished (its global stopped, its znode deleted), so that the call
+// does not name this node's global that is stopping. The candidacy ends
+// when the global actor stops by itself, on Resign, or on Close; a session
+// expiry, or the candidate's znode deleted by someone else, re-enters it
+// at the back of the queue. If ctx ends before the candidate znode exists, the call
 // returns ctx's error but the candidacy goes on (Resign ends it).
 func (e *Elections) RegisterCandidate(ctx context.Context, name string, props *actor.Props) (*actor.PID, error) {
 	if err := cluster.ValidateName(name); err != nil {
@@ -122,6 +128,7 @@ func (e *Elections) RegisterCandidate(ctx context.Context, name string, props *a
 	c := e.candidacies[name]
 	if c != nil && c.ending() {
 		delete(e.candidacies, name) // it finishes on its own; this call starts afresh
+		e.ending[name] = c
 		c = nil
 	}
 	if c == nil {
@@ -130,6 +137,7 @@ func (e *Elections) RegisterCandidate(ctx context.Context, name string, props *a
 			e.mu.Unlock()
 			return nil, fmt.Errorf("zkactor: register candidate %q: %w", name, err)
 		}
+		c.after = e.ending[name]
 		e.candidacies[name] = c
 		e.wg.Add(1)
 		go c.run()
@@ -159,11 +167,15 @@ func (e *Elections) RegisterCandidate(ctx context.Context, name string, props *a
 }
 
 // retire takes c out of the table if it is still there: from then on a
-// RegisterCandidate for its name starts a new candidacy.
-func (e *Elections) retire(c *candidacy) {
+// RegisterCandidate for its name starts a new candidacy. finished reports
+// that c has finished, so that no later candidacy waits for it.
+func (e *Elections) retire(c *candidacy, finished bool) {
 	e.mu.Lock()
 	if e.candidacies[c.name] == c {
 		delete(e.candidacies, c.name)
+	}
+	if finished && e.ending[c.name] == c {
+		delete(e.ending, c.name)
 	}
 	e.mu.Unlock()
 }
@@ -267,6 +279,7 @@ func (e *Elections) Resign(ctx context.Context, name string) error {
 	c := e.candidacies[name]
 	if c != nil {
 		delete(e.candidacies, name)
+		e.ending[name] = c
 		c.stop()
 	}
 	e.mu.Unlock()

@@ -849,3 +849,52 @@ func TestObserveWithoutALeaderSurvivesAQueueChange(t *testing.T) {
 	}
 	t.Fatal("Observe ended without a leader")
 }
+
+// A RegisterCandidate that replaces a candidacy still ending (Resign's
+// caller gave up at once, and the old global takes a while to stop) names
+// its own candidacy's global, not the old one: the old candidate znode is
+// gone before the new one enters. (Before, the new candidacy entered
+// behind the old znode, and the call returned the PID of the global that
+// was stopping: the flake of TestRegisterCandidateDuringResign, made
+// certain by a slow stop.)
+func TestRegisterCandidateAfterResignNamesItsOwnGlobal(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	var stopping atomic.Int32
+	slow := actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*actor.Stopping); ok {
+			stopping.Add(1)
+			// A global that cleans up before it stops: its candidacy's
+			// finish waits for it, and deletes the znode only then.
+			time.Sleep(300 * time.Millisecond)
+		}
+	})
+	old, err := a.Elections.RegisterCandidate(ctx, "boss", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if _, ok := a.Elections.Epoch("boss"); !ok {
+			return errors.New("not leading yet")
+		}
+		return nil
+	})
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resign with a cancelled ctx: %v", err)
+	}
+	pid, err := a.Elections.RegisterCandidate(ctx, "boss", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid.Equal(old) {
+		t.Fatalf("RegisterCandidate named the global that is stopping (%v), not its own", old)
+	}
+	whereis(t, a, "boss", pid)
+	if stopping.Load() != 1 {
+		t.Errorf("%d globals stopped, want 1", stopping.Load())
+	}
+}
