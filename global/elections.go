@@ -48,9 +48,9 @@ type Elections struct {
 	// ending holds, per name, the last candidacy taken out of candidacies
 	// (by Resign, or replaced as ending) until it has finished: the next
 	// candidacy for the name enters only after it (see candidacy.after).
-	ending map[string]*candidacy
-	closed      bool
-	closeCtx    context.Context // Close's, once closing: bounds the candidacies' last deletes
+	ending   map[string]*candidacy
+	closed   bool
+	closeCtx context.Context // Close's, once closing: bounds the candidacies' last deletes
 }
 
 // NewElections starts the elections of a node.
