@@ -300,7 +300,7 @@ type Assigned struct {
 	Set string `protobuf:"bytes,1,opt,name=set,proto3" json:"set,omitempty"`
 	// role is the role's name.
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	// spec is the role's spec when the holding started.
+	// spec is the role's spec when the holder started (see spec_version).
 	//
 	// Types that are valid to be assigned to Spec:
 	//
@@ -313,7 +313,12 @@ type Assigned struct {
 	// assignment is the path of the assignment znode. A ZooKeeper write that
 	// must not outlive the holding can be fenced with it: a check of this path
 	// (any version) in the same multi fails once the holding is over there.
-	Assignment    string `protobuf:"bytes,6,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	Assignment string `protobuf:"bytes,6,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	// spec_version is the modification zxid of the spec znode the spec was
+	// read from. A holder that starts again under the same PID (its lease ran
+	// out while the session survived) gets the latest spec its applicant has
+	// seen, with that spec's version.
+	SpecVersion   int64 `protobuf:"varint,7,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +406,13 @@ func (x *Assigned) GetAssignment() string {
 	return ""
 }
 
+func (x *Assigned) GetSpecVersion() int64 {
+	if x != nil {
+		return x.SpecVersion
+	}
+	return 0
+}
+
 type isAssigned_Spec interface {
 	isAssigned_Spec()
 }
@@ -416,6 +428,134 @@ type Assigned_Message struct {
 func (*Assigned_Data) isAssigned_Spec() {}
 
 func (*Assigned_Message) isAssigned_Spec() {}
+
+// SpecChanged is what a holder receives when its role's spec changes
+// (Roles.Post on a role that exists) while it holds the role: the new spec.
+// The applicant that runs the holder reads the spec when its data watch
+// fires, so several updates within one watch window reach the holder as one
+// SpecChanged carrying the latest of them. Versions only grow: a holder
+// never receives a SpecChanged as old as, or older than, the spec it has
+// (its Assigned's spec_version or the last SpecChanged's version).
+type SpecChanged struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// set is the role set.
+	Set string `protobuf:"bytes,1,opt,name=set,proto3" json:"set,omitempty"`
+	// role is the role's name.
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// spec is the role's new spec.
+	//
+	// Types that are valid to be assigned to Spec:
+	//
+	//	*SpecChanged_Data
+	//	*SpecChanged_Message
+	Spec isSpecChanged_Spec `protobuf_oneof:"spec"`
+	// epoch is the holding's epoch, as in its Assigned.
+	Epoch int64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// version is the modification zxid of the spec znode this spec was read
+	// from: it grows with every change.
+	Version       int64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpecChanged) Reset() {
+	*x = SpecChanged{}
+	mi := &file_recipes_rolematch_v1_rolematch_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpecChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpecChanged) ProtoMessage() {}
+
+func (x *SpecChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_recipes_rolematch_v1_rolematch_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpecChanged.ProtoReflect.Descriptor instead.
+func (*SpecChanged) Descriptor() ([]byte, []int) {
+	return file_recipes_rolematch_v1_rolematch_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SpecChanged) GetSet() string {
+	if x != nil {
+		return x.Set
+	}
+	return ""
+}
+
+func (x *SpecChanged) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SpecChanged) GetSpec() isSpecChanged_Spec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *SpecChanged) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Spec.(*SpecChanged_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *SpecChanged) GetMessage() *anypb.Any {
+	if x != nil {
+		if x, ok := x.Spec.(*SpecChanged_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+func (x *SpecChanged) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SpecChanged) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type isSpecChanged_Spec interface {
+	isSpecChanged_Spec()
+}
+
+type SpecChanged_Data struct {
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3,oneof"`
+}
+
+type SpecChanged_Message struct {
+	Message *anypb.Any `protobuf:"bytes,4,opt,name=message,proto3,oneof"`
+}
+
+func (*SpecChanged_Data) isSpecChanged_Spec() {}
+
+func (*SpecChanged_Message) isSpecChanged_Spec() {}
 
 var File_recipes_rolematch_v1_rolematch_proto protoreflect.FileDescriptor
 
@@ -439,7 +579,7 @@ const file_recipes_rolematch_v1_rolematch_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x120\n" +
-	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xb6\x01\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xd9\x01\n" +
 	"\bAssigned\x12\x10\n" +
 	"\x03set\x18\x01 \x01(\tR\x03set\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
@@ -448,7 +588,16 @@ const file_recipes_rolematch_v1_rolematch_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x1e\n" +
 	"\n" +
 	"assignment\x18\x06 \x01(\tR\n" +
-	"assignmentB\x06\n" +
+	"assignment\x12!\n" +
+	"\fspec_version\x18\a \x01(\x03R\vspecVersionB\x06\n" +
+	"\x04spec\"\xb3\x01\n" +
+	"\vSpecChanged\x12\x10\n" +
+	"\x03set\x18\x01 \x01(\tR\x03set\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x04data\x18\x03 \x01(\fH\x00R\x04data\x120\n" +
+	"\amessage\x18\x04 \x01(\v2\x14.google.protobuf.AnyH\x00R\amessage\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x03R\aversionB\x06\n" +
 	"\x04specBCZAgithub.com/zkactor/zkactor/proto/recipes/rolematch/v1;rolematchv1b\x06proto3"
 
 var (
@@ -463,28 +612,30 @@ func file_recipes_rolematch_v1_rolematch_proto_rawDescGZIP() []byte {
 	return file_recipes_rolematch_v1_rolematch_proto_rawDescData
 }
 
-var file_recipes_rolematch_v1_rolematch_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_recipes_rolematch_v1_rolematch_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_recipes_rolematch_v1_rolematch_proto_goTypes = []any{
 	(*Role)(nil),                  // 0: recipes.rolematch.v1.Role
 	(*Assignment)(nil),            // 1: recipes.rolematch.v1.Assignment
 	(*Applicant)(nil),             // 2: recipes.rolematch.v1.Applicant
 	(*Assigned)(nil),              // 3: recipes.rolematch.v1.Assigned
-	(*anypb.Any)(nil),             // 4: google.protobuf.Any
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*v1.PID)(nil),                // 6: zkactor.v1.PID
+	(*SpecChanged)(nil),           // 4: recipes.rolematch.v1.SpecChanged
+	(*anypb.Any)(nil),             // 5: google.protobuf.Any
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*v1.PID)(nil),                // 7: zkactor.v1.PID
 }
 var file_recipes_rolematch_v1_rolematch_proto_depIdxs = []int32{
-	4, // 0: recipes.rolematch.v1.Role.message:type_name -> google.protobuf.Any
-	5, // 1: recipes.rolematch.v1.Role.posted_at:type_name -> google.protobuf.Timestamp
-	6, // 2: recipes.rolematch.v1.Assignment.holder:type_name -> zkactor.v1.PID
-	5, // 3: recipes.rolematch.v1.Assignment.since:type_name -> google.protobuf.Timestamp
-	5, // 4: recipes.rolematch.v1.Applicant.since:type_name -> google.protobuf.Timestamp
-	4, // 5: recipes.rolematch.v1.Assigned.message:type_name -> google.protobuf.Any
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 0: recipes.rolematch.v1.Role.message:type_name -> google.protobuf.Any
+	6, // 1: recipes.rolematch.v1.Role.posted_at:type_name -> google.protobuf.Timestamp
+	7, // 2: recipes.rolematch.v1.Assignment.holder:type_name -> zkactor.v1.PID
+	6, // 3: recipes.rolematch.v1.Assignment.since:type_name -> google.protobuf.Timestamp
+	6, // 4: recipes.rolematch.v1.Applicant.since:type_name -> google.protobuf.Timestamp
+	5, // 5: recipes.rolematch.v1.Assigned.message:type_name -> google.protobuf.Any
+	5, // 6: recipes.rolematch.v1.SpecChanged.message:type_name -> google.protobuf.Any
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_recipes_rolematch_v1_rolematch_proto_init() }
@@ -500,13 +651,17 @@ func file_recipes_rolematch_v1_rolematch_proto_init() {
 		(*Assigned_Data)(nil),
 		(*Assigned_Message)(nil),
 	}
+	file_recipes_rolematch_v1_rolematch_proto_msgTypes[4].OneofWrappers = []any{
+		(*SpecChanged_Data)(nil),
+		(*SpecChanged_Message)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recipes_rolematch_v1_rolematch_proto_rawDesc), len(file_recipes_rolematch_v1_rolematch_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

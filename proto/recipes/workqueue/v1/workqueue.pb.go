@@ -364,6 +364,64 @@ func (x *Release) GetId() string {
 	return ""
 }
 
+// Waiter is the data of an ephemeral sequential
+// <root>/queues/<name>/waiters/<token>-<seq>: a Take waiting for an item. The
+// waiters line up by sequence number; only the first watches items/ (and
+// claims/), each other one watches the waiter before it.
+type Waiter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// taker names the Queue handle that waits (Options.Producer).
+	Taker string `protobuf:"bytes,1,opt,name=taker,proto3" json:"taker,omitempty"`
+	// since is when it joined the line.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Waiter) Reset() {
+	*x = Waiter{}
+	mi := &file_recipes_workqueue_v1_workqueue_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Waiter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Waiter) ProtoMessage() {}
+
+func (x *Waiter) ProtoReflect() protoreflect.Message {
+	mi := &file_recipes_workqueue_v1_workqueue_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Waiter.ProtoReflect.Descriptor instead.
+func (*Waiter) Descriptor() ([]byte, []int) {
+	return file_recipes_workqueue_v1_workqueue_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Waiter) GetTaker() string {
+	if x != nil {
+		return x.Taker
+	}
+	return ""
+}
+
+func (x *Waiter) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 var File_recipes_workqueue_v1_workqueue_proto protoreflect.FileDescriptor
 
 const file_recipes_workqueue_v1_workqueue_proto_rawDesc = "" +
@@ -389,7 +447,10 @@ const file_recipes_workqueue_v1_workqueue_proto_rawDesc = "" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
 	"\aRelease\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02idBCZAgithub.com/zkactor/zkactor/proto/recipes/workqueue/v1;workqueuev1b\x06proto3"
+	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
+	"\x06Waiter\x12\x14\n" +
+	"\x05taker\x18\x01 \x01(\tR\x05taker\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceBCZAgithub.com/zkactor/zkactor/proto/recipes/workqueue/v1;workqueuev1b\x06proto3"
 
 var (
 	file_recipes_workqueue_v1_workqueue_proto_rawDescOnce sync.Once
@@ -403,26 +464,28 @@ func file_recipes_workqueue_v1_workqueue_proto_rawDescGZIP() []byte {
 	return file_recipes_workqueue_v1_workqueue_proto_rawDescData
 }
 
-var file_recipes_workqueue_v1_workqueue_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_recipes_workqueue_v1_workqueue_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_recipes_workqueue_v1_workqueue_proto_goTypes = []any{
 	(*Item)(nil),                  // 0: recipes.workqueue.v1.Item
 	(*Claim)(nil),                 // 1: recipes.workqueue.v1.Claim
 	(*Delivery)(nil),              // 2: recipes.workqueue.v1.Delivery
 	(*Ack)(nil),                   // 3: recipes.workqueue.v1.Ack
 	(*Release)(nil),               // 4: recipes.workqueue.v1.Release
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*v1.PID)(nil),                // 6: zkactor.v1.PID
+	(*Waiter)(nil),                // 5: recipes.workqueue.v1.Waiter
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*v1.PID)(nil),                // 7: zkactor.v1.PID
 }
 var file_recipes_workqueue_v1_workqueue_proto_depIdxs = []int32{
-	5, // 0: recipes.workqueue.v1.Item.put_at:type_name -> google.protobuf.Timestamp
-	5, // 1: recipes.workqueue.v1.Claim.taken_at:type_name -> google.protobuf.Timestamp
-	5, // 2: recipes.workqueue.v1.Delivery.put_at:type_name -> google.protobuf.Timestamp
-	6, // 3: recipes.workqueue.v1.Delivery.feeder:type_name -> zkactor.v1.PID
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: recipes.workqueue.v1.Item.put_at:type_name -> google.protobuf.Timestamp
+	6, // 1: recipes.workqueue.v1.Claim.taken_at:type_name -> google.protobuf.Timestamp
+	6, // 2: recipes.workqueue.v1.Delivery.put_at:type_name -> google.protobuf.Timestamp
+	7, // 3: recipes.workqueue.v1.Delivery.feeder:type_name -> zkactor.v1.PID
+	6, // 4: recipes.workqueue.v1.Waiter.since:type_name -> google.protobuf.Timestamp
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_recipes_workqueue_v1_workqueue_proto_init() }
@@ -436,7 +499,7 @@ func file_recipes_workqueue_v1_workqueue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recipes_workqueue_v1_workqueue_proto_rawDesc), len(file_recipes_workqueue_v1_workqueue_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
