@@ -17,8 +17,10 @@
 //	│   └── <key>-<seq>                  persistent sequential   Item{payload, producer, put_at, key, attempts}
 //	├── claims                           persistent
 //	│   └── <key>-<seq>                  ephemeral   Claim{taker, taken_at}: who holds the item
-//	└── keys                             persistent
-//	    └── <key>                        persistent  (empty): the key is in use
+//	├── keys                             persistent
+//	│   └── <key>                        persistent  (empty): the key is in use
+//	└── waiters                          container
+//	    └── <token>-<seq>                ephemeral sequential   Waiter{taker, since}: a Take waiting in line
 //
 // The sequence number ZooKeeper appends orders the queue, read as
 // unsigned: it is a signed 32-bit counter that wraps after 2^31 creates
@@ -53,13 +55,32 @@
 //
 // # Waiting
 //
-// Take reads items/ and claims/ with watches and waits, without polling,
-// until a watch fires (a put, an Ack, a Release, a claim gone with its
-// session) or its ctx ends. The Takes of one Queue handle run one at a
-// time, so a process's waiting takers set one pair of watches and make one
-// reader, not one each; each handle waiting on an empty queue wakes on a
-// Put, and all but one find nothing (the herd is the number of waiting
-// handles, not of waiting callers).
+// The Takes of one Queue handle run one at a time, so a process's waiting
+// takers make one waiter, not one each. A Take first looks at items/ once,
+// leaving no watch; if it finds nothing free it joins the line of waiters
+// as ZooKeeper's lock recipe queues for a lock:
+//
+//	Take finds nothing ── create waiters/<token>-<seq> (ephemeral sequential) ──► in line
+//	in line, first  ── list items/ and claims/ with watches ──► wait for them (a put, an Ack,
+//	                   a Release, a claim gone with its session)
+//	in line, behind ── exists watch on the waiter before it ──► wait for that one to go
+//	the first takes an item, its Take gives up (ctx, Close), its session ends
+//	                ── its waiter znode goes ──► the next in line is first and looks at items/
+//
+// So a put wakes the first waiting handle of all processes, not all of
+// them: one watch notification on items/, and one more on its waiter when
+// it leaves, whatever the number waiting (a handle that was first until it
+// took an item keeps a watch on items/ that fires once more, at the next
+// change). Several items put at once are taken one waiter after another, a
+// hand-over each. A waiter whose session ends goes with it; one cut off
+// from ZooKeeper stays first until its session expires (or it reconnects
+// and takes the item): items put meanwhile wait that long, at most a
+// session timeout. A waiter znode deleted by someone else lets the next one
+// move up; its Take queues up again when it next looks at the line. A Take
+// that finds a free item at its first look never joins the line, and a
+// Take's cost is unchanged while the queue has items; a Take that waits
+// pays one create, one listing of the line, one exists per waiter that
+// leaves before it, and one delete.
 //
 // # Actors
 //

@@ -58,6 +58,7 @@ type Queue struct {
 	items    string // <dir>/items
 	claims   string // <dir>/claims
 	keys     string // <dir>/keys
+	waiters  string // <dir>/waiters: the line of waiting Takes (see wait.go)
 	producer string
 	log      *slog.Logger
 
@@ -80,6 +81,12 @@ type Queue struct {
 	// but never items/).
 	armed    map[string]int64
 	watchGen map[string]uint64
+	// predPath: the waiter znode that this handle's exists watch is on,
+	// set by predSession, until the watch fires; waiterEvents counts the
+	// session's watch events below waiters/ (see watchPred).
+	predPath     string
+	predSession  int64
+	waiterEvents uint64
 
 	stopWatch, stopNotify func()
 	wg                    sync.WaitGroup // feeders' goroutines
@@ -120,7 +127,7 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 	dir := root + "/queues/" + name
 	q := &Queue{
 		s: s, name: name, root: root, dir: dir,
-		items: dir + "/items", claims: dir + "/claims", keys: dir + "/keys",
+		items: dir + "/items", claims: dir + "/claims", keys: dir + "/keys", waiters: dir + "/waiters",
 		producer: opts.Producer,
 		log:      log.With("queue", name),
 		taking:   make(chan struct{}, 1),
@@ -136,13 +143,24 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 		return nil, err
 	}
 	q.life, q.end = context.WithCancel(context.Background())
-	// Watch events of items/ and claims/ wake waiting Takes; so does a new
-	// session (the old one's watches are gone with it). Neither blocks.
+	// Watch events of items/ and claims/ (the first waiter's) and of a
+	// waiter znode (the one before a waiting Take's) wake waiting Takes; so
+	// does a new session (the old one's watches are gone with it). Neither
+	// blocks.
 	q.stopWatch = s.OnWatchEvent(func(ev zk.Event) {
-		if ev.Path == q.items || ev.Path == q.claims {
+		switch {
+		case ev.Path == q.items || ev.Path == q.claims:
 			q.mu.Lock()
 			q.watchGen[ev.Path]++ // the session's watch on it has fired
 			delete(q.armed, ev.Path)
+			q.mu.Unlock()
+			q.wake()
+		case strings.HasPrefix(ev.Path, q.waiters+"/"):
+			q.mu.Lock()
+			q.waiterEvents++
+			if ev.Path == q.predPath {
+				q.predPath, q.predSession = "", 0
+			}
 			q.mu.Unlock()
 			q.wake()
 		}

@@ -38,10 +38,13 @@ const maxBad = 1024
 // after which the next taker gets it again (at least once).
 //
 // Takes of one Queue handle run one at a time, so a process's waiting
-// takers make one reader per handle, not one each; every handle waiting on
-// an empty queue is woken by a put (one watch on items/ and one on claims/
-// per handle). Children of items/ that are not items, and items whose data
-// is not an Item record, are skipped (and logged once).
+// takers make one reader per handle, not one each. A Take that finds
+// nothing joins the queue's line of waiters (an ephemeral sequential znode
+// under waiters/): only the first in line watches items/ and claims/, each
+// other one watches the waiter before it, so a put wakes one handle, not
+// every waiting one (see the package documentation, "Waiting"). Children of
+// items/ that are not items, and items whose data is not an Item record,
+// are skipped (and logged once).
 func (q *Queue) Take(ctx context.Context) (*Item, error) {
 	select {
 	case q.taking <- struct{}{}:
@@ -49,14 +52,27 @@ func (q *Queue) Take(ctx context.Context) (*Item, error) {
 		return nil, fmt.Errorf("take from queue %q: %w", q.name, ctx.Err())
 	}
 	defer func() { <-q.taking }()
+	w := &waiter{}
+	defer q.leave(w)
 	for {
 		if q.isClosed() {
 			return nil, fmt.Errorf("take from queue %q: %w", q.name, cluster.ErrClosed)
 		}
 		changed := q.nextChange()
-		it, err := q.tryTake(ctx)
-		if err != nil || it != nil {
-			return it, err
+		if w.path == "" || w.first {
+			// Not in line yet: one look, leaving no watch. First in line:
+			// look, leaving watches on items/ and claims/.
+			it, err := q.tryTake(ctx, w.first)
+			if err != nil || it != nil {
+				return it, err
+			}
+		}
+		wasFirst := w.first
+		if err := q.queueUp(ctx, w); err != nil {
+			return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
+		}
+		if w.first && !wasFirst {
+			continue // first now: look again, with watches, before waiting
 		}
 		select {
 		case <-changed:
@@ -68,13 +84,14 @@ func (q *Queue) Take(ctx context.Context) (*Item, error) {
 }
 
 // tryTake takes the oldest free item, or returns nil when there is none
-// (with watches set on items/ and claims/).
-func (q *Queue) tryTake(ctx context.Context) (*Item, error) {
+// (with watch, leaving watches on items/ and, when it holds items,
+// claims/).
+func (q *Queue) tryTake(ctx context.Context, watch bool) (*Item, error) {
 	q.removeStrays(ctx)
-	names, err := q.children(ctx, q.items, true)
+	names, err := q.children(ctx, q.items, watch)
 	if errors.Is(err, zk.ErrNoNode) {
 		if err = q.makeDirs(ctx); err == nil {
-			names, err = q.children(ctx, q.items, true)
+			names, err = q.children(ctx, q.items, watch)
 		}
 	}
 	if err != nil {
@@ -87,12 +104,12 @@ func (q *Queue) tryTake(ctx context.Context) (*Item, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
-	claimed, err := q.children(ctx, q.claims, true)
+	claimed, err := q.children(ctx, q.claims, watch)
 	if errors.Is(err, zk.ErrNoNode) {
 		// Someone deleted claims/ (no claim can be made without it): make
 		// it again.
 		if err = q.makeDirs(ctx); err == nil {
-			claimed, err = q.children(ctx, q.claims, true)
+			claimed, err = q.children(ctx, q.claims, watch)
 		}
 	}
 	if err != nil {
