@@ -248,6 +248,21 @@ func (s *Session) Timeout() time.Duration {
 // (Config.RequestTimeout).
 func (s *Session) RequestTimeout() time.Duration { return s.cfg.RequestTimeout }
 
+// Config is the configuration the session was dialed with, its defaults
+// filled in (Servers and Auth are copies). zkactor's own packages use it to
+// open a second connection to the same ensemble with the same credentials:
+// recipes/subscription speaks the persistent watches of ZooKeeper 3.6+,
+// which go-zookeeper lacks, on a connection of its own.
+func (s *Session) Config() Config {
+	cfg := s.cfg
+	cfg.Servers = append([]string(nil), s.cfg.Servers...)
+	if a := s.cfg.Auth; a != nil {
+		auth := *a
+		cfg.Auth = &auth
+	}
+	return cfg
+}
+
 // Conn is the escape hatch to the underlying go-zookeeper connection, for
 // what zkactor does not wrap (a multi fenced with a global's
 // Elected.Candidate, say). Its requests do not wait for a connection the
