@@ -13,6 +13,14 @@ import (
 // the take with token may have left a claim on the item name.
 func AddStray(q *Queue, name, token string) { q.addStray(name, token) }
 
+// Place is where q's Take waits: "first" in the line of waiters (its
+// watches on items/ set), "behind" another waiter, or "" (not waiting).
+func Place(q *Queue) string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.place
+}
+
 // SetAnswerTimeout sets the bound of one attempt at an answer, and returns
 // a function that restores it.
 func SetAnswerTimeout(d time.Duration) (restore func()) {

@@ -87,6 +87,7 @@ type Queue struct {
 	predPath     string
 	predSession  int64
 	waiterEvents uint64
+	place        string // where this handle's Take waits: "first", "behind", "" (not waiting)
 
 	stopWatch, stopNotify func()
 	wg                    sync.WaitGroup // feeders' goroutines

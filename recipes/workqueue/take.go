@@ -53,7 +53,12 @@ func (q *Queue) Take(ctx context.Context) (*Item, error) {
 	}
 	defer func() { <-q.taking }()
 	w := &waiter{}
-	defer q.leave(w)
+	defer func() {
+		q.leave(w)
+		q.mu.Lock()
+		q.place = ""
+		q.mu.Unlock()
+	}()
 	for {
 		if q.isClosed() {
 			return nil, fmt.Errorf("take from queue %q: %w", q.name, cluster.ErrClosed)
@@ -74,6 +79,9 @@ func (q *Queue) Take(ctx context.Context) (*Item, error) {
 		if w.first && !wasFirst {
 			continue // first now: look again, with watches, before waiting
 		}
+		q.mu.Lock()
+		q.place = w.place()
+		q.mu.Unlock()
 		select {
 		case <-changed:
 		case <-q.done:

@@ -29,6 +29,17 @@ type waiter struct {
 	pred    string // the waiter before it, watched ("" when first or not known)
 }
 
+// place names w's place for tests: "first", "behind", or "" (none).
+func (w *waiter) place() string {
+	switch {
+	case w.path == "":
+		return ""
+	case w.first:
+		return "first"
+	}
+	return "behind"
+}
+
 // queueUp makes sure w stands in the line on the current session and knows
 // its place: first, or behind a waiter whose exists watch is armed. It
 // costs no request while w's place is known and the watch has not fired.
