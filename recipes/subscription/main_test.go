@@ -61,28 +61,22 @@ type recorder struct {
 	breaches []string
 	signal   chan struct{} // a message arrived
 
-	// The last change message's listing (zxid), kind and czxid: within a
-	// listing, leaves come before joins, each in creation order.
-	lastZxid  int64
-	lastJoin  bool
-	lastCzxid int64
+	// The last message's zxid: messages never go back in ZooKeeper's
+	// history.
+	lastZxid int64
 }
 
-// ordered notes a breach of the order promised within and across listings.
-// A listing of a directory that is gone has zxid 0, and is not checked.
+// ordered notes a breach of the order: a message whose zxid is below the
+// last one's, or a join whose member was created after its message's
+// zxid.
 func (r *recorder) ordered(zxid int64, join bool, czxid int64) {
-	switch {
-	case zxid == 0:
-	case zxid < r.lastZxid:
-		r.breach("listing of zxid %d after one of %d", zxid, r.lastZxid)
-	case zxid == r.lastZxid && r.lastJoin && !join:
-		r.breach("a leave after a join in the listing of zxid %d", zxid)
-	case zxid == r.lastZxid && join == r.lastJoin && czxid < r.lastCzxid:
-		r.breach("czxid %d after %d in the listing of zxid %d", czxid, r.lastCzxid, zxid)
+	if zxid < r.lastZxid {
+		r.breach("a message of zxid %d after one of %d", zxid, r.lastZxid)
 	}
-	if zxid != 0 {
-		r.lastZxid, r.lastJoin, r.lastCzxid = zxid, join, czxid
+	if join && czxid > zxid {
+		r.breach("a join of czxid %d in a message of zxid %d", czxid, zxid)
 	}
+	r.lastZxid = max(r.lastZxid, zxid)
 }
 
 func newRecorder(n *node) (*recorder, *actor.PID) {

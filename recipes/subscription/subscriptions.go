@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/records"
+	"github.com/zkactor/zkactor/internal/zkwatch"
 	subv1 "github.com/zkactor/zkactor/proto/recipes/subscription/v1"
 )
 
@@ -20,8 +22,10 @@ type Options struct {
 }
 
 // Subscriptions runs the subscriptions of one node. It borrows the
-// registry's session and actor system, and watches the subscribing actors
-// so that a subscription ends with its actor.
+// registry's session (its servers, credentials and lifetime) and actor
+// system, keeps one connection of its own for the persistent watches
+// (opened by the first Subscribe), and watches the subscribing actors so
+// that a subscription ends with its actor.
 type Subscriptions struct {
 	system  *actor.ActorSystem
 	s       *cluster.Session
@@ -33,7 +37,10 @@ type Subscriptions struct {
 	endLife context.CancelFunc
 	wg      sync.WaitGroup
 
+	watchLive atomic.Bool // the stream's connection is up (for Subscribe's error)
+
 	mu     sync.Mutex
+	stream *stream // nil until the first Subscribe
 	nextID uint64
 	byPID  map[string]map[*follow]struct{}
 	closed bool
@@ -110,40 +117,90 @@ func (s *Subscriptions) start(ctx context.Context, service, dir string, pid *act
 		return nil, fmt.Errorf("nil PID")
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || isDone(s.s.Done()) {
 		s.mu.Unlock()
 		return nil, cluster.ErrClosed
 	}
+	if s.stream == nil {
+		if err := s.openStream(); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
+	l := s.stream
 	s.nextID++
 	f := &follow{
 		s: s, id: s.nextID, service: service, dir: dir, pid: pid, decode: decode,
-		done: make(chan struct{}),
-		log:  s.log.With("subscription", s.nextID, "dir", dir, "subscriber", pid.String()),
-		view: view{children: map[string]known{}},
+		started: make(chan error, 1),
+		done:    make(chan struct{}),
+		log:     s.log.With("subscription", s.nextID, "dir", dir, "subscriber", pid.String()),
 	}
-	s.wg.Add(1)
 	s.mu.Unlock()
-	f.ctx, f.cancel = context.WithCancel(ctx)
-	stopWithLife := context.AfterFunc(s.life, f.cancel)
 
-	watch, err := f.sync(f.ctx)
-	if err != nil {
-		stopWithLife()
-		f.cancel()
-		close(f.done)
-		s.wg.Done()
-		return nil, err
+	f.ctx, f.cancel = context.WithCancel(ctx)
+	f.release = []func() bool{
+		context.AfterFunc(s.life, f.cancel),
+		context.AfterFunc(f.ctx, func() { l.post(func(l *stream) { l.end(f, f.ctx.Err()) }) }),
 	}
-	s.add(f)
+	if !l.post(func(l *stream) { l.add(f) }) {
+		for _, stop := range f.release {
+			stop()
+		}
+		f.cancel()
+		return nil, cluster.ErrClosed
+	}
+
+	wait := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, s.s.RequestTimeout())
+		defer cancel()
+	}
+	select {
+	case err := <-f.started:
+		if err != nil {
+			<-f.done
+			return nil, err
+		}
+		return f.stop, nil
+	case <-wait.Done():
+		live := s.watchLive.Load()
+		f.stop()
+		if !live {
+			return nil, fmt.Errorf("first listing of %s: %w (%w)", dir, cluster.ErrNotConnected, wait.Err())
+		}
+		return nil, fmt.Errorf("first listing of %s: %w", dir, wait.Err())
+	}
+}
+
+// openStream opens the connection for the persistent watches and starts
+// its goroutine; called with mu held.
+func (s *Subscriptions) openStream() error {
+	cfg := s.s.Config()
+	digest := ""
+	if a := cfg.Auth; a != nil {
+		digest = a.User + ":" + a.Password
+	}
+	conn, err := zkwatch.Dial(zkwatch.Config{Servers: cfg.Servers, SessionTimeout: s.s.Timeout(), Digest: digest, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	s.stream = newStream(s, conn)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer close(f.done)
-		defer stopWithLife()
-		defer f.cancel() // ended by its session: release ctx's child
-		defer s.remove(f)
-		f.run(watch)
+		s.stream.run()
 	}()
-	return f.stop, nil
+	return nil
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func pidKey(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
