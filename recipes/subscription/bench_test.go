@@ -13,7 +13,9 @@ import (
 
 	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
+	"github.com/zkactor/zkactor/internal/zkwatch"
 	"github.com/zkactor/zkactor/recipes/subscription"
+	"github.com/zkactor/zkactor/test/testnode"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -26,15 +28,19 @@ import (
 // subscriber's session made, the watch events it received, the messages
 // the subscriber actor got, and for joins the time from the Register call
 // on another session to the Joined message's arrival (p50, p99). Next to
-// it, in the same run, the raw floor: a bare go-zookeeper connection
-// creating or deleting the child, and another one that holds a children
-// watch, lists the children again when it fires and reads the data of the
-// new child.
+// it, in the same run, two raw floors, each with a bare go-zookeeper
+// connection creating or deleting the child: "raw" watches with
+// go-zookeeper alone (a children watch: it lists the children again when
+// it fires and reads the data of the new child), "raw-persistent" does
+// what the subscription does, bare (a persistent recursive watch on a
+// zkwatch connection, and a read of each created child's data).
 //
 //	go test -run '^$' -bench SubscriptionChurn -benchtime 400x ./recipes/subscription/
 func BenchmarkSubscriptionChurn(b *testing.B) {
+	zktest.Shared(b).WarmUp(b) // else the first figure, raw's, is a cold JVM's
 	for _, members := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("raw/members=%d", members), func(b *testing.B) { rawChurn(b, members) })
+		b.Run(fmt.Sprintf("raw-persistent/members=%d", members), func(b *testing.B) { rawPersistentChurn(b, members) })
 		b.Run(fmt.Sprintf("zkactor/members=%d", members), func(b *testing.B) { subscriptionChurn(b, members) })
 	}
 }
@@ -60,6 +66,12 @@ func subscriptionChurn(b *testing.B, members int) {
 	var events atomic.Int64
 	defer sub.Session.OnWatchEvent(func(zk.Event) { events.Add(1) })()
 	subs := subscriptions(b, sub, subscription.Options{})
+	// Requests and events of the node's session and of the subscriptions'
+	// own connection (where the persistent watch lives).
+	counts := func() (reqs, evs int64) {
+		wr, we := subscription.WatchCounts(subs)
+		return plumbing.Requests(sub.Session) + wr, events.Load() + we
+	}
 	rec, pid := newRecorder(sub)
 	if _, err := subs.Subscribe(ctx, "churn", pid); err != nil {
 		b.Fatal(err)
@@ -69,7 +81,7 @@ func subscriptionChurn(b *testing.B, members int) {
 	var reqs, evs int64
 	b.ResetTimer()
 	for i := range b.N {
-		reqs0, evs0 := plumbing.Requests(sub.Session), events.Load()
+		reqs0, evs0 := counts()
 		start := time.Now()
 		if i%2 == 0 {
 			register()
@@ -83,8 +95,9 @@ func subscriptionChurn(b *testing.B, members int) {
 		if i%2 == 0 {
 			joins = append(joins, at.Sub(start))
 		}
-		reqs += plumbing.Requests(sub.Session) - reqs0
-		evs += events.Load() - evs0
+		reqs1, evs1 := counts()
+		reqs += reqs1 - reqs0
+		evs += evs1 - evs0
 	}
 	b.StopTimer()
 	rec.check(b)
@@ -164,4 +177,84 @@ func rawChurn(b *testing.B, members int) {
 	}
 	b.StopTimer()
 	report(b, joins, reqs, events, int64(b.N))
+}
+
+func rawPersistentChurn(b *testing.B, members int) {
+	zkc := zktest.Shared(b)
+	root := zktest.Root(b)
+	writer := zkc.Connect(b)
+	acl := zk.WorldACL(zk.PermAll)
+	dir := root + "/services/churn"
+	data := make([]byte, 120)
+	var children []string
+	create := func() string {
+		p, err := zkutil.CreateWithParents(writer, root, fmt.Sprintf("%s/m%07d", dir, rawSeq.Add(1)), data, zk.FlagEphemeral, acl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	for range members {
+		children = append(children, create())
+	}
+	watcher, err := zkwatch.Dial(zkwatch.Config{Servers: zkc.Addrs(), SessionTimeout: 10 * time.Second, Logger: testnode.Logger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer watcher.Close()
+	var pending []zkwatch.Item
+	next := func() zkwatch.Item {
+		for len(pending) == 0 {
+			select {
+			case <-watcher.Wake():
+				pending = watcher.Take()
+			case <-time.After(20 * time.Second):
+				b.Fatal("nothing from the zkwatch connection within 20s")
+			}
+		}
+		it := pending[0]
+		pending = pending[1:]
+		return it
+	}
+	var gen uint64
+	for gen == 0 {
+		if it := next(); it.Kind == zkwatch.Connected {
+			gen = it.Gen
+		}
+	}
+	if _, err := watcher.AddWatch(gen, dir); err != nil {
+		b.Fatal(err)
+	}
+	if it := next(); it.Kind != zkwatch.Reply || it.Err != nil {
+		b.Fatalf("addWatch: %+v", it)
+	}
+	var joins []time.Duration
+	reqs0, events0 := watcher.Requests(), watcher.Events()
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		if i%2 == 0 {
+			children = append(children, create())
+		} else {
+			if err := writer.Delete(children[0], -1); err != nil {
+				b.Fatal(err)
+			}
+			children = children[1:]
+		}
+		ev := next()
+		if ev.Kind != zkwatch.Event {
+			b.Fatalf("got %+v, want an event", ev)
+		}
+		if ev.Type == zk.EventNodeCreated {
+			if _, err := watcher.GetData(gen, ev.Path); err != nil {
+				b.Fatal(err)
+			}
+			if it := next(); it.Kind != zkwatch.Reply || it.Err != nil {
+				b.Fatalf("get: %+v", it)
+			}
+			joins = append(joins, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	report(b, joins, watcher.Requests()-reqs0, watcher.Events()-events0, int64(b.N))
 }

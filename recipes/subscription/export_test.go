@@ -20,3 +20,16 @@ func SetTestHookListed(t *testing.T, f func()) {
 	testHookListed.Store(&f)
 	t.Cleanup(func() { testHookListed.Store(nil) })
 }
+
+// WatchCounts returns the requests sent and the watch events received so
+// far on the connection of s's persistent watches (0, 0 before the first
+// Subscribe).
+func WatchCounts(s *Subscriptions) (requests, events int64) {
+	s.mu.Lock()
+	l := s.stream
+	s.mu.Unlock()
+	if l == nil {
+		return 0, 0
+	}
+	return l.conn.Requests(), l.conn.Events()
+}
