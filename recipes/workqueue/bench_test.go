@@ -1,13 +1,17 @@
 package workqueue_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	"github.com/zkactor/zkactor/test/zktest"
@@ -176,4 +180,134 @@ func rawQueue(b *testing.B) (*zk.Conn, string) {
 		}
 	}
 	return c, root
+}
+
+// BenchmarkPutToWaiters: one Put to an empty queue on which n handles, on n
+// sessions, wait in a Take; the handle that gets the item acknowledges it
+// and takes again. notifications/op counts the watch events the n sessions
+// receive on the queue's znodes, requests/op their requests (the Put's, on
+// the producer's session, is not counted; the taker's Ack is). The raw
+// floor: one bare connection waits with a watch on items/; when it fires,
+// it lists them (setting the watch again), reads the item, claims it and
+// acknowledges it (the Put is on a second connection): one notification
+// and four requests.
+//
+//	go test -run '^$' -bench PutToWaiters -benchtime 300x ./recipes/workqueue/
+func BenchmarkPutToWaiters(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		taker, root := rawQueue(b)
+		producer := zktest.Shared(b).Connect(b)
+		acl := zk.WorldACL(zk.PermAll)
+		_, _, watch, err := taker.ChildrenW(root + "/items")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			key := fmt.Sprint("k", i)
+			i++
+			if _, err := producer.Multi(
+				&zk.CreateRequest{Path: root + "/keys/" + key, Acl: acl},
+				&zk.CreateRequest{Path: root + "/items/" + key + "-", Data: payload, Acl: acl, Flags: zk.FlagSequence},
+			); err != nil {
+				b.Fatal(err)
+			}
+			<-watch
+			var names []string
+			names, _, watch, err = taker.ChildrenW(root + "/items") // and wait again
+			if err != nil || len(names) != 1 {
+				b.Fatal(names, err)
+			}
+			item := root + "/items/" + names[0]
+			data, stat, err := taker.Get(item)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := taker.Multi(
+				&zk.SetDataRequest{Path: item, Data: data, Version: stat.Version},
+				&zk.CreateRequest{Path: root + "/claims/" + names[0], Data: []byte("claim"), Acl: acl, Flags: zk.FlagEphemeral},
+			); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := taker.Multi(
+				&zk.DeleteRequest{Path: item, Version: stat.Version + 1},
+				&zk.DeleteRequest{Path: root + "/claims/" + names[0], Version: -1},
+				&zk.DeleteRequest{Path: root + "/keys/" + key, Version: -1},
+			); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(1, "notifications/op")
+		b.ReportMetric(4, "requests/op")
+	})
+	for _, n := range []int{1, 8, 32} {
+		b.Run(fmt.Sprint("zkactor/waiting=", n), func(b *testing.B) {
+			warm(b)
+			zkc := zktest.Shared(b)
+			root := zktest.Root(b)
+			dir := root + "/queues/bench/"
+			producer := open(b, dial(b, zkc.Addrs(), 10*time.Second), root, "bench", "p")
+			var (
+				sessions []*cluster.Session
+				events   atomic.Int64
+				wg       sync.WaitGroup
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{}, n)
+			for i := range n {
+				s := dial(b, zkc.Addrs(), 10*time.Second)
+				sessions = append(sessions, s)
+				stop := s.OnWatchEvent(func(ev zk.Event) {
+					if strings.HasPrefix(ev.Path, dir) {
+						events.Add(1)
+					}
+				})
+				b.Cleanup(stop)
+				q := open(b, s, root, "bench", fmt.Sprint("t", i))
+				wg.Add(1)
+				go func() { // ends with ctx
+					defer wg.Done()
+					for {
+						it, err := q.Take(ctx)
+						if err != nil {
+							return
+						}
+						if err := q.Ack(ctx, it); err != nil {
+							return
+						}
+						done <- struct{}{}
+					}
+				}()
+			}
+			b.Cleanup(func() { cancel(); wg.Wait() })
+			requests := func() int64 {
+				var sum int64
+				for _, s := range sessions {
+					sum += plumbing.Requests(s)
+				}
+				return sum
+			}
+			// Let every handle reach its wait: a first round trip of puts.
+			for i := range n {
+				if _, err := producer.Put(ctx, fmt.Sprint("warm", i), payload); err != nil {
+					b.Fatal(err)
+				}
+				<-done
+			}
+			beforeRequests, beforeEvents := requests(), events.Load()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				if _, err := producer.Put(ctx, fmt.Sprint("k", i), payload); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				<-done
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(events.Load()-beforeEvents)/float64(b.N), "notifications/op")
+			b.ReportMetric(float64(requests()-beforeRequests)/float64(b.N), "requests/op")
+		})
+	}
 }

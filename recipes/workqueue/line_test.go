@@ -177,7 +177,6 @@ func roundTrip(t *testing.T, s *cluster.Session) {
 	}
 }
 
-
 // lineOfThree lines up A (through a proxy, with a short session), B and C
 // on an empty queue, in that order, and returns a plain client, the
 // proxy, A's session and the Takes.
