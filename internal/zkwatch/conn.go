@@ -127,6 +127,7 @@ type Conn struct {
 	out      [][]byte        // packets waiting for the writer
 	outKick  chan struct{}   // the writer's signal
 	netConn  net.Conn
+	server   string // of the live connection
 	items    []Item
 	wake     chan struct{}
 	lastZxid int64
@@ -204,6 +205,17 @@ func (c *Conn) Take() []Item {
 	items := c.items
 	c.items = nil
 	return items
+}
+
+// Server is the address of the server the live connection is to, "" when
+// there is none.
+func (c *Conn) Server() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		return ""
+	}
+	return c.server
 }
 
 // Requests is the number of requests sent so far (pings excluded).
@@ -393,6 +405,7 @@ func (c *Conn) serve(server string) error {
 	c.gen++
 	gen := c.gen
 	c.live = true
+	c.server = server
 	c.pending = map[int32]int32{}
 	c.out = nil
 	c.push(Item{Kind: Connected, Gen: gen})

@@ -33,3 +33,15 @@ func WatchCounts(s *Subscriptions) (requests, events int64) {
 	}
 	return l.conn.Requests(), l.conn.Events()
 }
+
+// WatchServer returns the server of s's persistent watches' connection,
+// "" when it has none.
+func WatchServer(s *Subscriptions) string {
+	s.mu.Lock()
+	l := s.stream
+	s.mu.Unlock()
+	if l == nil {
+		return ""
+	}
+	return l.conn.Server()
+}

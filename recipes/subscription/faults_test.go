@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -270,4 +271,63 @@ func TestSubscribeUnreachableFailsWithinCtx(t *testing.T) {
 		t.Errorf("%d subscriptions active after a failed Subscribe", n)
 	}
 	proxy.Restore()
+}
+
+// The server that the subscriptions' connection uses is killed (a
+// 3-server ensemble) while members join and leave, and no other server
+// can be reached until the changes are done: the connection moves to
+// another server, and the subscriber gets exactly the difference.
+func TestServerKilledMidStreamMovesAndSendsTheDifference(t *testing.T) {
+	zkc := zktest.StartEnsemble(t, 3)
+	proxies, addrs := zktest.Proxies(t, zkc)
+	root := zktest.Root(t)
+	member := newNode(t, zkc.Addrs(), root, 0)
+	sub := newNode(t, addrs, root, 0)
+	conn := zkc.Connect(t)
+	dir := member.Registry.Layout().ServicePath("svc")
+
+	pids := registerN(t, member, "svc", 4)
+	subs := subscriptions(t, sub, subscription.Options{})
+	rec, pid := newRecorder(sub)
+	if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+		t.Fatal(err)
+	}
+	converges(t, rec, conn, dir, isRegistration)
+	used := slices.Index(addrs, subscription.WatchServer(subs))
+	if used < 0 {
+		t.Fatalf("the subscriptions' connection is to %q, not one of %v", subscription.WatchServer(subs), addrs)
+	}
+	for i, p := range proxies {
+		if i != used {
+			p.Cut()
+		}
+	}
+	zkc.Kill(used)
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if s := subscription.WatchServer(subs); s != "" {
+			return fmt.Errorf("still connected to %s", s)
+		}
+		return nil
+	})
+	unregister(t, member, "svc", pids[0], pids[1])
+	registerN(t, member, "svc", 3)
+	unregister(t, member, "svc", registerN(t, member, "svc", 1)...) // came and went
+	for i, p := range proxies {
+		if i != used {
+			p.Restore()
+		}
+	}
+	converges(t, rec, conn, dir, isRegistration)
+	if s := subscription.WatchServer(subs); s == addrs[used] {
+		t.Errorf("connected to the killed server %s", s)
+	}
+	if got := kinds(rec.messages()); got != "S4 L L J J J" {
+		t.Errorf("messages %q, want \"S4 L L J J J\"", got)
+	}
+	// And it follows, in order, on the new server.
+	registerN(t, member, "svc", 1)
+	converges(t, rec, conn, dir, isRegistration)
+	if got := kinds(rec.messages()); got != "S4 L L J J J J" {
+		t.Errorf("messages %q, want \"S4 L L J J J J\"", got)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -115,5 +116,117 @@ func TestOrderOfATightLoopIsZooKeepers(t *testing.T) {
 		if j, ok := m.(*subv1.Joined); ok && j.Member.Czxid != czxids[j.Member.Id] {
 			t.Errorf("join of %s with czxid %d, its znode's is %d", j.Member.Id, j.Member.Czxid, czxids[j.Member.Id])
 		}
+	}
+}
+
+// A child deleted before its data could be read (the deletion comes
+// before the read's reply): neither its join nor its leave is reported,
+// and what follows is reported in order.
+func TestChildDeletedBeforeItsReadIsNeverReported(t *testing.T) {
+	conn, dir, data, rec := orderFixture(t, 1)
+	acl := zk.WorldACL(zk.PermAll)
+	hook := &once{}
+	subscription.SetTestHookListed(t, hook.run)
+	hook.arm(func() { // X's creation has arrived; its read is not sent yet
+		if err := conn.Delete(dir+"/X", -1); err != nil {
+			t.Error(err)
+		}
+		if _, err := conn.Create(dir+"/Y", data, 0, acl); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := conn.Create(dir+"/X", data, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	hook.wait(t)
+	if err := conn.Delete(dir+"/s0", -1); err != nil {
+		t.Fatal(err)
+	}
+	rec.await(t, 3)
+	converges(t, rec, conn, dir, isRegistration)
+	if got, want := changes(rec.messages()), "J Y, L s0"; got != want {
+		t.Errorf("messages %q, want %q", got, want)
+	}
+}
+
+// A member's data changed in place by another client (zkactor itself
+// re-registers with a delete and a create): the member stays as it
+// joined, and nothing is sent.
+func TestDataChangeOfAMemberIsNotAMessage(t *testing.T) {
+	conn, dir, data, rec := orderFixture(t, 2)
+	if _, err := conn.Set(dir+"/s0", []byte("not a registration any more"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create(dir+"/after", data, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	rec.await(t, 2)
+	if got, want := changes(rec.messages()), "J after"; got != want {
+		t.Errorf("messages %q, want %q", got, want)
+	}
+	rec.check(t)
+}
+
+// The directory deleted (its members first) and created again with new
+// members: leaves, then joins, in ZooKeeper's order; and after a gap the
+// re-created directory is listed against what the subscriber holds.
+func TestDirectoryDeletedAndCreatedAgain(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newNode(t, zkc.Addrs(), root, 0)
+	b := newNode(t, []string{proxy.Addr()}, root, 4*time.Second)
+	conn := zkc.Connect(t)
+	data := registrationData(t, a, conn, "src")
+	dir := a.Registry.Layout().ServicePath("svc")
+	acl := zk.WorldACL(zk.PermAll)
+	for _, n := range []string{"a", "b"} {
+		if _, err := zkutil.CreateWithParents(conn, root, dir+"/"+n, data, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subs := subscriptions(t, b, subscription.Options{})
+	rec, pid := newRecorder(b)
+	if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+		t.Fatal(err)
+	}
+	rec.await(t, 1)
+	if _, err := conn.Multi(
+		&zk.DeleteRequest{Path: dir + "/b", Version: -1},
+		&zk.DeleteRequest{Path: dir + "/a", Version: -1},
+		&zk.DeleteRequest{Path: dir, Version: -1},
+		&zk.CreateRequest{Path: dir, Acl: acl},
+		&zk.CreateRequest{Path: dir + "/a", Data: data, Acl: acl},
+	); err != nil {
+		t.Fatal(err)
+	}
+	rec.await(t, 4)
+	converges(t, rec, conn, dir, isRegistration)
+	if got, want := changes(rec.messages()), "L b, L a, J a"; got != want {
+		t.Errorf("messages %q, want %q", got, want)
+	}
+
+	// Cut off, the directory is replaced again with a member of the same
+	// name: its children version alone would show no change.
+	proxy.Cut()
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if s := subscription.WatchServer(subs); s != "" {
+			return fmt.Errorf("the subscriptions are still connected to %s", s)
+		}
+		return nil
+	})
+	if _, err := conn.Multi(
+		&zk.DeleteRequest{Path: dir + "/a", Version: -1},
+		&zk.DeleteRequest{Path: dir, Version: -1},
+		&zk.CreateRequest{Path: dir, Acl: acl},
+		&zk.CreateRequest{Path: dir + "/a", Data: data, Acl: acl},
+	); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	rec.await(t, 6)
+	converges(t, rec, conn, dir, isRegistration)
+	if got, want := changes(rec.messages()), "L b, L a, J a, L a, J a"; got != want {
+		t.Errorf("messages %q, want %q", got, want)
 	}
 }
