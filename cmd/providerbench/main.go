@@ -12,7 +12,10 @@
 //   - ZooKeeper reads per join and per leave, summed over the other
 //     members (each member talks to ZooKeeper through a proxy of this
 //     process that counts exists, getData and getChildren requests), for
-//     clusters of N members, and the joiner's own;
+//     clusters of N members, and the joiner's own. The reads are counted
+//     on a cluster of their own: every time above and below is taken on
+//     a cluster whose members connect to ZooKeeper directly, as a proxy
+//     adds two hops to every request and notification;
 //
 //   - the provider's Shutdown(true) duration;
 //
@@ -70,7 +73,7 @@ type options struct {
 
 func run() int {
 	var o options
-	zkFlag := flag.String("zk", "127.0.0.1:2181", "a ZooKeeper server, host:port (members connect through counting proxies to it)")
+	zkFlag := flag.String("zk", "127.0.0.1:2181", "a ZooKeeper server, host:port (members connect to it directly, or through counting proxies when their reads are counted)")
 	sizes := flag.String("n", "3,5,10", "cluster sizes")
 	flag.IntVar(&o.rounds, "rounds", 5, "joins and leaves measured per size")
 	providers := flag.String("providers", "zkactor,protoactor", "providers to measure")
@@ -142,17 +145,24 @@ type member struct {
 	more  chan struct{}
 }
 
-func startMember(o options, provider, root string) (*member, error) {
-	proxy, err := newCountingProxy(o.servers[0])
-	if err != nil {
-		return nil, err
+// startMember starts a member process; counted puts a counting proxy
+// between it and ZooKeeper.
+func startMember(o options, provider, root string, counted bool) (*member, error) {
+	var proxy *countingProxy
+	server := o.servers[0]
+	if counted {
+		var err error
+		if proxy, err = newCountingProxy(server); err != nil {
+			return nil, err
+		}
+		server = proxy.addr()
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), memberEnv+"="+provider, serversEnv+"="+proxy.addr(), rootEnv+"="+root, portEnv+"="+strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), memberEnv+"="+provider, serversEnv+"="+server, rootEnv+"="+root, portEnv+"="+strconv.Itoa(port))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m := &member{cmd: cmd, proxy: proxy, exited: make(chan struct{}), more: make(chan struct{})}
@@ -230,7 +240,9 @@ func (m *member) stop() {
 		_ = m.cmd.Process.Kill()
 		<-m.exited
 	}
-	m.proxy.close()
+	if m.proxy != nil {
+		m.proxy.close()
+	}
 }
 
 // seenAt is the time of m's first topology line at or after from whose
@@ -332,7 +344,9 @@ func (w *dirWatch) when(from time.Time, n int) (time.Time, error) {
 func reads(ms []*member) int64 {
 	var n int64
 	for _, m := range ms {
-		n += m.proxy.reads.Load()
+		if m.proxy != nil {
+			n += m.proxy.reads.Load()
+		}
 	}
 	return n
 }
@@ -372,99 +386,118 @@ func waitSeen(ms []*member, from time.Time, want []string) ([]time.Time, error) 
 func measure(conn *zk.Conn, o options, provider string) (*report, error) {
 	r := &report{provider: provider, joinReads: map[int][]int64{}, joinOwn: map[int][]int64{}, leaveReads: map[int][]int64{}}
 	for i, n := range o.sizes {
-		root := fmt.Sprintf("/providerbench/%s-%d-%08x", provider, n, rand.Uint32())
-		dir := root + "/nodes"
-		if provider == "protoactor" {
-			dir = root + "/" + clusterName
-		}
-		w := watchDir(conn, dir)
-		var ms []*member
-		cleanup := func() {
-			for _, m := range ms {
-				m.stop()
-			}
-			w.stop()
-		}
-		for range n - 1 {
-			m, err := startMember(o, provider, root)
-			if err != nil {
-				cleanup()
+		// Two passes over fresh clusters: one whose members reach ZooKeeper
+		// through counting proxies, for the reads; one whose members
+		// connect directly, for every time. A proxy adds two hops to each
+		// request and notification (four per round trip, on this process's
+		// goroutines): the apparatus's latency, not the provider's.
+		for _, counted := range []bool{true, false} {
+			if err := measureSize(conn, o, provider, n, counted, i == 0 && !counted, r); err != nil {
 				return nil, err
 			}
-			ms = append(ms, m)
 		}
-		if _, err := waitSeen(ms, time.Time{}, ids(ms)); err != nil {
-			cleanup()
-			return nil, err
+	}
+	return r, nil
+}
+
+// measureSize measures joins and leaves on a cluster of n members: the
+// reads they cost when counted, else their visibility, Shutdown, and (when
+// more) the lookups and the churn run.
+func measureSize(conn *zk.Conn, o options, provider string, n int, counted, more bool, r *report) error {
+	root := fmt.Sprintf("/providerbench/%s-%d-%08x", provider, n, rand.Uint32())
+	dir := root + "/nodes"
+	if provider == "protoactor" {
+		dir = root + "/" + clusterName
+	}
+	w := watchDir(conn, dir)
+	var ms []*member
+	defer func() {
+		for _, m := range ms {
+			m.stop()
 		}
-		fmt.Fprintf(os.Stderr, "%s: N=%d\n", provider, n)
-		for range o.rounds {
-			time.Sleep(o.settle)
-			before := reads(ms)
-			start := time.Now()
-			joiner, err := startMember(o, provider, root)
-			if err != nil {
-				cleanup()
-				return nil, err
-			}
-			created, err := w.when(start, n)
-			if err != nil {
-				cleanup()
-				return nil, err
-			}
-			all := append(slices.Clone(ms), joiner)
-			seen, err := waitSeen(all, created, ids(all))
-			if err != nil {
-				cleanup()
-				return nil, err
-			}
-			for _, t := range seen {
-				r.join = append(r.join, t.Sub(created))
-			}
+		w.stop()
+	}()
+	for range n - 1 {
+		m, err := startMember(o, provider, root, counted)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, m)
+	}
+	if _, err := waitSeen(ms, time.Time{}, ids(ms)); err != nil {
+		return err
+	}
+	pass := "timed"
+	if counted {
+		pass = "reads counted"
+	}
+	fmt.Fprintf(os.Stderr, "%s: N=%d (%s)\n", provider, n, pass)
+	for range o.rounds {
+		time.Sleep(o.settle)
+		before := reads(ms)
+		start := time.Now()
+		joiner, err := startMember(o, provider, root, counted)
+		if err != nil {
+			return err
+		}
+		created, err := w.when(start, n)
+		if err != nil {
+			joiner.stop()
+			return err
+		}
+		all := append(slices.Clone(ms), joiner)
+		seen, err := waitSeen(all, created, ids(all))
+		if err != nil {
+			joiner.stop()
+			return err
+		}
+		if counted {
 			time.Sleep(o.settle)
 			r.joinReads[n] = append(r.joinReads[n], reads(ms)-before)
 			r.joinOwn[n] = append(r.joinOwn[n], joiner.proxy.reads.Load())
-
-			before = reads(ms)
-			start = time.Now()
-			joiner.send("shutdown")
-			line, err := joiner.wait(30*time.Second, func(l string) bool { return strings.HasPrefix(l, "shutdown ") })
-			if err != nil {
-				cleanup()
-				return nil, err
+		} else {
+			for _, t := range seen {
+				r.join = append(r.join, t.Sub(created))
 			}
+		}
+
+		before = reads(ms)
+		start = time.Now()
+		joiner.send("shutdown")
+		line, err := joiner.wait(30*time.Second, func(l string) bool { return strings.HasPrefix(l, "shutdown ") })
+		if err != nil {
+			joiner.stop()
+			return err
+		}
+		deleted, err := w.when(start, n-1)
+		if err != nil {
+			joiner.stop()
+			return err
+		}
+		seen, err = waitSeen(ms, deleted, ids(ms))
+		if err != nil {
+			joiner.stop()
+			return err
+		}
+		if counted {
+			time.Sleep(o.settle)
+			r.leaveReads[n] = append(r.leaveReads[n], reads(ms)-before)
+		} else {
 			ns, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
 			r.shutdowns = append(r.shutdowns, time.Duration(ns))
-			deleted, err := w.when(start, n-1)
-			if err != nil {
-				cleanup()
-				return nil, err
-			}
-			seen, err = waitSeen(ms, deleted, ids(ms))
-			if err != nil {
-				cleanup()
-				return nil, err
-			}
 			for _, t := range seen {
 				r.leave = append(r.leave, t.Sub(deleted))
 			}
-			time.Sleep(o.settle)
-			r.leaveReads[n] = append(r.leaveReads[n], reads(ms)-before)
-			joiner.stop()
 		}
-		if i == 0 {
-			if err := lookupBench(o, r, ms); err != nil {
-				cleanup()
-				return nil, err
-			}
-			if err := churn(o, r, provider, root, &ms); err != nil {
-				cleanup()
-				return nil, err
-			}
-		}
-		cleanup()
+		joiner.stop()
 	}
-	return r, nil
+	if !more {
+		return nil
+	}
+	if err := lookupBench(o, r, ms); err != nil {
+		return err
+	}
+	return churn(o, r, provider, root, &ms)
 }
 
 func lookupBench(o options, r *report, ms []*member) error {
@@ -490,7 +523,7 @@ func churn(o options, r *report, provider, root string, ms *[]*member) error {
 		m.send(fmt.Sprintf("load %d %d", loadMs, identities))
 	}
 	time.Sleep(1500 * time.Millisecond)
-	j1, err := startMember(o, provider, root)
+	j1, err := startMember(o, provider, root, false)
 	if err != nil {
 		return err
 	}
@@ -502,7 +535,7 @@ func churn(o options, r *report, provider, root string, ms *[]*member) error {
 	if _, err := leaver.wait(30*time.Second, func(l string) bool { return l == "left" }); err != nil {
 		return err
 	}
-	j2, err := startMember(o, provider, root)
+	j2, err := startMember(o, provider, root, false)
 	if err != nil {
 		return err
 	}
