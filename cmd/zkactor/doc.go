@@ -20,7 +20,7 @@
 //	<root>/services/<name>/<registration>      package cluster
 //	<root>/globals/<name>/_c_<guid>-c-<seq>    package global
 //	<root>/activations/<kind>/<identity>       package provider
-//	<root>/queues/<name>/{items,claims,keys}   recipes/workqueue; cmd/boss's jobs are the queue "jobs"
+//	<root>/queues/<name>/{items,claims,keys,waiters}   recipes/workqueue; cmd/boss's jobs are the queue "jobs"
 //	<root>/roles/<set>/{specs,assignments,applicants}   recipes/rolematch
 //	<root>/locks/<name>/_c_<guid>-l-<seq>      recipes/lock
 //	<root>/barriers/<name>/{ready,_c_<guid>-p-<seq>}    recipes/barrier
@@ -79,7 +79,7 @@
 //	  "unreadable": [{"path", "error"}],
 //	  "activations": [{"kind", "activations": [{"identity", "pid": {"address", "id"},
 //	                "member_id", "activated_at", "epoch", "session"}]}],
-//	  "queues":   [{"name", "held", "items": [{"id", "key", "sequence", "producer",
+//	  "queues":   [{"name", "held", "waiting", "items": [{"id", "key", "sequence", "producer",
 //	                "put_at", "attempts", "payload_size", "claim": claim or null}]}],
 //	  "roles":    [{"set", "roles": [{"name", "posted", "posted_at", "spec", "spec_size",
 //	                "holder": {"pid" or null, "node_id", "applicant", "since", "epoch",

@@ -135,7 +135,19 @@ func (d *doctor) checkActivations(dir *znode) {
 // checkQueue checks a work queue (recipes/workqueue).
 func (d *doctor) checkQueue(dir *znode) {
 	d.checkDir(dir)
-	d.checkParts(dir, "work queue", itemsDir, claimsDir, keysDir)
+	d.checkParts(dir, "work queue", itemsDir, claimsDir, keysDir, waitersDir)
+	for _, z := range dir.child(waitersDir).childList() {
+		d.leaf(z)
+		if _, _, ok := parseItem(z.name); !ok {
+			d.add(kindGarbage, z.path, "not a waiter's name (<token>-<10 digits>): waiting takes pass it over")
+		}
+		if _, err := decodeQueueWaiter(z.data); err != nil {
+			d.add(kindGarbage, z.path, "%v (a waiter keeps its place in line whatever its data)", err)
+		}
+		if d.ephemeralRecord(z, "a waiter", "it stays in line forever, and once it heads the line no waiting Take watches the items") {
+			d.checkLive(z, "a waiting taker")
+		}
+	}
 	items, claims, keys := dir.child(itemsDir), dir.child(claimsDir), dir.child(keysDir)
 	keyed := map[string]bool{}
 	for _, z := range items.childList() {

@@ -30,6 +30,9 @@ const (
 	itemsDir  = "items"
 	claimsDir = "claims"
 	keysDir   = "keys"
+	// The line of waiting Takes (recipes/workqueue/wait.go): ephemeral
+	// sequential <token>-<seq>, named as items are.
+	waitersDir = "waiters"
 	// The queue cmd/boss keeps its jobs in (cmd/boss/jobs.go).
 	jobsQueue = "jobs"
 	// A role set's parts (recipes/rolematch).

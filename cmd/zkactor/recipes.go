@@ -47,6 +47,8 @@ type WorkQueue struct {
 	Name  string `json:"name"`
 	Items []Item `json:"items"`
 	Held  int    `json:"held"`
+	// Waiting counts the Takes waiting in line for an item (waiters/).
+	Waiting int `json:"waiting"`
 }
 
 // Item is one readable item of a work queue. Items whose data is not an
@@ -227,6 +229,15 @@ func decodeItem(z *znode) (*workqueuev1.Item, error) {
 	return rec, nil
 }
 
+// decodeQueueWaiter decodes a waiter of a queue's line (recipes/workqueue).
+func decodeQueueWaiter(data []byte) (*workqueuev1.Waiter, error) {
+	rec := &workqueuev1.Waiter{}
+	if err := decode("recipes.workqueue.v1.Waiter", data, rec, false); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
 func decodeClaim(data []byte) (*workqueuev1.Claim, error) {
 	rec := &workqueuev1.Claim{}
 	if err := decode("recipes.workqueue.v1.Claim", data, rec, false); err != nil {
@@ -353,6 +364,11 @@ func (r *Report) addActivations(tree *znode) {
 func (r *Report) addQueues(tree *znode) {
 	for _, dir := range tree.child(queuesDir).childList() {
 		q := WorkQueue{Name: dir.name, Items: []Item{}}
+		for _, z := range dir.child(waitersDir).childList() {
+			if z.ephemeral() {
+				q.Waiting++
+			}
+		}
 		claims := dir.child(claimsDir)
 		for _, z := range itemQueue(dir.child(itemsDir)) {
 			rec, err := decodeItem(z)
@@ -590,7 +606,7 @@ func writeRecipes(p func(string, ...any), r *Report) {
 
 	p("\nQUEUES (%d)", len(r.Queues))
 	for _, q := range r.Queues {
-		p("  %s: %d items, %d held", q.Name, len(q.Items), q.Held)
+		p("  %s: %d items, %d held, %d takes waiting", q.Name, len(q.Items), q.Held, q.Waiting)
 		if len(q.Items) > 0 {
 			p("    ID\tPRODUCER\tPUT\tATTEMPTS\tBYTES\tCLAIMED BY")
 		}

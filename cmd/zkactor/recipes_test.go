@@ -67,6 +67,23 @@ func newRecipes(t *testing.T) *recipes {
 		t.Fatal(err)
 	}
 
+	// A Take waiting on the empty queue "idle": a waiter in its line.
+	idle := openQueue(t, f.n1, f.root, "idle")
+	takeCtx, stopTaking := context.WithCancel(context.Background())
+	taking := make(chan struct{})
+	go func() {
+		defer close(taking)
+		_, _ = idle.Take(takeCtx)
+	}()
+	t.Cleanup(func() { stopTaking(); <-taking })
+	zktest.Eventually(t, 10*time.Second, func() error {
+		names, _, err := f.raw.Children(f.root + "/queues/idle/waiters")
+		if err == nil && len(names) != 1 {
+			err = fmt.Errorf("waiters %v, want 1", names)
+		}
+		return err
+	})
+
 	holder := actor.PropsFromFunc(func(actor.Context) {})
 	var roles []*rolematch.Roles
 	for _, n := range []*testnode.Node{f.n1, f.n2} {
@@ -217,8 +234,11 @@ func TestInspectRecipesJSON(t *testing.T) {
 	for _, q := range r.Queues {
 		queues[q.Name] = q
 	}
-	if len(queues) != 2 || len(queues["jobs"].Items) != 1 || queues["jobs"].Held != 0 {
-		t.Errorf("queues %+v, want jobs (1 item) and mail", r.Queues)
+	if len(queues) != 3 || len(queues["jobs"].Items) != 1 || queues["jobs"].Held != 0 || queues["jobs"].Waiting != 0 {
+		t.Errorf("queues %+v, want jobs (1 item), idle and mail", r.Queues)
+	}
+	if idle := queues["idle"]; len(idle.Items) != 0 || idle.Waiting != 1 {
+		t.Errorf("idle %+v, want no item and a Take waiting", idle)
 	}
 	mail := queues["mail"]
 	if len(mail.Items) != 2 || mail.Held != 1 {
@@ -324,7 +344,7 @@ func TestInspectRecipesText(t *testing.T) {
 	for _, want := range []string{
 		"NODES (3)", "cart,user",
 		"ACTIVATIONS (1)", "cart (1)", "127.0.0.1:7001/partition-activator/cart/alice",
-		"QUEUES (2)", "jobs: 1 items, 0 held", "mail: 2 items, 1 held", f.mailTaken.ID, f.mailFree,
+		"QUEUES (3)", "jobs: 1 items, 0 held, 0 takes waiting", "idle: 0 items, 0 held, 1 takes waiting", "mail: 2 items, 1 held, 0 takes waiting", f.mailTaken.ID, f.mailFree,
 		"JOBS (1)",
 		"ROLES (1)", "shards: 2 roles, 2 held, 2 applicants", "bytes (3 bytes)", "(no spec)",
 		"LOCKS (1)", "db: held by _c_", fmt.Sprintf(" on %s for %s/%s, token ", n1, f.lockFor.Address, f.lockFor.Id), ", 1 waiting",
@@ -391,6 +411,8 @@ func TestDoctorFindsRecipeGarbage(t *testing.T) {
 	expect(kindInconsistent, "/queues/mail/keys/lonely")
 	f.create(t, f.raw, "/queues/mail/stray", nil, 0)
 	expect(kindGarbage, "/queues/mail/stray")
+	f.create(t, f.raw, "/queues/mail/waiters/junk", junk, 0) // persistent, not a waiter's name, garbage data
+	expect(kindGarbage, "/queues/mail/waiters/junk")
 	notJob, _ := proto.Marshal(&workqueuev1.Item{Key: "job-xyz", Payload: junk})
 	f.create(t, f.raw, "/queues/jobs/items/job-xyz-0000000005", notJob, 0)
 	f.create(t, f.raw, "/queues/jobs/keys/job-xyz", nil, 0)
