@@ -9,9 +9,11 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	subv1 "github.com/zkactor/zkactor/proto/recipes/subscription/v1"
 	"github.com/zkactor/zkactor/recipes/subscription"
+	"github.com/zkactor/zkactor/test/testnode"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -323,5 +325,40 @@ func TestAttackCloseRacingSubscribe(t *testing.T) {
 	}
 	if _, err := subs.Subscribe(ctxT(t), "svc", pid); err == nil {
 		t.Error("Subscribe after Close succeeded")
+	}
+}
+
+// A node dialed with digest credentials: its subscriptions' connection
+// authenticates with them too, so a child that only that identity may
+// read is a member, while an anonymous node's subscription skips it.
+func TestDigestAuthCarriesOverToTheSubscriptionsConnection(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 0)
+	authed := testnode.New(t, testnode.Options{Servers: zkc.Addrs(), Root: root, Auth: &cluster.DigestAuth{User: "owner", Password: "secret"}})
+	anonymous := newNode(t, zkc.Addrs(), root, 0)
+	conn := zkc.Connect(t)
+	owner := zkc.Connect(t)
+	if err := owner.AddAuth("digest", []byte("owner:secret")); err != nil {
+		t.Fatal(err)
+	}
+	dir := a.Registry.Layout().ServicePath("svc")
+	data := registrationData(t, a, conn, "svc")
+	if _, err := owner.Create(dir+"/locked", data, 0, zk.DigestACL(zk.PermAll, "owner", "secret")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		n    *node
+		want int
+	}{{authed, 2}, {anonymous, 1}} {
+		subs := subscriptions(t, tc.n, subscription.Options{})
+		rec, pid := newRecorder(tc.n)
+		if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+			t.Fatal(err)
+		}
+		rec.await(t, 1)
+		if got := len(rec.messages()[0].(*subv1.Snapshot).Members); got != tc.want {
+			t.Errorf("snapshot of %d members, want %d", got, tc.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package subscription
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -257,7 +258,7 @@ func (l *stream) listed(f *follow, it zkwatch.Item) {
 		names, stat, err = nil, nil, nil
 	}
 	if err != nil {
-		l.failed(f, err)
+		l.failed(f, fmt.Errorf("watch and list %s: %w", f.dir, err))
 		return
 	}
 	f.backoff = minBackoff

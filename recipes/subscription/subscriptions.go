@@ -158,19 +158,21 @@ func (s *Subscriptions) start(ctx context.Context, service, dir string, pid *act
 	}
 	select {
 	case err := <-f.started:
-		if err != nil {
-			<-f.done
+		if err == nil {
+			return f.stop, nil
+		}
+		<-f.done
+		if wait.Err() == nil {
 			return nil, err
 		}
-		return f.stop, nil
+		// Ended by ctx, as below.
 	case <-wait.Done():
-		live := s.watchLive.Load()
 		f.stop()
-		if !live {
-			return nil, fmt.Errorf("first listing of %s: %w (%w)", dir, cluster.ErrNotConnected, wait.Err())
-		}
-		return nil, fmt.Errorf("first listing of %s: %w", dir, wait.Err())
 	}
+	if !s.watchLive.Load() {
+		return nil, fmt.Errorf("first listing of %s: %w (%w)", dir, cluster.ErrNotConnected, wait.Err())
+	}
+	return nil, fmt.Errorf("first listing of %s: %w", dir, wait.Err())
 }
 
 // openStream opens the connection for the persistent watches and starts
