@@ -17,8 +17,10 @@ type known struct {
 }
 
 // view is what the subscriber has been told: the children of the
-// directory at the last listing, and the directory's creation zxid and
-// children version then (0, 0 when it did not exist).
+// directory as of the last step applied (a listing, then each event), and
+// the directory's creation zxid and children version then (0, 0 when it
+// did not exist; czxid 0 also when the directory was deleted or created
+// since, so that the next listing checks every kept child).
 type view struct {
 	czxid    int64
 	cversion int32

@@ -1,55 +1,49 @@
 // Package subscription streams a service's members, or the cluster's live
-// nodes, to an actor: a snapshot, then one message per join and per leave
-// (PettingZoo's dbag listeners, Erlang pg's monitor, Akka's Receptionist
-// subscribe).
+// nodes, to an actor: a snapshot, then one message per join and per leave,
+// in the order ZooKeeper applied them (PettingZoo's dbag listeners, Erlang
+// pg's monitor, Akka's Receptionist subscribe).
 //
 //	subs := subscription.New(system, registry, subscription.Options{})
 //	cancel, err := subs.Subscribe(ctx, "workers", pid) // pid gets Snapshot, then Joined / Left
 //
 // # What it watches
 //
-// A subscription reads the registry's znodes directly, on the registry's
-// session (not through the lookup cache), with one children watch on the
-// directory it follows:
+// A subscription reads the registry's znodes directly (not through the
+// lookup cache), with one persistent recursive watch (ZooKeeper 3.6+) on
+// the directory it follows:
 //
-//	<root>/services/<name>              container   ← Subscribe(ctx, name, pid): children watch
+//	<root>/services/<name>              container   ← Subscribe(ctx, name, pid): addWatch, listed once
 //	│   └── <node-id>-<pid-hash>        ephemeral   Registration{...}  ← read once, when it joins
-//	<root>/nodes                        persistent  ← SubscribeNodes(ctx, pid): children watch
+//	<root>/nodes                        persistent  ← SubscribeNodes(ctx, pid): addWatch, listed once
 //	    └── <node-id>                   ephemeral   Node{...}          ← read once, when it joins
 //
-// It writes nothing. Each time the watch fires it lists the children again
-// (setting the next watch), and reads the data of the children that joined
-// only: a join costs the subscriber's session two requests (the listing and
-// one get), a leave one, whatever the size of the service. The listing's
-// reply holds every child's name, so its bytes grow with the service; the
-// requests do not. Several changes between a watch firing and the next
-// listing share one listing.
+// It writes nothing. The watch stays set when it fires: the server sends
+// one event per child created or deleted, in the order it applied them.
+// A join costs one event and one read (getData), a leave one event and no
+// request, whatever the size of the service. The directory is listed only
+// when a subscription starts and after a gap.
 //
-// The listing alone proves that the children it keeps are the ones known
-// only when the directory's creation zxid is unchanged and its children
-// version moved by exactly the joins and leaves the names show. Otherwise
-// (a member deleted and re-created under the same id, as a re-registration
-// with new metadata does, or a member that came and went between two
-// listings), every kept child is checked with one exists, and one whose
-// creation zxid changed is reported as a leave and a join.
+// # Why a second connection
 //
-// The reads come after the listing, so they may see later changes. A read
-// that finds a creation zxid above the listing's zxid (or finds a kept
-// child gone) saw a change that belongs to a later listing, one that the
-// listing's watch has already asked for. A joined child's newer life is
-// left to that listing (as a child deleted before its read is); a kept
-// child stays as known, and that listing reports its leave. Reporting
-// such a change with this listing would put it before changes that
-// happened earlier. One case stays ambiguous: a kept child deleted and
-// created again before a listing, and changed again between that listing
-// and its check; its leave is then reported one listing late.
+// go-zookeeper v1.0.4, the client of the registry's session, has no
+// persistent watches (no addWatch, and no way to send an opcode it does
+// not know). So a Subscriptions opens, with its first Subscribe, one
+// connection of its own (internal/zkwatch, a small client written from
+// ZooKeeper's protocol) to the same servers, with the registry session's
+// digest credentials and timeout, and closes it with Close. Its
+// subscriptions share it. It owns no ephemeral znodes, so it takes a fresh
+// session on each connect. It hands its replies and events over in the
+// order they arrived on the wire, and that order is what the promise below
+// rests on: ZooKeeper sends a watch event before any reply that reflects
+// its change.
 //
 // Measured (BenchmarkSubscriptionChurn, one standalone server on loopback,
-// fsync on, a loaded 2-core machine): 1.5 requests, 1 watch event and 1
-// message per change at 10, 100 and 1,000 members, as for a bare
-// go-zookeeper client doing the same reads; from a Register on another
-// session to the Joined message, p50 1.0–1.3 ms next to the bare client's
-// 0.9–2.0 ms (create to data read).
+// fsync on, a loaded 2-core machine, 400 changes): 0.5 requests (a read
+// per join), 1 watch event and 1 message per change at 10, 100 and 1,000
+// members, as for a bare zkwatch connection doing the same reads (the
+// children watches of go-zookeeper took 1.5 requests); from a Register on
+// another session to the Joined message, p50 1.1–1.4 ms next to the bare
+// connection's 1.0–1.5 ms.
 //
 // # Messages and their order
 //
@@ -61,57 +55,69 @@
 //	            metadata, or the Node)
 //
 // Every message carries the subscription's id and the next sequence number,
-// so a receiver can tell that nothing was lost or repeated, and the zxid
-// of the listing it comes from (the directory's pzxid: the last change of
-// its children that the listing includes).
+// so a receiver can tell that nothing was lost or repeated, and a zxid that
+// never goes back: the listing's (the directory's pzxid) for the snapshot
+// and for the difference after a gap, the member's creation zxid for a
+// join, and for a leave the newest zxid the connection had seen when the
+// deletion arrived (before ZooKeeper 3.9 an event does not say its zxid),
+// each raised to the previous message's if lower.
 //
-// ZooKeeper's children watches fire once and say only that something
-// changed; go-zookeeper v1.0.4 has no persistent watches. So what is
-// promised is this:
+// What is promised:
 //
-//   - Listings are in ZooKeeper's order, and the messages of a listing come
-//     after those of the one before: every change reported by a message
-//     happened before every change reported by a later listing's messages.
-//   - Within a listing, the leaves come first, ordered by the left members'
-//     creation zxid, then the joins in creation zxid order, which is the
-//     order in which ZooKeeper applied those joins. ZooKeeper does not tell
-//     a watcher when a delete happened, so the order of a listing's leaves
-//     among themselves and relative to its joins is not the order in which
-//     they were applied.
-//   - After the last message of a listing, the members the receiver holds
+//   - While the connection lasts, each join and each leave is reported in
+//     the order ZooKeeper applied them, one message per change, including
+//     the operations of one multi, in their order. The data of a join is
+//     read after its event, with the reads pipelined, and the messages go
+//     out strictly in event order.
+//   - A member deleted before its data could be read (its deletion reached
+//     the connection before the read's reply) is reported neither as a join
+//     nor as a leave. Each member life is reported at most once as joined,
+//     and a leave only for a member reported as joined (or in the snapshot).
+//   - Across a gap (connection lost, server killed or restarted, session
+//     expired) only the difference is reported: the subscription lists the
+//     directory again and compares it with what it told the subscriber (ids
+//     and creation zxids), then sends the leaves, then the joins, each in
+//     creation order, then follows again in ZooKeeper's order. A member
+//     whose whole life fell into the gap is reported neither way; one that
+//     left and came back under the same id is a leave and a join (its czxid
+//     differs).
+//   - After the last message of a difference, the members the receiver holds
 //     (snapshot, plus joins, minus leaves) are the children of the directory
 //     at that listing, minus children whose data is not a usable record and
-//     children deleted before their data was read (their delete has already
-//     fired the next watch).
-//   - A member whose whole life falls between two listings is reported
-//     neither as a join nor as a leave. One that left and came back under
-//     the same id is reported as a leave and a join (its czxid differs).
-//   - Each member life is reported at most once as joined, and a leave only
-//     for a member reported as joined (or in the snapshot).
+//     children deleted before their data was read.
+//   - A member's data changed in place (setData by another client; zkactor
+//     itself re-registers with a delete and a create) is not reported: the
+//     member stays as it joined. Events below the children (deeper paths)
+//     are ignored. The directory's own deletion and re-creation come after
+//     its children's leaves and before its new children's joins.
 //
 // # The life of a subscription
 //
-//	Subscribe ── first listing (within ctx) ── Snapshot sent ──► following
-//	following ── watch fires ── listing ── Left…, Joined… sent ──► following
-//	following ── disconnected ── reconnected (same session: the watch is set again,
-//	             and fires if anything changed meanwhile) ──► listing ──► the difference
-//	following ── session expired ── watch ended ── new session ── listing ──► the difference
+//	Subscribe ── addWatch + list (one round trip, within ctx) ── Snapshot sent ──► following
+//	following ── NodeCreated(child) ── getData ── Joined sent (in event order) ──► following
+//	following ── NodeDeleted(child) ── Left sent (in event order) ──► following
+//	following ── gap (connection lost: the watch is gone) ── connected (next server, fresh
+//	             session) ── addWatch + list ── Left…, Joined… (the difference) ──► following
 //	following ── ctx ends / cancel / the subscriber actor stops / Close / session closed ──► ended
 //
-// No event is lost or repeated across a gap: the subscription compares the
-// new listing with what it told the subscriber (ids and creation zxids),
-// not with what happened meanwhile. While ZooKeeper cannot be reached the
-// subscription retries its listing, with a backoff up to two seconds,
-// until it can or until it ends. Children whose data is not a Registration
-// (or Node) record, written by another client, or whose ACL does not let
-// this session read them, are remembered, skipped with a Debug log, and
-// never reported. (A directory this session may not list is retried like
-// an unreachable ZooKeeper: Subscribe reports it, a running subscription
-// waits for the ACL to change.)
+// The listing is sent right behind the addWatch: events that arrive before
+// its reply are changes it shows, those after it changes it does not. While
+// no server can be reached the connection tries the next one, with a
+// backoff up to a second after each round. A listing that fails (a
+// directory this connection may not read) fails Subscribe; later, it is
+// retried with a backoff up to two seconds. Children whose data is not a
+// Registration (or Node) record, written by another client, or whose ACL
+// does not let this connection read them, are remembered, skipped with a
+// Debug log, and never reported. A watch stays on the connection when its
+// subscriptions end (zkwatch has no removeWatches); its events are then
+// dropped, until the connection is replaced or closed.
 //
-// Each subscription has one goroutine, owned by Subscriptions: it ends
-// with the subscription, and Close waits for all of them. The subscriber is
-// watched (protoactor's Watch) by one actor per Subscriptions; when it
-// stops, its subscriptions end. Messages are sent with Root.Send, so a
-// subscriber on another node receives them through protoactor remote.
+// The connection has two goroutines (reading, writing), and the
+// Subscriptions one more that owns every subscription's state: it takes
+// the connection's items in order, sends the requests, and sends the
+// messages (Root.Send, so a subscriber on another node receives them
+// through protoactor remote). Close ends them all and waits for them. The
+// subscriber is watched (protoactor's Watch) by one actor per
+// Subscriptions; when it stops, its subscriptions end. When the registry's
+// session is closed, every subscription ends.
 package subscription

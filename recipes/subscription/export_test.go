@@ -14,8 +14,9 @@ func Active(s *Subscriptions) int {
 	return n
 }
 
-// SetTestHookListed runs f after each listing of every subscription
-// (before its reads) until the test ends.
+// SetTestHookListed runs f after each listing and each creation event of
+// every subscription (before the reads they ask for are sent) until the
+// test ends.
 func SetTestHookListed(t *testing.T, f func()) {
 	testHookListed.Store(&f)
 	t.Cleanup(func() { testHookListed.Store(nil) })
