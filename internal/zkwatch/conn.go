@@ -1,6 +1,7 @@
 package zkwatch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -109,8 +110,9 @@ type Conn struct {
 	wake     chan struct{}
 	lastZxid int64
 
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	life    context.Context // ends with Close
+	endLife context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // Dial starts a Conn: it connects in the background, and reports each
@@ -138,8 +140,8 @@ func Dial(cfg Config) (*Conn, error) {
 		servers: append([]string(nil), cfg.Servers...),
 		wake:    make(chan struct{}, 1),
 		outKick: make(chan struct{}, 1),
-		done:    make(chan struct{}),
 	}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	rand.Shuffle(len(c.servers), func(i, j int) { c.servers[i], c.servers[j] = c.servers[j], c.servers[i] })
 	c.wg.Add(1)
 	go c.run()
@@ -165,7 +167,7 @@ func (c *Conn) Close() {
 		nc = nil
 	}
 	c.mu.Unlock()
-	close(c.done)
+	c.endLife()
 	if nc != nil {
 		_ = nc.Close() // a handshake under way
 	}
@@ -287,7 +289,7 @@ func (c *Conn) run() {
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
-		case <-c.done:
+		case <-c.life.Done():
 			t.Stop()
 			return
 		}
@@ -298,19 +300,13 @@ func (c *Conn) run() {
 // errServed wraps the end of a connection that had a session.
 var errServed = errors.New("connection lost")
 
-func (c *Conn) isClosed() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Conn) isClosed() bool { return c.life.Err() != nil }
 
 // serve runs one connection: handshake, auth, then reads until it fails.
 func (c *Conn) serve(server string) error {
 	timeout := c.cfg.SessionTimeout
-	nc, err := net.DialTimeout("tcp", server, timeout)
+	d := net.Dialer{Timeout: timeout}
+	nc, err := d.DialContext(c.life, "tcp", server)
 	if err != nil {
 		return err
 	}
@@ -426,7 +422,7 @@ func (c *Conn) write(nc net.Conn, pingEvery, writeTimeout time.Duration, stop <-
 		case <-t.C:
 			batch = [][]byte{ping}
 		case <-c.outKick:
-		case <-c.done:
+		case <-c.life.Done():
 			closing = true
 			writeTimeout = 100 * time.Millisecond
 		}
