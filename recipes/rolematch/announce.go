@@ -2,7 +2,6 @@ package rolematch
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	rolematchv1 "github.com/zkactor/zkactor/proto/recipes/rolematch/v1"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
@@ -14,12 +13,17 @@ import (
 // context decorator, so it sits between the guard and the actor whatever
 // middlewares the caller's props carry: the guard stays the one that
 // decides, and the actor sees the role's message instead of the election's.
-func announce(template *rolematchv1.Assigned) actor.ContextDecorator {
+//
+// The Assigned carries the latest spec the application has read (see
+// specState): an actor that starts again under the same PID, after a lease
+// that ran out, has the spec as it is now, not as it was when the holding
+// began.
+func announce(st *specState) actor.ContextDecorator {
 	return func(next actor.ContextDecoratorFunc) actor.ContextDecoratorFunc {
 		return func(ctx actor.Context) actor.Context {
 			// Called once per actor incarnation (protoactor keeps the
 			// decorated context in the actor's context extras).
-			return &assignedContext{Context: next(ctx), template: template}
+			return &assignedContext{Context: next(ctx), spec: st}
 		}
 	}
 }
@@ -29,7 +33,7 @@ func announce(template *rolematchv1.Assigned) actor.ContextDecorator {
 // epoch), and everything else unchanged.
 type assignedContext struct {
 	actor.Context
-	template *rolematchv1.Assigned
+	spec     *specState
 	elected  *pb.Elected // the guard's, once seen
 	assigned *rolematchv1.Assigned
 }
@@ -44,10 +48,9 @@ func (c *assignedContext) Message() any {
 	if !ok {
 		return m
 	}
-	if c.elected == nil && e.GetCandidate() == c.template.GetAssignment() {
+	if c.elected == nil && e.GetCandidate() == c.spec.path {
 		c.elected = e
-		c.assigned = proto.Clone(c.template).(*rolematchv1.Assigned)
-		c.assigned.Epoch = e.GetEpoch()
+		c.assigned = c.spec.assigned(e.GetEpoch())
 	}
 	if e == c.elected {
 		return c.assigned

@@ -70,9 +70,11 @@ type Applicant struct {
 
 // holding is one role held by the application.
 type holding struct {
-	role     string
-	tenure   *global.Tenure
-	stopping bool
+	role      string
+	tenure    *global.Tenure
+	spec      *specState
+	stopping  bool
+	specStale bool // the spec's data watch fired: read it again (followSpecs)
 }
 
 // view is a directory's children as last listed, with the watch that
@@ -251,6 +253,11 @@ func (a *Applicant) run() {
 		}
 		if err := a.sweep(ctx, s.ID()); err != nil {
 			a.log.Debug("deleting an assignment whose create was lost", "err", err)
+			a.wait(ctx, backoff)
+			continue
+		}
+		if err := a.followSpecs(ctx); err != nil {
+			a.log.Debug("reading a held role's new spec", "err", err)
 			a.wait(ctx, backoff)
 			continue
 		}

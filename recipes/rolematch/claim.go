@@ -117,7 +117,9 @@ func rendezvous(role, id string) uint64 {
 // a won one need none, as the watches fire, and a role whose spec is
 // garbage is skipped at once.
 func (a *Applicant) try(ctx context.Context, role string) bool {
-	data, stat, err := a.r.get(ctx, a.r.specPath(a.set, role))
+	// With a data watch: if the role is won, it tells of the spec's next
+	// change (followSpecs); if not, it stays set until then.
+	data, stat, watch, err := a.r.getW(ctx, a.r.specPath(a.set, role))
 	if errors.Is(err, zk.ErrNoNode) {
 		return true // removed meanwhile: the specs watch fires
 	}
@@ -177,12 +179,16 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 		}
 		return err == nil
 	}
-	props := a.props.Clone(actor.WithContextDecorator(announce(assigned(a.set, role, p, spec))))
-	h := &holding{role: role, tenure: tenure}
+	st := &specState{set: a.set, role: role, path: p, latest: spec, version: stat.Mzxid}
+	// followSpec is outside the guard (which the tenure adds last), so
+	// that it sees what the guard hands back for the next actor again.
+	props := a.props.Clone(actor.WithReceiverMiddleware(followSpec(st)), actor.WithContextDecorator(announce(st)))
+	h := &holding{role: role, tenure: tenure, spec: st}
 	a.mu.Lock()
 	a.held[role] = h
 	a.mu.Unlock()
 	a.taken.names[role] = true
+	a.watchSpec(ctx, h, watch)
 	tenure.Start(p, session, props)
 	a.log.Debug("took a role", "role", role, "pid", tenure.PID().String())
 	go func() { // ends with the tenure, which ends at the latest with the application

@@ -114,8 +114,11 @@ func (r *Roles) applicantsPath(set string) string       { return r.setPath(set) 
 func (r *Roles) applicantPath(set, id string) string    { return r.applicantsPath(set) + "/" + id }
 
 // Post creates the roles of set, or replaces their specs if they exist. A
-// role's holder keeps running when its spec is replaced; the next holder
-// gets the new one. Applicants with room take new roles within a moment.
+// role's holder keeps running when its spec is replaced, and receives a
+// *rolematchv1.SpecChanged with the new spec (the latest, when several
+// replacements land before its applicant reads it); the next holder gets
+// the new one in its Assigned. Applicants with room take new roles within
+// a moment.
 func (r *Roles) Post(ctx context.Context, set string, roles ...Role) error {
 	if err := cluster.ValidateName(set); err != nil {
 		return fmt.Errorf("zkactor: post roles of %q: %w", set, err)
@@ -330,6 +333,24 @@ func (r *Roles) stat(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
 		return nil, nil, zk.ErrNoNode
 	}
 	return nil, stat, nil
+}
+
+// getW reads p with a data watch.
+func (r *Roles) getW(ctx context.Context, p string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+	var (
+		data  []byte
+		stat  *zk.Stat
+		watch <-chan zk.Event
+	)
+	err := r.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		data, stat, watch, err = conn.GetW(p)
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return data, stat, watch, nil
 }
 
 func (r *Roles) get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
