@@ -38,12 +38,13 @@
 // its change.
 //
 // Measured (BenchmarkSubscriptionChurn, one standalone server on loopback,
-// fsync on, a loaded 2-core machine, 400 changes): 0.5 requests (a read
-// per join), 1 watch event and 1 message per change at 10, 100 and 1,000
-// members, as for a bare zkwatch connection doing the same reads (the
-// children watches of go-zookeeper took 1.5 requests); from a Register on
-// another session to the Joined message, p50 1.1–1.4 ms next to the bare
-// connection's 1.0–1.5 ms.
+// warmed up, fsync on, a shared 2-core machine, 1,000 changes): 0.5
+// requests (a read per join), 1 watch event and 1 message per change at
+// 10, 100 and 1,000 members, as for a bare zkwatch connection doing the
+// same reads; from a Register on another session to the Joined message,
+// p50 0.7–1.0 ms next to the bare connection's 0.6–0.8 ms. (With
+// go-zookeeper's children watches, before: 1.5 requests per change and
+// p50 1.0–1.3 ms in the same conditions.)
 //
 // # Messages and their order
 //
@@ -103,7 +104,9 @@
 // The listing is sent right behind the addWatch: events that arrive before
 // its reply are changes it shows, those after it changes it does not. While
 // no server can be reached the connection tries the next one, with a
-// backoff up to a second after each round. A listing that fails (a
+// backoff up to a second after each round. (A server cut off from its
+// quorum keeps serving the connection, with nothing new, until it gives
+// up, up to syncLimit × tickTime; the difference comes after that gap.) A listing that fails (a
 // directory this connection may not read) fails Subscribe; later, it is
 // retried with a backoff up to two seconds. Children whose data is not a
 // Registration (or Node) record, written by another client, or whose ACL
