@@ -248,9 +248,9 @@ func (l *stream) handle(it zkwatch.Item) {
 // listed handles the reply of f's listing.
 func (l *stream) listed(f *follow, it zkwatch.Item) {
 	f.listing = false
-	err := it.Err
+	err := f.watchErr // without the watch, the listing is of no use
 	if err == nil {
-		err = f.watchErr
+		err = it.Err
 	}
 	names, stat := it.Children, it.Stat
 	if errors.Is(err, zk.ErrNoNode) && f.watchErr == nil {
