@@ -123,7 +123,6 @@ type read struct {
 	// the life is the one the event or listing showed).
 	expect int64
 
-	done bool
 	// dead: a deletion of the child came before the reply, so the reply
 	// is about a later state than the one the read was sent for.
 	dead bool

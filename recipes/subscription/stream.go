@@ -318,7 +318,6 @@ func (l *stream) read(f *follow, st *step, r *read) {
 
 // answered handles the reply to a read.
 func (l *stream) answered(f *follow, r *read, it zkwatch.Item) {
-	r.done = true
 	rs := f.inflight[r.name]
 	for i, x := range rs {
 		if x == r {
