@@ -233,7 +233,9 @@ type Joined struct {
 	Service string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
 	// member is the member that joined, with its record.
 	Member *Member `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
-	// zxid is the listing's, as in Snapshot.
+	// zxid is the member's creation zxid (its czxid) when the join was seen
+	// as it happened; after a gap, the joins of the difference carry the
+	// listing's zxid, as in Snapshot. A subscription's zxids never go back.
 	Zxid          int64 `protobuf:"varint,5,opt,name=zxid,proto3" json:"zxid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -315,7 +317,10 @@ type Left struct {
 	Service string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
 	// member is the member that left, with the record it joined with.
 	Member *Member `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
-	// zxid is the listing's, as in Snapshot.
+	// zxid is a lower bound of the delete's zxid when the leave was seen as
+	// it happened: the newest zxid the subscription's connection had seen
+	// when the event came (ZooKeeper 3.8 gives events no zxid). After a gap,
+	// the leaves of the difference carry the listing's zxid, as in Snapshot.
 	Zxid          int64 `protobuf:"varint,5,opt,name=zxid,proto3" json:"zxid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
