@@ -27,7 +27,9 @@
 // # The life of a role
 //
 //	Post ─► spec znode ─► an applicant with room creates the assignment ─► holder spawned under a fixed PID,
-//	        *rolematchv1.Assigned{set, role, spec, epoch, assignment} first
+//	        *rolematchv1.Assigned{set, role, spec, epoch, assignment, spec_version} first
+//	held ─► Post again (the spec's data set) ─► the holding applicant's data watch fires ─► it reads the spec
+//	        ─► *rolematchv1.SpecChanged{set, role, spec, epoch, version} to the holder
 //	held ─► Remove (spec deleted) ─► the applicant stops the holder, then deletes the assignment ─► gone
 //	held ─► the holder stops by itself ─► assignment deleted ─► the role is free again
 //	held ─► the applicant stops (Stop, Roles.Close) ─► holder stopped, assignment deleted ─► taken over
@@ -48,6 +50,36 @@
 // lease that ran out while the session survived, the holding resumes with
 // a new actor under the same PID, which gets Assigned again with the same
 // epoch: nobody else can have held the role in between.
+//
+// # Spec changes
+//
+// The applicant that wins a role reads its spec with a data watch (the
+// read it makes before the create anyway), and keeps one data watch on the
+// spec of each role it holds: a change of a spec costs one read, by the
+// one applicant that holds the role, and nothing for the other roles'
+// holders nor for the applicants that do not hold it (the specs listing
+// changes only when roles come or go). When the watch fires, the
+// applicant reads the spec again, with a new watch, and sends the holder a
+// SpecChanged if its version (the spec znode's modification zxid, which
+// only grows) is newer than the last it read. Several re-posts that land
+// before that read reach the holder as one SpecChanged with the latest of
+// them: a holder gets the spec as it is, not every step. A spec that
+// cannot be decoded (or read) is skipped with a warning, and the holder
+// keeps the spec it has until the next good one.
+//
+// The holder's props carry a receiver middleware outside the guard that
+// lets a SpecChanged through only to an actor that has had its Assigned
+// and an older spec, and a decorator that builds the Assigned from the
+// latest spec read: an actor that starts again under the same PID after
+// its lease ran out (see below) gets the spec as it is then, with its
+// version (spec_version). So each version reaches an actor at most once,
+// in order, after its Assigned, and never after a newer one; a SpecChanged
+// sent while no actor runs waits in the stand-in and is dropped if the
+// next Assigned already carries it. A holder whose session ends gets no
+// more changes; its successor reads the spec when it takes the role. An
+// applicant that read a spec for a role it then did not win (it lost the
+// create) leaves that watch set until the spec next changes: one
+// notification, no request.
 //
 // # The life of an application
 //
