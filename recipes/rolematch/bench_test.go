@@ -12,6 +12,7 @@ import (
 	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	rolematchv1 "github.com/zkactor/zkactor/proto/recipes/rolematch/v1"
+	"github.com/zkactor/zkactor/recipes/rolematch"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -156,4 +157,105 @@ func report(b *testing.B, times []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(p(0.5), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
+}
+
+// BenchmarkSpecChange: the time from a re-post of a held role's spec to
+// its holder's SpecChanged, and the ZooKeeper requests the applicants
+// issue for it, with 4 applicants holding 2 roles each (one of them
+// changes), next to the raw go-zookeeper floor: one client sets the spec,
+// another, holding a data watch on it, hears of it and reads it with a new
+// watch. requests/change counts the applicants' requests; the Post's own
+// (a create that meets the spec, then a set) are the controller's.
+//
+//	go test -run '^$' -bench SpecChange -benchtime 300x ./recipes/rolematch/
+func BenchmarkSpecChange(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		zkc := zktest.Shared(b)
+		root := zktest.Root(b)
+		controller, holder := zkc.Connect(b), zkc.Connect(b)
+		p := root + "/roles/set/specs/r"
+		if _, err := zkutil.CreateWithParents(controller, root, p, []byte("spec"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			b.Fatal(err)
+		}
+		_, _, watch, err := holder.GetW(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var times []time.Duration
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			i++
+			start := time.Now()
+			if _, err := controller.Set(p, []byte(fmt.Sprint("spec ", i)), -1); err != nil {
+				b.Fatal(err)
+			}
+			<-watch
+			if _, _, watch, err = holder.GetW(p); err != nil {
+				b.Fatal(err)
+			}
+			times = append(times, time.Since(start))
+		}
+		b.StopTimer()
+		report(b, times)
+		b.ReportMetric(1, "requests/change") // the holder's get; the controller's set beside
+	})
+	b.Run("zkactor/applicants=4", func(b *testing.B) {
+		zkc := zktest.Shared(b)
+		root := zktest.Root(b)
+		changed := make(chan string, 64)
+		props := actor.PropsFromFunc(func(c actor.Context) {
+			if m, ok := c.Message().(*rolematchv1.SpecChanged); ok {
+				changed <- string(m.GetData())
+			}
+		})
+		controller := newMember(b, "controller", zkc.Addrs(), root, 4*time.Second)
+		roles := roleNames("r", 8)
+		post(b, controller, "set", roles...)
+		var members []*member
+		for i := range 4 {
+			m := newMember(b, fmt.Sprint("m", i), zkc.Addrs(), root, 4*time.Second)
+			if _, err := m.roles.Apply(ctxT(b), "set", 2, props); err != nil {
+				b.Fatal(err)
+			}
+			members = append(members, m)
+		}
+		zktest.Eventually(b, 30*time.Second, func() error {
+			hs, err := controller.roles.Holders(ctxT(b), "set")
+			if err == nil && len(hs) != len(roles) {
+				err = fmt.Errorf("%d roles held, want %d", len(hs), len(roles))
+			}
+			return err
+		})
+		requests := func() int64 {
+			var sum int64
+			for _, m := range members {
+				sum += plumbing.Requests(m.Session)
+			}
+			return sum
+		}
+		var (
+			times []time.Duration
+			total int64
+		)
+		ctx := ctxT(b)
+		b.ResetTimer()
+		i := 0
+		for b.Loop() {
+			i++
+			spec := fmt.Sprint("spec ", i)
+			before := requests()
+			start := time.Now()
+			if err := controller.roles.Post(ctx, "set", rolematch.Role{Name: "r0", Data: []byte(spec)}); err != nil {
+				b.Fatal(err)
+			}
+			for got := <-changed; got != spec; got = <-changed {
+			}
+			times = append(times, time.Since(start))
+			total += requests() - before
+		}
+		b.StopTimer()
+		report(b, times)
+		b.ReportMetric(float64(total)/float64(len(times)), "requests/change")
+	})
 }
