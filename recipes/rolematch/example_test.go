@@ -19,7 +19,9 @@ import (
 func servers() []string { return zktest.SharedServers() }
 
 // A controller posts a role; an applicant holds it: its holder's first
-// message is the role's Assigned, and anyone sees who holds what.
+// message is the role's Assigned, and anyone sees who holds what. The
+// controller re-posts the role with a new spec: the running holder gets it
+// as a SpecChanged.
 func ExampleRoles_Apply() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -47,9 +49,13 @@ func ExampleRoles_Apply() {
 		return
 	}
 	assigned := make(chan *rolematchv1.Assigned, 1)
+	changed := make(chan *rolematchv1.SpecChanged, 1)
 	holder := actor.PropsFromFunc(func(c actor.Context) {
-		if m, ok := c.Message().(*rolematchv1.Assigned); ok {
+		switch m := c.Message().(type) {
+		case *rolematchv1.Assigned:
 			assigned <- m // a real holder starts its work here
+		case *rolematchv1.SpecChanged:
+			changed <- m // and follows its spec here
 		}
 	})
 	app, err := roles.Apply(ctx, "shards", 1, holder)
@@ -65,7 +71,15 @@ func ExampleRoles_Apply() {
 		return
 	}
 	fmt.Println(holders[0].Role, "held by our application:", holders[0].Applicant == app.ID(), "same epoch:", holders[0].Epoch == m.Epoch)
+
+	if err := roles.Post(ctx, "shards", rolematch.Role{Name: "shard-0", Data: []byte("keys a-f")}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	c := <-changed
+	fmt.Println(c.Role, string(c.GetData()), "same epoch:", c.Epoch == m.Epoch, "newer spec:", c.Version > m.SpecVersion)
 	// Output:
 	// shard-0 keys a-m epoch > 0: true
 	// shard-0 held by our application: true same epoch: true
+	// shard-0 keys a-f same epoch: true newer spec: true
 }
