@@ -21,6 +21,13 @@ func Place(q *Queue) string {
 	return q.place
 }
 
+// SetTestHookBeforeJoin sets the hook that runs before a waiter's create,
+// and returns a function that removes it.
+func SetTestHookBeforeJoin(f func()) (restore func()) {
+	testHookBeforeJoin = f
+	return func() { testHookBeforeJoin = nil }
+}
+
 // SetAnswerTimeout sets the bound of one attempt at an answer, and returns
 // a function that restores it.
 func SetAnswerTimeout(d time.Duration) (restore func()) {

@@ -293,3 +293,51 @@ func TestLineWaiterStops(t *testing.T) {
 		t.Fatalf("Take %d of B, C got %s, want B", i, it.ID)
 	}
 }
+
+// A Take gives up while its waiter's create is in flight, and the create
+// lands (the server's reply is lost): the waiter, which no Take stands
+// behind, is deleted once the outcome is known, so that it does not head
+// the line for as long as its session lives while nobody watches the
+// items. B, waiting behind it, then takes the next item.
+func TestLineLateWaiterIsRemoved(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	waiters := root + "/queues/jobs/waiters"
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	sa := dial(t, []string{proxy.Addr()}, 4*time.Second)
+	qa := open(t, sa, root, "jobs", "a")
+	qb := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "b")
+	session := sa.ID()
+	// The line's directory exists (A's create is then one request, which
+	// the server applies while its reply is dropped).
+	if _, err := c.Create(waiters, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	defer workqueue.SetTestHookBeforeJoin(func() { once.Do(proxy.DropFromTarget) })()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := qa.Take(ctx)
+		gaveUp <- err
+	}()
+	eventuallyChildren(t, c, waiters, 1) // A's create landed; its reply is dropped
+	tb := startTake(t, qb)
+	eventuallyChildren(t, c, waiters, 2)
+	cancel()
+	if err := <-gaveUp; err == nil {
+		t.Fatal("A's Take got an item")
+	}
+	proxy.Restore()
+	eventuallyChildren(t, c, waiters, 1) // B's
+	if sa.ID() != session {
+		t.Fatalf("A's session changed (%#x, was %#x): its waiter went with the session, not by the late delete", sa.ID(), session)
+	}
+	producer := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer")
+	put(t, producer, "job", "do it")
+	if i, it := gotOne(t, []*taking{tb}); i != 0 || it.Key != "job" {
+		t.Fatalf("B got %v", it)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
 )
@@ -93,6 +94,9 @@ func (q *Queue) queueUp(ctx context.Context, w *waiter) error {
 	}
 }
 
+// testHookBeforeJoin, when a test sets it, runs before a waiter's create.
+var testHookBeforeJoin func()
+
 // join creates w's znode at the back of the line. A create whose reply was
 // lost is found by its token (the protected create ZooKeeper's recipes use):
 // the waiter of this session whose name starts with it.
@@ -104,9 +108,24 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 	token := randomHex(8)
 	prefix := q.waiters + "/" + token + "-"
 	for attempt := 0; ; attempt++ {
+		if testHookBeforeJoin != nil {
+			testHookBeforeJoin()
+		}
 		var created string
 		var session int64
-		err := q.s.Do(ctx, cluster.Op{Name: "create", Path: prefix}, func(c *zk.Conn) error {
+		// A create that lands after the Take gave up (its ctx ended) makes a
+		// waiter nobody stands behind: it would head the line, unwatched,
+		// for as long as the session lives. It is deleted as soon as its
+		// outcome is known.
+		late := func(err error) {
+			switch {
+			case err == nil && created != "":
+				q.s.DeleteWhenConnected(created)
+			case err != nil && zkutil.IsTransient(err):
+				q.removeLateWaiter(token)
+			}
+		}
+		err := plumbing.DoLate(ctx, q.s, "create", prefix, late, func(c *zk.Conn) error {
 			before := c.SessionID()
 			p, err := zkutil.CreateWithParents(c, q.root, prefix, data, zk.FlagEphemeral|zk.FlagSequence, q.s.ACL())
 			if c.SessionID() == before {
@@ -114,6 +133,12 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 			}
 			return err
 		})
+		if err != nil && ctx.Err() != nil {
+			if zkutil.IsTransient(err) { // the outcome came, unknown
+				q.removeLateWaiter(token)
+			} // else it is late's, if it comes
+			return err
+		}
 		if err == nil && session != 0 {
 			*w = waiter{path: created, session: session}
 			return nil
@@ -132,6 +157,26 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 			return nil
 		}
 	}
+}
+
+// removeLateWaiter deletes the waiter named with token if the current
+// session owns it: the create of a Take that gave up, whose outcome is
+// unknown. The goroutine is the session's: it ends within the session's
+// RequestTimeout.
+func (q *Queue) removeLateWaiter(token string) {
+	session := q.s.ID()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), q.s.RequestTimeout())
+		defer cancel()
+		found, owner, err := q.findWaiter(ctx, token)
+		if err != nil {
+			q.log.Warn("a waiter whose create was given up may stand in line until the session ends", "token", token, "err", err)
+			return
+		}
+		if found != "" && owner == session && owner != 0 {
+			q.s.DeleteWhenConnected(q.waiters + "/" + found)
+		}
+	}()
 }
 
 // findWaiter returns the waiter named with token, if any, and the session
