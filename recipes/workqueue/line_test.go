@@ -341,3 +341,32 @@ func TestLineLateWaiterIsRemoved(t *testing.T) {
 		t.Fatalf("B got %v", it)
 	}
 }
+
+// A lone waiter's session expires: it queues up again on its new session,
+// first again, with its watches set anew, and takes the next item.
+func TestLineLoneWaiterExpires(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	sa := dial(t, []string{proxy.Addr()}, time.Second)
+	qa := open(t, sa, root, "jobs", "a")
+	tks := line(t, c, root+"/queues/jobs/waiters", qa)
+	old := sa.ID()
+	zkc.ExpireSession(t, proxy, old)
+	zktest.Eventually(t, 20*time.Second, func() error {
+		names, _, err := c.Children(root + "/queues/jobs/waiters")
+		if err != nil || len(names) != 1 {
+			return fmt.Errorf("waiters %v, %v: want A's, on its new session", names, err)
+		}
+		_, stat, err := c.Get(root + "/queues/jobs/waiters/" + names[0])
+		if err != nil || stat.EphemeralOwner == old || workqueue.Place(qa) != "first" {
+			return fmt.Errorf("A's waiter is not on its new session, first, yet (%v)", err)
+		}
+		return nil
+	})
+	put(t, open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer"), "job", "do it")
+	if _, it := gotOne(t, tks); it.Key != "job" {
+		t.Fatalf("A took %s", it.ID)
+	}
+}

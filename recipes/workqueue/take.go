@@ -72,12 +72,12 @@ func (q *Queue) Take(ctx context.Context) (*Item, error) {
 				return it, err
 			}
 		}
-		wasFirst := w.first
+		wasFirst, was := w.first, w.path
 		if err := q.queueUp(ctx, w); err != nil {
 			return nil, fmt.Errorf("take from queue %q: %w", q.name, err)
 		}
-		if w.first && !wasFirst {
-			continue // first now: look again, with watches, before waiting
+		if w.first && (!wasFirst || w.path != was) {
+			continue // first now (or again, on a new session): look again, with watches, before waiting
 		}
 		q.mu.Lock()
 		q.place = w.place()
