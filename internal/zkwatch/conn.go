@@ -26,6 +26,9 @@ var (
 	// ErrUnimplemented: the server does not know the request (addWatch
 	// needs ZooKeeper 3.6 or later).
 	ErrUnimplemented = errors.New("zk: server does not implement this request (addWatch needs ZooKeeper 3.6+)")
+	// ErrNoWatcher: RemoveWatch found no watch of this connection on the
+	// path.
+	ErrNoWatcher = errors.New("zk: no watcher on the path")
 )
 
 // Reconnect backoff: after every server of the list has been tried without
@@ -227,6 +230,13 @@ func (c *Conn) AddWatch(gen uint64, path string) (int32, error) {
 	return c.send(gen, opAddWatch, func(e *encoder) { e.string(path); e.int32(addWatchModePersistentRecursive) })
 }
 
+// RemoveWatch removes the watch AddWatch set on path (removeWatches,
+// every watch of the connection on path): no event of it comes after the
+// reply. A path without a watch is a reply with Err ErrNoWatcher.
+func (c *Conn) RemoveWatch(gen uint64, path string) (int32, error) {
+	return c.send(gen, opRemoveWatches, func(e *encoder) { e.string(path); e.int32(watcherTypeAny) })
+}
+
 func (c *Conn) send(gen uint64, op int32, body func(*encoder)) (int32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -272,14 +282,21 @@ func (c *Conn) run() {
 	for {
 		server := c.servers[next%len(c.servers)]
 		next++
-		err := c.serve(server)
+		served, err := c.serve(server)
 		if c.isClosed() {
 			return
 		}
-		c.log.Debug("zkwatch: connection ended", "server", server, "err", err)
-		if errors.Is(err, errServed) {
+		c.log.Debug("zkwatch: connection ended", "server", server, "served", served, "err", err)
+		// A connection that worked for a while: try the next server at
+		// once. One that ended soon after its handshake (a server that
+		// drops it, sends what does not decode, or a reply beyond
+		// maxPacket, as a listing of a huge directory would) counts as a
+		// failed attempt: otherwise the Conn would loop as fast as the
+		// server answers, opening and closing a session (a write on the
+		// ensemble) each time.
+		if served >= maxBackoff {
 			failedRound, backoff = 0, minBackoff
-			continue // it worked for a while: try the next server at once
+			continue
 		}
 		failedRound++
 		if failedRound < len(c.servers) {
@@ -297,24 +314,22 @@ func (c *Conn) run() {
 	}
 }
 
-// errServed wraps the end of a connection that had a session.
-var errServed = errors.New("connection lost")
-
 func (c *Conn) isClosed() bool { return c.life.Err() != nil }
 
 // serve runs one connection: handshake, auth, then reads until it fails.
-func (c *Conn) serve(server string) error {
+// It returns how long the connection was live (0 if it never was).
+func (c *Conn) serve(server string) (time.Duration, error) {
 	timeout := c.cfg.SessionTimeout
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(c.life, "tcp", server)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		_ = nc.Close()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	c.netConn = nc
 	lastZxid := c.lastZxid
@@ -329,19 +344,19 @@ func (c *Conn) serve(server string) error {
 	// Handshake, within the requested timeout.
 	_ = nc.SetDeadline(time.Now().Add(timeout))
 	if _, err := nc.Write(connectRequest(lastZxid, int32(timeout.Milliseconds()))); err != nil {
-		return fmt.Errorf("connect to %s: %w", server, err)
+		return 0, fmt.Errorf("connect to %s: %w", server, err)
 	}
 	buf, err := readPacket(nc)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", server, err)
+		return 0, fmt.Errorf("connect to %s: %w", server, err)
 	}
 	resp, err := decodeConnectResponse(buf)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", server, err)
+		return 0, fmt.Errorf("connect to %s: %w", server, err)
 	}
 	if resp.timeoutMs <= 0 {
 		// A server behind what this client has seen refuses it.
-		return fmt.Errorf("connect to %s: session refused", server)
+		return 0, fmt.Errorf("connect to %s: session refused", server)
 	}
 	negotiated := time.Duration(resp.timeoutMs) * time.Millisecond
 	readTimeout := negotiated * 2 / 3
@@ -353,19 +368,19 @@ func (c *Conn) serve(server string) error {
 		e.string("digest")
 		e.buffer([]byte(c.cfg.Digest))
 		if _, err := nc.Write(e.packet()); err != nil {
-			return fmt.Errorf("auth with %s: %w", server, err)
+			return 0, fmt.Errorf("auth with %s: %w", server, err)
 		}
 		buf, err := readPacket(nc)
 		if err != nil {
-			return fmt.Errorf("auth with %s: %w", server, err)
+			return 0, fmt.Errorf("auth with %s: %w", server, err)
 		}
 		d := &decoder{b: buf}
 		xid, _, code := d.int32(), d.int64(), d.int32()
 		if d.err != nil || xid != xidAuth {
-			return fmt.Errorf("auth with %s: %w", server, errMalformed)
+			return 0, fmt.Errorf("auth with %s: %w", server, errMalformed)
 		}
 		if err := errorForCode(code); err != nil {
-			return fmt.Errorf("auth with %s: %w", server, err)
+			return 0, fmt.Errorf("auth with %s: %w", server, err)
 		}
 	}
 	_ = nc.SetDeadline(time.Time{})
@@ -373,7 +388,7 @@ func (c *Conn) serve(server string) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	c.gen++
 	gen := c.gen
@@ -383,6 +398,7 @@ func (c *Conn) serve(server string) error {
 	c.out = nil
 	c.push(Item{Kind: Connected, Gen: gen})
 	c.mu.Unlock()
+	liveSince := time.Now()
 	c.log.Debug("zkwatch: connected", "server", server, "session", fmt.Sprintf("0x%x", resp.sessionID), "timeout", negotiated)
 
 	stopWriter := make(chan struct{})
@@ -402,7 +418,7 @@ func (c *Conn) serve(server string) error {
 	close(stopWriter)
 	_ = nc.Close() // ends a write under way
 	<-writerDone
-	return fmt.Errorf("%w: %s: %w", errServed, server, err)
+	return time.Since(liveSince), fmt.Errorf("connection to %s lost: %w", server, err)
 }
 
 // write sends the queued packets, and a ping when nothing was sent for

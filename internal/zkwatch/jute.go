@@ -15,13 +15,14 @@ import (
 
 // Opcodes and special xids of the requests this client makes.
 const (
-	opGetData      int32 = 4
-	opExists       int32 = 3
-	opPing         int32 = 11
-	opGetChildren2 int32 = 12
-	opAuth         int32 = 100
-	opAddWatch     int32 = 106
-	opCloseSession int32 = -11
+	opGetData       int32 = 4
+	opExists        int32 = 3
+	opPing          int32 = 11
+	opGetChildren2  int32 = 12
+	opAuth          int32 = 100
+	opAddWatch      int32 = 106
+	opRemoveWatches int32 = 18
+	opCloseSession  int32 = -11
 
 	xidNotification int32 = -1
 	xidPing         int32 = -2
@@ -30,6 +31,11 @@ const (
 
 // addWatchModePersistentRecursive is AddWatchMode.PERSISTENT_RECURSIVE.
 const addWatchModePersistentRecursive int32 = 1
+
+// watcherTypeAny is WatcherType.Any of removeWatches: every watch of this
+// connection on the path, whatever its mode (the only type that removes
+// a persistent watch before ZooKeeper 3.9, and still accepted after).
+const watcherTypeAny int32 = 3
 
 // maxPacket bounds a packet's length. The server's jute.maxbuffer is
 // about 1 MiB; a longer length is a corrupt stream, not a reply.
@@ -239,6 +245,8 @@ func errorForCode(code int32) error {
 		return zk.ErrNothing
 	case -118:
 		return zk.ErrSessionMoved
+	case -121:
+		return ErrNoWatcher
 	case -123:
 		return zk.ErrReconfigDisabled
 	}

@@ -1,0 +1,232 @@
+package zkwatch
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/test/testnode"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// Attack review of the client: tests that failed on the weakness they
+// name (or, where noted, prove that a suspected one is not there).
+
+// fakeServer accepts connections, answers each handshake with a session
+// of timeoutMs, then runs after(conn) and closes the connection. It
+// records when it accepted each connection.
+type fakeServer struct {
+	ln net.Listener
+	wg sync.WaitGroup
+
+	mu       sync.Mutex
+	accepted []time.Time
+}
+
+func startFakeServer(t *testing.T, timeoutMs int32, after func(net.Conn)) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeServer{ln: ln}
+	t.Cleanup(func() { _ = ln.Close(); s.wg.Wait() })
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for i := 0; ; i++ {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.accepted = append(s.accepted, time.Now())
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer nc.Close()
+				if _, err := readPacket(nc); err != nil { // the connect request
+					return
+				}
+				e := &encoder{}
+				e.int32(0)
+				e.int32(timeoutMs)
+				e.int64(int64(i + 1))
+				e.buffer(make([]byte, 16))
+				if _, err := nc.Write(e.packet()); err != nil {
+					return
+				}
+				after(nc)
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *fakeServer) times() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.accepted...)
+}
+
+// takeKind waits for the next item of kind k, skipping others.
+func takeKind(t *testing.T, c *Conn, pending *[]Item, k Kind) Item {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		for len(*pending) > 0 {
+			it := (*pending)[0]
+			*pending = (*pending)[1:]
+			if it.Kind == k {
+				return it
+			}
+		}
+		select {
+		case <-c.Wake():
+			*pending = c.Take()
+		case <-deadline.C:
+			t.Fatalf("no item of kind %d within 20s", k)
+		}
+	}
+}
+
+// A server that grants a session and drops the connection at once (or
+// sends what does not decode, or a reply too long for maxPacket, as a
+// listing of a huge directory would): each such connection used to count
+// as "served", which reset the backoff and dialed again at once, so the
+// Conn looped as fast as the server answered, creating and closing a
+// session (a write on the ensemble) each time. A connection that lasted
+// less than maxBackoff now counts as a failed attempt. (This asserts a
+// lower bound that the Conn's own timers enforce, not a speed: a slow
+// machine only makes the gaps longer.)
+func TestAttackConnectionDroppedAtOnceBacksOff(t *testing.T) {
+	srv := startFakeServer(t, 2000, func(nc net.Conn) {})
+	c, err := Dial(Config{Servers: []string{srv.ln.Addr().String()}, SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var pending []Item
+	const conns = 5
+	for range conns {
+		takeKind(t, c, &pending, Connected)
+		takeKind(t, c, &pending, Gap)
+	}
+	at := srv.times()
+	// Backoffs of minBackoff, 2×, 4×, … between the connections.
+	want := time.Duration(0)
+	for i := range conns - 1 {
+		want += min(minBackoff<<i, maxBackoff)
+	}
+	if got := at[conns-1].Sub(at[0]); got < want {
+		t.Errorf("%d connections that each ended at once, in %v: no backoff between them (want at least %v)", conns, got, want)
+	}
+}
+
+// A server that stalls (SIGSTOP, a long GC) while the Conn is connected:
+// the read timeout ends the connection (a gap, not a hang), and once the
+// server runs again the Conn connects again and serves requests.
+func TestAttackStalledServerIsAGap(t *testing.T) {
+	zkc := zktest.Start(t)
+	c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: time.Second, Logger: testnode.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var pending []Item
+	gen := takeKind(t, c, &pending, Connected).Gen
+	zkc.Pause(0)
+	if it := takeKind(t, c, &pending, Gap); it.Gen != gen {
+		t.Fatalf("gap of gen %d, want %d", it.Gen, gen)
+	}
+	zkc.Resume(0)
+	again := takeKind(t, c, &pending, Connected).Gen
+	xid, err := c.Exists(again, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := takeKind(t, c, &pending, Reply); it.Xid != xid || it.Err != nil || it.Stat == nil {
+		t.Fatalf("exists / after the stall: %+v", it)
+	}
+}
+
+// Close at every stage of a connection (dialing, in the handshake, just
+// connected, with requests on the wire): it returns, ends the goroutines
+// (TestMain's leak check) and races nothing (-race).
+func TestAttackCloseRacingTheConnection(t *testing.T) {
+	zkc := zktest.Shared(t)
+	for i := range 30 {
+		c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 != 0 {
+			var pending []Item
+			gen := takeKind(t, c, &pending, Connected).Gen
+			if i%3 == 2 {
+				for range 10 {
+					if _, err := c.GetChildren(gen, "/"); err != nil && !errors.Is(err, ErrStale) {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		c.Close()
+		if _, err := c.Exists(1, "/"); !errors.Is(err, ErrClosed) {
+			t.Fatalf("a request after Close: %v, want ErrClosed", err)
+		}
+	}
+}
+
+// A watch removed with RemoveWatch sends no more events: the creation of
+// a node under it is not reported, while one under a watch that stays
+// is (after it, in wire order, so its arrival proves the first never
+// will).
+func TestAttackRemoveWatch(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	acl := zk.WorldACL(zk.PermAll)
+	for _, p := range []string{"/t", root, root + "/gone", root + "/kept"} {
+		if _, err := raw.Create(p, nil, 0, acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			t.Fatal(err)
+		}
+	}
+	c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var pending []Item
+	gen := takeKind(t, c, &pending, Connected).Gen
+	for _, p := range []string{root + "/gone", root + "/kept"} {
+		xid, err := c.AddWatch(gen, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it := takeKind(t, c, &pending, Reply); it.Xid != xid || it.Err != nil {
+			t.Fatalf("addWatch %s: %+v", p, it)
+		}
+	}
+	xid, err := c.RemoveWatch(gen, root+"/gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := takeKind(t, c, &pending, Reply); it.Xid != xid || it.Err != nil {
+		t.Fatalf("removeWatch: %+v", it)
+	}
+	for _, p := range []string{root + "/gone/a", root + "/kept/a"} {
+		if _, err := raw.Create(p, nil, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if it := takeKind(t, c, &pending, Event); it.Path != root+"/kept/a" {
+		t.Errorf("event %s %s, want only the creation of %s/kept/a", it.Type, it.Path, root)
+	}
+}
