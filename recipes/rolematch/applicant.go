@@ -56,16 +56,21 @@ type Applicant struct {
 	badWatch map[string]bool // roles whose unusable spec is watched
 
 	// Owned by the loop.
-	path      string // the applicant znode, "" = none
-	session   int64  // the session that owns path
-	specs     view
-	taken     view
-	apps      view            // the applicants, for the herd order
-	strays    map[string]bool // roles whose assignment this application may have made without holding it
-	entering  bool            // an applicant znode's create was sent: finish deletes what it made
-	over      bool            // the Elections closed: no holder can start any more
-	pending   string          // the role the loop means to try at notBefore
-	notBefore time.Time       // when the next create may be tried (herd order)
+	path    string // the applicant znode, "" = none
+	session int64  // the session that owns path
+	specs   view
+	taken   view
+	apps    view            // the applicants, for the herd order
+	strays  map[string]bool // roles whose assignment this application may have made without holding it
+	// specWatches: the data watches left on the specs of roles read and not
+	// won, until they fire. go-zookeeper keeps a channel for every watch
+	// set until it fires: a role tried again (and lost again) while its
+	// spec is unchanged reuses its watch instead of adding one.
+	specWatches map[string]<-chan zk.Event
+	entering    bool      // an applicant znode's create was sent: finish deletes what it made
+	over        bool      // the Elections closed: no holder can start any more
+	pending     string    // the role the loop means to try at notBefore
+	notBefore   time.Time // when the next create may be tried (herd order)
 }
 
 // holding is one role held by the application.
@@ -118,6 +123,8 @@ func (r *Roles) Apply(ctx context.Context, set string, limit int, props *actor.P
 		bad:      map[string]bool{},
 		badWatch: map[string]bool{},
 		strays:   map[string]bool{},
+
+		specWatches: map[string]<-chan zk.Event{},
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -344,6 +351,11 @@ func (a *Applicant) refresh(ctx context.Context) error {
 		a.mu.Lock()
 		clear(a.bad) // the specs changed: try every role again
 		a.mu.Unlock()
+		for role, w := range a.specWatches {
+			if !a.specs.names[role] || fired(w) {
+				delete(a.specWatches, role) // removed: its watch fires (or has)
+			}
+		}
 	}
 	if !a.taken.fresh {
 		if err := a.list(ctx, a.r.assignmentsPath(a.set), &a.taken); err != nil {

@@ -118,8 +118,23 @@ func rendezvous(role, id string) uint64 {
 // garbage is skipped at once.
 func (a *Applicant) try(ctx context.Context, role string) bool {
 	// With a data watch: if the role is won, it tells of the spec's next
-	// change (followSpecs); if not, it stays set until then.
-	data, stat, watch, err := a.r.getW(ctx, a.r.specPath(a.set, role))
+	// change (followSpecs); if not, it stays set until then, and is used
+	// again if the role is tried again before (see specWatches).
+	var (
+		data  []byte
+		stat  *zk.Stat
+		watch = a.specWatches[role]
+		err   error
+	)
+	if watch != nil && !fired(watch) {
+		data, stat, err = a.r.get(ctx, a.r.specPath(a.set, role))
+	} else {
+		delete(a.specWatches, role)
+		data, stat, watch, err = a.r.getW(ctx, a.r.specPath(a.set, role))
+		if err == nil {
+			a.specWatches[role] = watch
+		}
+	}
 	if errors.Is(err, zk.ErrNoNode) {
 		return true // removed meanwhile: the specs watch fires
 	}
@@ -184,6 +199,7 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 	// that it sees what the guard hands back for the next actor again.
 	props := a.props.Clone(actor.WithReceiverMiddleware(followSpec(st)), actor.WithContextDecorator(announce(st)))
 	h := &holding{role: role, tenure: tenure, spec: st}
+	delete(a.specWatches, role) // the holding's now
 	a.mu.Lock()
 	a.held[role] = h
 	a.mu.Unlock()

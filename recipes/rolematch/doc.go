@@ -78,8 +78,9 @@
 // next Assigned already carries it. A holder whose session ends gets no
 // more changes; its successor reads the spec when it takes the role. An
 // applicant that read a spec for a role it then did not win (it lost the
-// create) leaves that watch set until the spec next changes: one
-// notification, no request.
+// create) leaves that watch set until the spec next changes (one
+// notification, no request), and reads the spec without a new watch when
+// it tries the role again meanwhile: one watch per spec and application.
 //
 // # The life of an application
 //

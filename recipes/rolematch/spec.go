@@ -198,6 +198,17 @@ func (a *Applicant) rereadSpec(ctx context.Context, h *holding) error {
 	}
 }
 
+// fired reports whether the watch w has fired (go-zookeeper sends its one
+// event and closes the channel).
+func fired(w <-chan zk.Event) bool {
+	select {
+	case <-w:
+		return true
+	default:
+		return false
+	}
+}
+
 // specFollowed marks h's spec read, with watch set on it.
 func (a *Applicant) specFollowed(ctx context.Context, h *holding, watch <-chan zk.Event) {
 	a.mu.Lock()

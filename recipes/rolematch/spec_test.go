@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
 
 	rolematchv1 "github.com/zkactor/zkactor/proto/recipes/rolematch/v1"
 	"github.com/zkactor/zkactor/recipes/rolematch"
@@ -348,4 +349,58 @@ func TestSpecChangeWhileTheLeaseIsOut(t *testing.T) {
 		t.Fatalf("the holding did not resume on a with epoch %d: %+v", first.epoch, l)
 	}
 	t.Logf("the resumed holder saw %+v", l.seen) // v3 in its Assigned, or v1 then v3: check saw it once
+}
+
+// An applicant that reads a role's spec and loses the race for it, again
+// and again while the spec does not change, keeps one data watch on the
+// spec, not one per try: go-zookeeper holds a channel for every watch set
+// until it fires.
+func TestSpecWatchOfALostRoleIsReused(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newMember(t, "a", zkc.Addrs(), root, 4*time.Second)
+	other := zkc.Connect(t)
+	repost(t, a, "set", "r", "v1")
+	assignment := root + "/roles/set/assignments/r"
+	if _, err := other.Create(root+"/roles/set/assignments", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan struct{}, 16)
+	// Before each of a's creates, another client takes the role: a loses.
+	rolematch.SetTestHookBeforeCreate(t, func(p string) {
+		if p == assignment {
+			if _, err := other.Create(p, []byte("not a's"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+				t.Errorf("taking the role first: %v", err)
+			}
+			lost <- struct{}{}
+		}
+	})
+	var s specs
+	if _, err := a.roles.Apply(ctxT(t), "set", 1, s.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		select {
+		case <-lost:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("a did not try the role a %d. time", i+1)
+		}
+		// a sees it taken; then the role is free again, and a tries again.
+		zktest.Eventually(t, 10*time.Second, func() error {
+			if _, _, err := other.Get(assignment); err != nil {
+				return err
+			}
+			return nil
+		})
+		if err := other.Delete(assignment, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-lost
+	if n := rolematch.ClientWatches(a.Session.Conn(), root+"/roles/set/specs/r"); n != 1 {
+		t.Fatalf("a holds %d watches on the spec after 6 lost tries, want 1", n)
+	}
+	if got, _, err := s.current(); err == nil {
+		t.Fatalf("a holds the role (spec %q): the hook should have taken it first every time", got)
+	}
 }
