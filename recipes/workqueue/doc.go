@@ -68,11 +68,14 @@
 //	                ── its waiter znode goes ──► the next in line is first and looks at items/
 //
 // So a put wakes the first waiting handle of all processes, not all of
-// them: one watch notification on items/, and one more on its waiter when
-// it leaves, whatever the number waiting (a handle that was first until it
-// took an item keeps a watch on items/ that fires once more, at the next
-// change). Several items put at once are taken one waiter after another, a
-// hand-over each. A waiter whose session ends goes with it; one cut off
+// them: one watch notification on items/, and one on its waiter znode for
+// the next in line when it leaves, whatever the number waiting. (A handle
+// that was first until it took an item keeps a watch on items/ that fires
+// once more, at the next change, and the first in line also hears of
+// claims made and items acknowledged: BenchmarkPutToWaiters counts about
+// three notifications and eleven requests per Put, take and Ack with 8 or
+// 32 handles waiting, where every waiting handle woke before.) Several
+// items put at once are taken one waiter after another, a hand-over each. A waiter whose session ends goes with it; one cut off
 // from ZooKeeper stays first until its session expires (or it reconnects
 // and takes the item): items put meanwhile wait that long, at most a
 // session timeout. A waiter znode deleted by someone else lets the next one
