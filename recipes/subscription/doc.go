@@ -111,9 +111,9 @@
 // retried with a backoff up to two seconds. Children whose data is not a
 // Registration (or Node) record, written by another client, or whose ACL
 // does not let this connection read them, are remembered, skipped with a
-// Debug log, and never reported. A watch stays on the connection when its
-// subscriptions end (zkwatch has no removeWatches); its events are then
-// dropped, until the connection is replaced or closed.
+// Debug log, and never reported. When the last subscription of a
+// directory ends, its watch is removed (removeWatches); subscriptions of
+// one directory share it.
 //
 // The connection has two goroutines (reading, writing), and the
 // Subscriptions one more that owns every subscription's state: it takes

@@ -153,9 +153,19 @@ func (l *stream) end(f *follow, err error) {
 	if set := l.byDir[f.dir]; set != nil {
 		delete(set, f)
 		if len(set) == 0 {
-			// The watch stays on the connection (zkwatch has no
-			// removeWatches): its events find no one and are dropped.
+			// The last subscription of the directory: remove its watch,
+			// or every later change below it would come to this
+			// connection for its whole life (a node that follows
+			// short-lived services one after another would collect
+			// their watches). A later subscription's addWatch goes out
+			// after this on the wire and sets it again. The reply (or
+			// ErrNoWatcher, when the addWatch never went out) tells
+			// nothing: it has no call and is dropped; and after a gap
+			// the watch is gone anyway.
 			delete(l.byDir, f.dir)
+			if l.live && !l.ended {
+				_, _ = l.conn.RemoveWatch(l.gen, f.dir)
+			}
 		}
 	}
 	if f.retry != nil {

@@ -1,0 +1,116 @@
+package subscription_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkactor/zkactor/recipes/subscription"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// Attack review of the stream on its zkwatch connection.
+
+// The persistent recursive watch of a directory stayed on the connection
+// when its last subscription ended (zkwatch had no removeWatches): a node
+// that subscribes to short-lived services one after the other collected
+// one watch per service on the server, and every later change of each
+// came to it as an event, for the life of the connection. Now the last
+// subscription of a directory removes its watch. The test also shows
+// that two subscriptions of one directory share the watch (ending one
+// keeps the other's), and that a directory whose name extends another's
+// ("a" and "ab") is not followed through it.
+func TestAttackLastSubscriptionOfADirectoryRemovesItsWatch(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	ctx := ctxT(t)
+	a := newNode(t, zkc.Addrs(), root, 0)
+	b := newNode(t, zkc.Addrs(), root, 0)
+	raw := zkc.Connect(t)
+	subs := subscriptions(t, b, subscription.Options{})
+	kindsAre := func(r *recorder, want string) {
+		t.Helper()
+		zktest.Eventually(t, 10*time.Second, func() error {
+			if got := kinds(r.messages()); got != want {
+				return fmt.Errorf("receiver has %q, want %q", got, want)
+			}
+			return nil
+		})
+	}
+	// Both directories exist before the count below starts.
+	for _, name := range []string{"a", "ab"} {
+		if err := a.Registry.Register(ctx, name, a.Spawn(t), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	first, pid1 := newRecorder(b)
+	cancel1, err := subs.Subscribe(ctx, "a", pid1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, pid2 := newRecorder(b)
+	cancel2, err := subs.Subscribe(ctx, "a", pid2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, pid3 := newRecorder(b)
+	cancel3, err := subs.Subscribe(ctx, "ab", pid3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel3()
+	kindsAre(first, "S1")
+	kindsAre(second, "S1")
+	kindsAre(other, "S1")
+
+	// One of two subscriptions of "a" ends: the other still follows it.
+	cancel1()
+	if err := a.Registry.Register(ctx, "a", a.Spawn(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	kindsAre(second, "S1 J")
+	kindsAre(other, "S1")
+
+	// What one registration in "ab" costs in events.
+	_, before := subscription.WatchCounts(subs)
+	if err := a.Registry.Register(ctx, "ab", a.Spawn(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	kindsAre(other, "S1 J")
+	_, after := subscription.WatchCounts(subs)
+	perRegistration := after - before
+
+	// The last subscription of "a" ends; a child created in "a", then a
+	// registration in "ab": the connection gets the events of "ab" only.
+	// Wire order: an event of "a" would have come before those of "ab",
+	// so once the join of "ab" is here, the count is final.
+	cancel2()
+	// A barrier: the listing of a new subscription goes out on the
+	// connection after the removal, so once its snapshot is here the
+	// server has removed the watch.
+	barrier, pid4 := newRecorder(b)
+	cancel4, err := subs.Subscribe(ctx, "ab", pid4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel4()
+	kindsAre(barrier, "S2")
+	_, before = subscription.WatchCounts(subs)
+	if _, err := raw.Create(a.Registry.Layout().ServicePath("a")+"/stray", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Registry.Register(ctx, "ab", a.Spawn(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	kindsAre(other, "S1 J J")
+	kindsAre(barrier, "S2 J")
+	_, after = subscription.WatchCounts(subs)
+	if got := after - before; got != perRegistration {
+		t.Errorf("%d watch events for a child of an unfollowed directory and a registration elsewhere, want %d (the registration's): the watch of the unfollowed directory is still set", got, perRegistration)
+	}
+	kindsAre(first, "S1")
+	kindsAre(second, "S1 J")
+}
