@@ -3,6 +3,7 @@ package zkwatch
 import (
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -228,5 +229,23 @@ func TestAttackRemoveWatch(t *testing.T) {
 	}
 	if it := takeKind(t, c, &pending, Event); it.Path != root+"/kept/a" {
 		t.Errorf("event %s %s, want only the creation of %s/kept/a", it.Type, it.Path, root)
+	}
+}
+
+// A server given without a port is dialed at ZooKeeper's default one, as
+// go-zookeeper does with the same list (the registry's session, which a
+// subscription dials again): before, "zk1" worked for the registry and
+// failed here on every attempt ("missing port in address"), so every
+// Subscribe timed out.
+func TestAttackServerWithoutPortIsAtTheDefaultPort(t *testing.T) {
+	c, err := Dial(Config{Servers: []string{"127.0.0.1", "127.0.0.1:2182"}, SessionTimeout: time.Second, Logger: testnode.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := append([]string(nil), c.servers...)
+	slices.Sort(got)
+	if want := []string{"127.0.0.1:2181", "127.0.0.1:2182"}; !slices.Equal(got, want) {
+		t.Errorf("servers %v, want %v", got, want)
 	}
 }

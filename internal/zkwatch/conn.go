@@ -40,7 +40,8 @@ const (
 
 // Config configures a Conn.
 type Config struct {
-	// Servers is the ensemble, "host:port" each (no chroot).
+	// Servers is the ensemble, "host:port" each (no chroot); a server
+	// without a port is at 2181, as for go-zookeeper.
 	Servers []string
 	// SessionTimeout is the requested session timeout; the read timeout is
 	// two thirds of the negotiated one, and pings go every third.
@@ -138,9 +139,13 @@ func Dial(cfg Config) (*Conn, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Conn{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		servers: append([]string(nil), cfg.Servers...),
+		cfg: cfg,
+		log: cfg.Logger,
+		// A server without a port is at ZooKeeper's default one, as
+		// go-zookeeper (and so the registry's session, whose servers a
+		// subscription dials again) takes it: "zk1" must reach the same
+		// server on both connections, not fail here on every attempt.
+		servers: zk.FormatServers(cfg.Servers),
 		wake:    make(chan struct{}, 1),
 		outKick: make(chan struct{}, 1),
 	}
