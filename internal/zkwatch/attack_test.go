@@ -249,3 +249,26 @@ func TestAttackServerWithoutPortIsAtTheDefaultPort(t *testing.T) {
 		t.Errorf("servers %v, want %v", got, want)
 	}
 }
+
+// A packet that does not decode drops the connection, and leaves nothing
+// behind: before, its zxid was taken as seen before the packet was
+// checked, and the next handshake sent it, so a broken server's
+// garbage (a zxid far ahead) made every real server refuse the client
+// for good.
+func TestAttackMalformedPacketLeavesNoZxid(t *testing.T) {
+	c := newTestConn()
+	c.pending[1] = opGetData
+	c.lastZxid = 7
+	for _, buf := range [][]byte{
+		header(9, 1<<62, 0).b,                                   // a reply to no request
+		append(header(1, 1<<62, 0).b, 1, 2),                     // a reply cut short
+		append(header(xidNotification, 1<<62, 0).b, 0, 0, 0, 1), // an event cut short
+	} {
+		if err := c.handle(buf, 1); err == nil {
+			t.Fatalf("handle accepted %x", buf)
+		}
+	}
+	if c.lastZxid != 7 {
+		t.Errorf("last zxid %#x after packets that did not decode, want 7", c.lastZxid)
+	}
+}

@@ -496,17 +496,24 @@ func (c *Conn) handle(buf []byte, gen uint64) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if zxid > c.lastZxid {
-		c.lastZxid = zxid
+	// The zxid counts only once the packet has decoded: a connection
+	// dropped as malformed must not leave a zxid behind, which the next
+	// handshake would send (every server behind it refuses the client).
+	seen := func() {
+		if zxid > c.lastZxid {
+			c.lastZxid = zxid
+		}
 	}
 	switch xid {
 	case xidPing, xidAuth:
+		seen()
 		return nil
 	case xidNotification:
 		typ, _, path := d.int32(), d.int32(), d.string()
 		if d.err != nil {
 			return fmt.Errorf("watch event: %w", d.err)
 		}
+		seen()
 		c.events.Add(1)
 		c.push(Item{Kind: Event, Gen: gen, Zxid: zxid, Type: zk.EventType(typ), Path: path})
 		return nil
@@ -532,6 +539,7 @@ func (c *Conn) handle(buf []byte, gen uint64) error {
 			return fmt.Errorf("reply to xid %d (opcode %d): %w", xid, op, d.err)
 		}
 	}
+	seen()
 	c.push(it)
 	return nil
 }
