@@ -47,7 +47,8 @@
 //   - the activations of each kind (identity, PID, member, activated, epoch:
 //     the znode's creation zxid, session);
 //   - the work queues, items oldest first (id, producer, put, attempts,
-//     payload bytes, and the claim that holds it: taker and session);
+//     payload bytes, and the claim that holds it: taker and session), and
+//     how many Takes wait in the queue's line (waiters/);
 //   - the role sets: each role posted or held (spec, holder PID, node,
 //     application, epoch: the assignment's creation zxid, session), and the
 //     applications (limit, roles held, room = limit − held, session);
@@ -128,16 +129,17 @@
 //   - garbage: a znode that is not what its place in the layout calls for:
 //     a name of the wrong shape (a registration is <node-id>-<16 hex>, a candidate
 //     _c_<32 hex>-c-<10 digits>, a lock waiter _c_<32 hex>-l-<10 digits>,
-//     a barrier participant _c_<32 hex>-p-<10 digits>, an item or a claim
-//     <key>-<10 digits>; services, globals, kinds, identities, queues, sets,
+//     a barrier participant _c_<32 hex>-p-<10 digits>, an item, a claim or a
+//     queue's waiter <key>-<10 digits>; services, globals, kinds, identities, queues, sets,
 //     roles, locks, barriers, config services and processes names that
 //     cluster.ValidateName accepts), data that does not decode (internal/records,
 //     the recipes' records, boss.v1.Job for the queue "jobs"), a record that
 //     names another node, service, global, lock, barrier, role or application
 //     than its place, a persistent znode where an ephemeral belongs (a node,
 //     a registration, a candidate, an activation, a claim, an assignment, an
-//     application, a lock waiter, a barrier participant: a persistent waiter,
-//     participant or candidate takes no part, a persistent claim or assignment
+//     application, a lock or queue waiter, a barrier participant: a persistent
+//     waiter, participant or candidate takes no part (a queue's would stay in
+//     its line for good, and once first, no waiting Take would watch the items), a persistent claim or assignment
 //     holds its item or role forever) or the reverse (an item, a key, a spec,
 //     ready, a config record or override that goes with a session), data
 //     where zkactor stores none, children under a record, anything in a queue,
@@ -154,7 +156,7 @@
 //     counterpart still missing, or with "(not confirmed: ...)" if that read
 //     failed.
 //   - stale-session: an ephemeral (node, registration, candidate, activation,
-//     claim, assignment, application, lock waiter, barrier participant) whose
+//     claim, assignment, application, lock or queue waiter, barrier participant) whose
 //     session is connected to none of the servers given with -zk, according to
 //     their "cons" reply; only reported when every server answered cons. Its owner
 //     is gone, or between connections; the znode goes when the session expires.
@@ -163,8 +165,9 @@
 //   - foreign-session: a registration, candidate, activation, assignment or
 //     application whose session owns no znode under <root>/nodes: another
 //     client's, not a zkactor node's (a provider member's, for an activation).
-//     The problem says whether cons shows it connected. Claims, lock waiters and
-//     barrier participants may be any session's: only stale-session applies.
+//     The problem says whether cons shows it connected. Claims, lock and queue
+//     waiters and barrier participants may be any session's: only stale-session
+//     applies.
 //   - no-leader: a global whose queue has live candidates while its head is not
 //     a readable Candidate record: WhereisGlobal names no global until the head
 //     goes.
