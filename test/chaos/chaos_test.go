@@ -25,6 +25,8 @@ var (
 	locks   = flag.Bool("locks", true, "every node process runs a locker (package recipes/lock), with its invariants")
 	queue   = flag.Bool("queue", true, "every node process runs a work queue taker (package recipes/workqueue), with puts in the workload and its invariant")
 	subs    = flag.Bool("subscriptions", true, "every node process subscribes to the workload's services (package recipes/subscription), with its invariant")
+	barrier = flag.Bool("barrier", true, "the driver runs rounds of a double barrier over the node processes (package recipes/barrier), with its invariants")
+	config  = flag.Bool("config", true, "every node process subscribes to a service's config and writes it (package recipes/config), with its invariants")
 	verbose = flag.Bool("v", false, "log every event and trial (pass as -args -v to go test)")
 )
 
@@ -72,6 +74,8 @@ func TestChaos(t *testing.T) {
 		Locks:          *locks,
 		Queue:          *queue,
 		Subscriptions:  *subs,
+		Barrier:        *barrier,
+		Config:         *config,
 	})
 	for _, c := range run {
 		r.RunClass(c)

@@ -108,6 +108,20 @@ func RunChild() int {
 			return 1
 		}
 	}
+	if os.Getenv(childConfigEnv) != "" {
+		if c.config, err = startConfigPart(node, root, os.Getenv(childEnv), log, out); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: config: %v\n", err)
+			return 1
+		}
+	}
+	if s := os.Getenv(childBarrierEnv); s != "" {
+		size, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos child: %s: %v\n", childBarrierEnv, err)
+			return 2
+		}
+		c.barrier = startBarrierPart(node, root, size, log, out)
+	}
 	if svcs := os.Getenv(childSubscriptionsEnv); svcs != "" {
 		if c.subscriber, err = startSubscriber(node, strings.Split(svcs, ","), out); err != nil {
 			fmt.Fprintf(os.Stderr, "chaos child: subscriptions: %v\n", err)
@@ -144,6 +158,12 @@ func RunChild() int {
 	}
 	if c.subscriber != nil {
 		c.subscriber.stop()
+	}
+	if c.barrier != nil {
+		c.barrier.stop()
+	}
+	if c.config != nil {
+		c.config.stop()
 	}
 	if c.roles != nil { // before the node's elections, which run the holders
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -195,6 +215,8 @@ type child struct {
 	taker  *taker               // with Config.Queue: its work queue and taking loop (queue.go)
 	// with Config.Subscriptions: its subscriptions (subscriptions.go)
 	subscriber *subscriber
+	barrier    *barrierPart // with Config.Barrier: its part in the rounds (barrier.go)
+	config     *configPart  // with Config.Config: its subscription and writes (config.go)
 
 	mu     sync.Mutex
 	actors map[string]*actor.PID // service actors by id
@@ -264,6 +286,14 @@ func (c *child) command(verb string, args []string) (string, error) {
 		return pidString(pid), nil
 	case "grain": // grain <identity>: a request to the grain (grains.go)
 		return requestGrain(c.grains, arg(0))
+	case "bround": // bround <r> <k>: take part (the k-th time) in round r of the barrier (barrier.go)
+		return c.barrier.round(arg(0), arg(1))
+	case "cset": // cset: write the service's config record (config.go)
+		return c.config.write(false)
+	case "cover": // cover: write this process's override (config.go)
+		return c.config.write(true)
+	case "cheld": // cheld: what the config subscriber holds (config.go)
+		return c.config.heldString()
 	case "subset": // subset <service>: the subscribed set (subscriptions.go)
 		return c.subscriber.set(arg(0))
 	case "put": // put <key>: a work queue item (queue.go)

@@ -18,8 +18,11 @@
 // (default true: every node process takes from a work queue, package
 // recipes/workqueue, and the workload puts, see queue.go), -subscriptions
 // (default true: every node process subscribes to the services, package
-// recipes/subscription, see subscriptions.go), and -v (after -args: log
-// every event).
+// recipes/subscription, see subscriptions.go), -barrier (default true:
+// the driver runs rounds of a double barrier over the node processes,
+// package recipes/barrier, see barrier.go), -config (default true: every
+// node process subscribes to a service's config and writes it, package
+// recipes/config, see config.go), and -v (after -args: log every event).
 //
 // # Design
 //
@@ -84,6 +87,9 @@
 //	grain <identity>             cluster.Request to the counter grain <identity>: "<member id> <epoch>"
 //	put <key>                    Put an item with that key on the work queue "chaos": its id
 //	subset <service>             the PIDs the node's subscription to <service> holds
+//	bround <r>                   take part in round r of the barrier: enter, stay 50–150 ms, leave
+//	cset | cover                 write the config record / this process's override, compare-and-set at the version held
+//	cheld                        what the node's config subscriber holds: "<revision> <rec version> <rec id> <ovr version> <ovr id>"
 //
 // Commands run concurrently, each bounded by 4 s. Closing stdin stops the
 // node (Node.Stop) and the process exits. A node writes events to stdout,
@@ -120,11 +126,17 @@
 //	qtake <key> <id> <attempt>               the taker took an item
 //	qack <key> <id>                          its Ack returned nil: the item is done
 //	sbad <service> <what>                    a subscriber saw a broken stream (a gap, a join it held, a leave it did not)
+//	barrive|bin|bleaving|bout <r>            it calls Enter, Enter returned, it calls Leave, Leave returned
+//	bfail <r> <error>                        Enter or Leave failed (the node stops), or it was busy
+//	cwrite rec|ovr <id> <expected>           it is about to write a config part
+//	cset|cover <id> ok <v> | conflict <cur> | err <error>   the write returned
+//	cgot <revision> <rec...> <ovr...> <merged> <error>      its config subscriber received a Config
 //	bye | stopfail <error>                   Node.Stop returned
 //
 // The driver adds its own events to the history (source "driver"): run,
-// start, trial, fault, note, paused, resumed, killed, healed, trialend, and
-// dead <label> (with the time the node died: the SIGKILL, or its exit).
+// start, trial, fault, note, paused, resumed, killed, healed, trialend,
+// bround/bjoin/bdone (the barrier's rounds), and dead <label> (with the
+// time the node died: the SIGKILL, or its exit).
 //
 // # Terms and the frozen process
 //
@@ -198,8 +210,34 @@
 //     session timeout + 3 s of the heal every live node's subscribed set
 //     is what GetCapable must return (capable's rule).
 //
-// no-ephemerals covers the members', the roles', the lock's and the
-// claims' znodes too.
+// And for the double barrier (issue 11), when -barrier is on (rounds of
+// size -nodes, one barrier name per round, driven by the driver; a
+// participant that died or failed before anyone entered is replaced by a
+// live node that takes no part yet):
+//
+//  15. barrier-enter: no participant returns from Enter of round r before
+//     size participants of r were there at once (arrived, not failed, and
+//     a killed one counted until its session can have expired).
+//  16. barrier-leave: no participant returns from Leave of round r while
+//     another participant of r that had entered, is live and whose session
+//     has not ended has not called Leave.
+//  17. live-barrier: within session timeout + 5 s of the heal, a round
+//     begun after the heal completes.
+//  18. barrier-leftovers: a finished round leaves no participant znode,
+//     and its ready znode only if a participant's session ended inside.
+//
+// And for the distributed config (issue 11), when -config is on:
+//
+//  19. config-stream: each subscription's revisions strictly grow, and
+//     every config received is the merge (computed by the checker) of a
+//     record and an override of its own process that were written.
+//  20. config-writes: one version of a config znode is one write, and no
+//     acknowledged compare-and-set write is lost.
+//  21. live-config: within session timeout + 5 s of the heal, every live
+//     subscriber holds the current record and its current override.
+//
+// no-ephemerals covers the members', the roles', the lock's, the claims'
+// and the barriers' participant znodes too.
 //
 // And after every trial, leftovers: within session timeout + 3 s of the
 // heal, no running node's session owns a registration it unregistered (or

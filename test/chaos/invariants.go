@@ -43,6 +43,8 @@ func DefaultInvariants() []Invariant {
 		newOneHolder(), &liveRole{},
 		newOneLockHolder(), &liveLock{},
 		&queueDelivery{}, &subscribed{},
+		&barrierEnter{}, &barrierLeave{}, &liveBarrier{}, &barrierLeftovers{},
+		&configStream{}, &configWrites{}, &liveConfig{},
 	}
 }
 

@@ -91,6 +91,8 @@ func (r *Run) startNode(slot int) (*nodeProc, error) {
 		childRolesEnv+"="+map[bool]string{true: "1"}[r.cfg.Roles],
 		childLocksEnv+"="+map[bool]string{true: "1"}[r.cfg.Locks],
 		childQueueEnv+"="+map[bool]string{true: "1"}[r.cfg.Queue],
+		childBarrierEnv+"="+map[bool]string{true: strconv.Itoa(r.cfg.Nodes)}[r.cfg.Barrier],
+		childConfigEnv+"="+map[bool]string{true: "1"}[r.cfg.Config],
 		childSubscriptionsEnv+"="+map[bool]string{true: strings.Join(r.cfg.Services, ",")}[r.cfg.Subscriptions],
 		// A race report must not change the exit status: the driver reads
 		// the reports from stderr and judges them (see raceViolations).

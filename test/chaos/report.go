@@ -48,6 +48,9 @@ type Report struct {
 	Violations []Violation
 	// What the history held, so that a clean table shows what was judged.
 	GlobalTerms, Activations, GrainRequests, Holdings, LockTenures, ItemsPut, ItemsDone int
+	// Barrier rounds over, and passes through both halves; config writes
+	// acknowledged, and configs the subscribers received.
+	BarrierRounds, BarrierPasses, ConfigWrites, ConfigsReceived int
 }
 
 // Table renders the report's rows.
@@ -55,6 +58,8 @@ func (rep *Report) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: %d terms of globals, %d grain activations, %d grain requests handled, %d holdings of roles, %d tenures of the lock, %d work items put (acknowledged) and %d done\n",
 		rep.Seed, rep.GlobalTerms, rep.Activations, rep.GrainRequests, rep.Holdings, rep.LockTenures, rep.ItemsPut, rep.ItemsDone)
+	fmt.Fprintf(&b, "%d barrier rounds over with %d passes through both halves, %d config writes acknowledged, %d configs received by subscribers\n",
+		rep.BarrierRounds, rep.BarrierPasses, rep.ConfigWrites, rep.ConfigsReceived)
 	fmt.Fprintf(&b, "%-20s %7s %7s %10s  %s\n", "class", "trials", "faults", "violations", "by invariant")
 	for _, r := range rep.Rows {
 		if r.Skipped != "" {

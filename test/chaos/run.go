@@ -48,8 +48,16 @@ type Config struct {
 	// services (package recipes/subscription), with its invariant
 	// (subscriptions.go).
 	Subscriptions bool
-	Invariants    []Invariant
-	FaultClasses  []FaultClass
+	// Barrier runs rounds of a double barrier of size Nodes (package
+	// recipes/barrier), driven by the driver, with its invariants
+	// (barrier.go).
+	Barrier bool
+	// Config makes every node process subscribe to a service's config
+	// (package recipes/config) and write it, with its invariants
+	// (config.go).
+	Config       bool
+	Invariants   []Invariant
+	FaultClasses []FaultClass
 }
 
 // Run is one run of the checker: an ensemble, a proxy per (node, server),
@@ -78,6 +86,7 @@ type Run struct {
 	allowances []allowance     // overlaps allowed by fault classes (Trial.AllowOverlap)
 	rows       map[string]*Row
 	rowOrder   []string
+	rounds     *rounds // with Config.Barrier: the barrier's rounds
 }
 
 // Start starts the ensemble, the proxies and the nodes, and waits until
@@ -138,6 +147,10 @@ func Start(t testing.TB, cfg Config) *Run {
 	}
 	setup.healedAt = Now()
 	r.row(setup.class.Name()).Trials++
+	if cfg.Barrier {
+		r.rounds = r.startRounds()
+		t.Cleanup(r.rounds.stop) // before r.cleanup, which kills the nodes
+	}
 	r.check(setup)
 	return r
 }
@@ -379,6 +392,9 @@ func (r *Run) RunClass(c FaultClass) {
 // Finish stops every node, checks what needs them all stopped, and returns
 // the report.
 func (r *Run) Finish() *Report {
+	if r.rounds != nil {
+		r.rounds.stop()
+	}
 	if !r.cfg.StopEachClass || len(r.rowOrder) == 0 {
 		r.stopAndCheck(r.newTrial(finalClass{}, 0))
 	}
@@ -398,6 +414,17 @@ func (r *Run) Finish() *Report {
 		rep.LockTenures += len(ts)
 	}
 	rep.ItemsPut, rep.ItemsDone = len(r.st.qput), len(r.st.qdone)
+	for _, rd := range r.st.bar.rounds {
+		if rd.done != 0 {
+			rep.BarrierRounds++
+		}
+		for _, p := range rd.parts {
+			if p.out != 0 {
+				rep.BarrierPasses++
+			}
+		}
+	}
+	rep.ConfigWrites, rep.ConfigsReceived = r.st.cfg.ackedN, r.st.cfg.gotN
 	for _, e := range r.history {
 		if e.Kind == activationTerms.act {
 			rep.GrainRequests++

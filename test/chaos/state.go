@@ -41,6 +41,9 @@ type state struct {
 	qput      map[string]int64             // work queue items whose Put returned nil, by key: when
 	qdone     map[string]bool              // work queue items acknowledged by a taker, by key
 	sbad      []Event                      // subscribers' reports of a broken stream, not yet judged
+	bar       *barrierHistory              // the barrier's rounds
+	cfg       *configHistory               // the configs' writes and subscribers' messages
+	deadAt    map[string]int64             // label -> when the node died (SIGKILL, or its exit)
 	sessions  map[int64]string             // ZooKeeper session id -> label
 	badFirst  []Event                      // gbad events
 	lookups   map[string]map[string]string // label -> service -> last capable result
@@ -63,6 +66,9 @@ func newState() *state {
 		ltl:       newTimeline(lockTerms),
 		qput:      map[string]int64{},
 		qdone:     map[string]bool{},
+		bar:       newBarrierHistory(),
+		cfg:       newConfigHistory(),
+		deadAt:    map[string]int64{},
 		sessions:  map[int64]string{},
 		lookups:   map[string]map[string]string{},
 		stopped:   map[string]bool{},
@@ -75,6 +81,8 @@ func (s *state) apply(e Event) {
 	s.atl.add(e)
 	s.rtl.add(e)
 	s.ltl.add(e)
+	s.bar.apply(e)
+	s.cfg.apply(e)
 	switch e.Kind {
 	case "qput": // qput <key> ok <id>
 		if e.Arg(1) == "ok" {
@@ -96,6 +104,9 @@ func (s *state) apply(e Event) {
 	case "dead", "killed":
 		label := e.Arg(0)
 		s.nodeState[label] = "dead"
+		if _, ok := s.deadAt[label]; !ok || e.Kind == "dead" {
+			s.deadAt[label] = e.T // "dead" carries the SIGKILL's time or the exit's
+		}
 		for k := range s.regs {
 			if k.src == label {
 				s.regs[k] = absent

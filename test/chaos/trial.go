@@ -330,9 +330,15 @@ func (r *Run) workOnce(tr *Trial, wl *workload, jobs *int) {
 	case x < 80:
 		*jobs++
 		wl.await(n.send("submit", fmt.Sprintf("job-%s-%d-%d", tr.class.Name(), tr.Index, *jobs)))
-	case x < 87 && r.cfg.Grains:
+	case x < 86 && r.cfg.Grains:
 		wl.await(n.send("grain", grainIdentity(rng.IntN(grainCount))))
-	case x < 95 && r.cfg.Queue:
+	case x < 91 && r.cfg.Config: // a compare-and-set write: the record, or the node's override
+		if rng.IntN(2) == 0 {
+			wl.await(n.send("cset"))
+		} else {
+			wl.await(n.send("cover"))
+		}
+	case x < 96 && r.cfg.Queue:
 		*jobs++
 		wl.await(n.send("put", fmt.Sprintf("k-%s-%d-%d", tr.class.Name(), tr.Index, *jobs)))
 	default:

@@ -1,0 +1,733 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	zka "github.com/zkactor/zkactor/actor"
+	"github.com/zkactor/zkactor/recipes/barrier"
+)
+
+// The barrier: with Config.Barrier, the driver runs rounds of a double
+// barrier (package recipes/barrier) of size Config.Nodes, one barrier name
+// per round (rounds under one name must not overlap, and a participant
+// still in Leave would meet the next round's arrivals). A round begins with
+// "bround <r>" sent to every live node; each enters after a random 0–300 ms
+// (so that arrivals are spread and an early pass shows), stays inside for
+// 50–150 ms, and leaves. The driver records
+//
+//	bround <r> <labels...>      a round began with these nodes
+//	bjoin <r> <label>           a newcomer joins round r: a participant died (or failed) before anyone entered
+//	bdone <r>                   every participant of round r left, failed or died
+//
+// and a node reports
+//
+//	barrive <r>                 it calls Enter
+//	bin <r>                     Enter returned nil
+//	bleaving <r>                it calls Leave
+//	bout <r>                    Leave returned nil
+//	bfail <r> <error>           Enter or Leave failed (ctx ended: the node stops), or it was busy
+//
+// The recipe's promise, judged over those events (issue 11):
+//
+//	barrier-enter: no participant returns from Enter of round r before
+//	    size participants of round r were there at once (arrived, and
+//	    neither failed nor dead: a killed participant counts until its
+//	    session can have expired, session timeout + 2 s after the kill).
+//	barrier-leave: no participant returns from Leave of round r while
+//	    another participant of r that had entered, is still live and whose
+//	    session has not ended (dead, failed, or an expiry whose disconnect
+//	    or freeze began before) has not called Leave.
+//	live-barrier: within session timeout + 5 s of the heal, a round begun
+//	    after the heal completes, with at least one participant through
+//	    both halves.
+//	barrier-leftovers: within session timeout + 5 s of the heal, a
+//	    finished round's directory holds no participant znode, and its
+//	    ready znode only if a participant's session ended inside (the
+//	    recipe deletes ready with the last one out; a dead last leaver
+//	    leaves it, and a later round under that name would renew it).
+const (
+	childBarrierEnv = "ZKACTOR_CHAOS_BARRIER" // the barrier's size ("": the node takes no part)
+	barrierPrefix   = "chaos-"                // round r is the barrier chaos-<r>
+)
+
+func barrierName(round int) string { return barrierPrefix + strconv.Itoa(round) }
+
+// barrierPart is a node process's side: one round at a time, on request.
+type barrierPart struct {
+	node   *zka.Node
+	root   string
+	size   int
+	log    *slog.Logger
+	out    *emitter
+	ctx    context.Context // ends when the node stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	busy bool
+}
+
+func startBarrierPart(node *zka.Node, root string, size int, log *slog.Logger, out *emitter) *barrierPart {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &barrierPart{node: node, root: root, size: size, log: log.With("part", "barrier"), out: out, ctx: ctx, cancel: cancel}
+}
+
+// round is the "bround <r>" command: it starts the node's part of round r
+// and returns at once.
+func (bp *barrierPart) round(arg, k string) (string, error) {
+	if bp == nil {
+		return "", fmt.Errorf("this node takes no part in barriers")
+	}
+	r, err := strconv.Atoi(arg)
+	if err != nil {
+		return "", fmt.Errorf("round %q: %w", arg, err)
+	}
+	b, err := barrier.New(bp.node.Session(), bp.root, barrierName(r), bp.size, barrier.Options{NodeID: bp.node.NodeID(), Logger: bp.log})
+	if err != nil {
+		bp.out.emit("bfail", r, k, err)
+		return "", err
+	}
+	bp.mu.Lock()
+	if bp.busy || bp.ctx.Err() != nil {
+		bp.mu.Unlock()
+		bp.out.emit("bfail", r, k, "busy or stopping")
+		return "", fmt.Errorf("round %d: busy or stopping", r)
+	}
+	bp.busy = true
+	bp.wg.Add(1)
+	bp.mu.Unlock()
+	go func() {
+		defer bp.wg.Done()
+		bp.run(r, k, b)
+	}()
+	return "", nil
+}
+
+// run is one round: enter, stay inside a little, leave. The events are
+// emitted around the calls, so the history brackets what ZooKeeper saw.
+func (bp *barrierPart) run(r int, k string, b *barrier.Barrier) {
+	done := func(kind string, args ...any) {
+		// Not busy before the last event: the driver may start the next
+		// round as soon as it reads it.
+		bp.mu.Lock()
+		bp.busy = false
+		bp.mu.Unlock()
+		bp.out.emit(kind, append([]any{r, k}, args...)...)
+	}
+	if !bp.pause(time.Duration(rand.N(300)) * time.Millisecond) {
+		done("bfail", "stopping before Enter")
+		return
+	}
+	bp.out.emit("barrive", r, k)
+	if err := b.Enter(bp.ctx); err != nil {
+		done("bfail", fmt.Errorf("enter: %w", err))
+		return
+	}
+	bp.out.emit("bin", r, k)
+	bp.pause(50*time.Millisecond + time.Duration(rand.N(100))*time.Millisecond)
+	for {
+		bp.out.emit("bleaving", r, k)
+		err := b.Leave(bp.ctx)
+		if err == nil {
+			done("bout")
+			return
+		}
+		if bp.ctx.Err() != nil {
+			done("bfail", fmt.Errorf("leave: %w", err))
+			return
+		}
+		// Leave returns only when ctx ends or the session closes; should
+		// it fail otherwise, call it again as the recipe says.
+		bp.pause(100 * time.Millisecond)
+	}
+}
+
+// pause waits d, or less if the node stops; false if it stops.
+func (bp *barrierPart) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-bp.ctx.Done():
+		return false
+	}
+}
+
+// stop ends the round under way (its Enter or Leave fails with ctx's
+// error) and waits for it.
+func (bp *barrierPart) stop() {
+	bp.mu.Lock()
+	bp.cancel()
+	bp.mu.Unlock()
+	bp.wg.Wait()
+}
+
+// bpart is one participation in one round, as the history tells it: a
+// node (label) told for the k-th time (key "<label>#<k>"); times are [Now]
+// readings, 0 for never.
+type bpart struct {
+	label                    string
+	joined                   int64 // the driver told it (bround or bjoin)
+	arrive, in, leaving, out int64
+	fail                     int64
+	failWhy                  string
+	judgedEnter, judgedLeave bool
+}
+
+// bround is one round of the barrier.
+type bround struct {
+	n       int
+	started int64
+	done    int64 // bdone, 0 while it runs
+	parts   map[string]*bpart
+	order   []string // keys, in order of joining
+	clean   bool     // barrier-leftovers found its directory clean
+}
+
+// barrierHistory is the barrier's part of the derived state.
+type barrierHistory struct {
+	rounds map[int]*bround
+	last   int
+}
+
+func newBarrierHistory() *barrierHistory { return &barrierHistory{rounds: map[int]*bround{}} }
+
+func (h *barrierHistory) part(round int, label, k string) *bpart {
+	rd := h.rounds[round]
+	if rd == nil {
+		return nil
+	}
+	key := label + "#" + k
+	if p := rd.parts[key]; p != nil {
+		return p
+	}
+	p := &bpart{label: label}
+	rd.parts[key] = p
+	rd.order = append(rd.order, key)
+	return p
+}
+
+func (h *barrierHistory) apply(e Event) {
+	switch e.Kind {
+	case "bround": // bround <r> <labels...>: each told for the first time
+		r := int(e.Int(0))
+		h.rounds[r] = &bround{n: r, started: e.T, parts: map[string]*bpart{}}
+		h.last = max(h.last, r)
+		for _, l := range e.Args[1:] {
+			h.part(r, l, "1").joined = e.T
+		}
+	case "bjoin": // bjoin <r> <label> <k>
+		if p := h.part(int(e.Int(0)), e.Arg(1), e.Arg(2)); p != nil {
+			p.joined = e.T
+		}
+	case "bdone":
+		if rd := h.rounds[int(e.Int(0))]; rd != nil {
+			rd.done = e.T
+		}
+	case "barrive", "bin", "bleaving", "bout", "bfail": // <kind> <r> <k> ...
+		p := h.part(int(e.Int(0)), e.Src, e.Arg(1))
+		if p == nil {
+			return
+		}
+		switch e.Kind {
+		case "barrive":
+			p.arrive = e.T
+		case "bin":
+			p.in = e.T
+		case "bleaving":
+			if p.leaving == 0 {
+				p.leaving = e.T
+			}
+		case "bout":
+			p.out = e.T
+		case "bfail":
+			p.fail, p.failWhy = e.T, e.Rest(2)
+		}
+	}
+}
+
+// rounds is the driver's side: it runs rounds one after the other until
+// stopped. It is owned by the Run (Start starts it, Finish and cleanup stop
+// it).
+type rounds struct {
+	r      *Run
+	stopCh chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+func (r *Run) startRounds() *rounds {
+	rs := &rounds{r: r, stopCh: make(chan struct{}), done: make(chan struct{})}
+	go rs.loop()
+	return rs
+}
+
+func (rs *rounds) stop() {
+	rs.once.Do(func() { close(rs.stopCh) })
+	<-rs.done
+}
+
+// roundTick is the loop's poll interval: a round's progress is read from
+// the history.
+const roundTick = 50 * time.Millisecond
+
+func (rs *rounds) loop() {
+	defer close(rs.done)
+	r := rs.r
+	round := 0
+	for {
+		// A round begins with the live nodes; none, none yet.
+		nodes := r.liveNodes()
+		if len(nodes) > 0 {
+			round++
+			var labels []any
+			for _, n := range nodes {
+				labels = append(labels, n.label)
+			}
+			r.record("driver", "bround", append([]any{round}, labels...)...)
+			for _, n := range nodes {
+				n.send("bround", strconv.Itoa(round), "1")
+			}
+		}
+		for len(nodes) > 0 {
+			select {
+			case <-rs.stopCh:
+				return
+			case <-time.After(roundTick):
+			}
+			if rs.progress(round) {
+				r.record("driver", "bdone", round)
+				break
+			}
+		}
+		if len(nodes) == 0 {
+			select {
+			case <-rs.stopCh:
+				return
+			case <-time.After(roundTick):
+			}
+		}
+	}
+}
+
+// progress reports whether round is over: every participation out, failed
+// or dead. While nobody is inside, participants still entering wait for
+// company: a participant that died or failed before the count, or one
+// that arrives again after the barrier opened without it (its session
+// expired before it saw the opening, and the others have left: the
+// recipe's late arrival, who waits for size participants of the name's
+// next use). The driver then tells live nodes not taking part at the
+// moment to take part (again), up to size.
+func (rs *rounds) progress(round int) bool {
+	r := rs.r
+	over := true
+	inside, entering := 0, 0
+	active := map[string]bool{} // labels with a participation under way
+	told := map[string]int{}    // labels -> times told
+	r.withState(func(s *state) {
+		rd := s.bar.rounds[round]
+		for _, key := range rd.order {
+			p := rd.parts[key]
+			told[p.label]++
+			if p.out != 0 || p.fail != 0 || s.nodeState[p.label] == "dead" {
+				continue
+			}
+			over = false
+			active[p.label] = true
+			if p.in != 0 {
+				inside++
+			} else {
+				entering++
+			}
+		}
+	})
+	if over || inside > 0 || entering >= r.cfg.Nodes {
+		return over
+	}
+	for _, n := range r.liveNodes() {
+		if entering >= r.cfg.Nodes {
+			break
+		}
+		if active[n.label] {
+			continue
+		}
+		k := strconv.Itoa(told[n.label] + 1)
+		r.record("driver", "bjoin", round, n.label, k)
+		n.send("bround", strconv.Itoa(round), k)
+		entering++
+	}
+	return false
+}
+
+// nodeEnds lists, for a node, the instants from which its session may have
+// ended while it lived: for every "session expired" it reported, the
+// latest disconnect or freeze before it (or the expiry itself).
+func nodeEnds(events []Event, label string) []int64 {
+	var ends []int64
+	var gap int64
+	for _, e := range events {
+		switch {
+		case e.Src == label && e.Kind == "session" && e.Arg(0) == "disconnected":
+			gap = e.T
+		case e.Src == "driver" && e.Kind == "paused" && e.Arg(0) == label:
+			gap = e.T
+		case e.Src == label && e.Kind == "session" && e.Arg(0) == "connected":
+			gap = 0
+		case e.Src == label && e.Kind == "session" && e.Arg(0) == "expired":
+			if gap == 0 {
+				gap = e.T
+			}
+			ends = append(ends, gap)
+			gap = 0
+		}
+	}
+	return ends
+}
+
+// barrierEnter: no participant passes Enter before size participants were
+// there at once.
+type barrierEnter struct{}
+
+func (*barrierEnter) Name() string { return "barrier-enter" }
+
+func (inv *barrierEnter) Check(tr *Trial) []Violation {
+	if !tr.r.cfg.Barrier {
+		return nil
+	}
+	size := tr.r.cfg.Nodes
+	slack := int64(tr.r.cfg.SessionTimeout + 2*time.Second)
+	var fs []finding
+	tr.r.withState(func(s *state) {
+		for _, rd := range s.bar.rounds {
+			for _, l := range rd.order {
+				p := rd.parts[l]
+				if p.in == 0 || p.judgedEnter {
+					continue
+				}
+				p.judgedEnter = true
+				// Presence intervals [arrive, end): count at every arrival
+				// up to p's pass.
+				type iv struct{ from, to int64 }
+				var ivs []iv
+				for _, ol := range rd.order {
+					o := rd.parts[ol]
+					if o.arrive == 0 {
+						continue
+					}
+					end := int64(1<<63 - 1)
+					if o.out != 0 {
+						end = o.out
+					}
+					if o.fail != 0 {
+						end = min(end, o.fail)
+					}
+					if d := s.deadAt[o.label]; d != 0 {
+						end = min(end, d+slack)
+					}
+					ivs = append(ivs, iv{o.arrive, end})
+				}
+				most := 0
+				for _, a := range ivs {
+					if a.from > p.in {
+						continue
+					}
+					n := 0
+					for _, b := range ivs {
+						if b.from <= a.from && a.from < b.to {
+							n++
+						}
+					}
+					most = max(most, n)
+				}
+				if most < size {
+					fs = append(fs, finding{p.in, fmt.Sprintf(
+						"%s returned from Enter of barrier %s while at most %d of its %d participants had been there at once",
+						l, barrierName(rd.n), most, size), fmt.Sprintf("%d|%s", rd.n, l), []string{barrierName(rd.n)}})
+				}
+			}
+		}
+	})
+	return tr.findings(inv.Name(), fs)
+}
+
+// barrierLeave: no participant passes Leave while another live participant
+// that had entered has not begun to leave.
+type barrierLeave struct{}
+
+func (*barrierLeave) Name() string { return "barrier-leave" }
+
+func (inv *barrierLeave) Check(tr *Trial) []Violation {
+	if !tr.r.cfg.Barrier {
+		return nil
+	}
+	events := tr.r.events()
+	ends := map[string][]int64{}
+	lastSession := map[string]string{}
+	for _, e := range events {
+		if e.Kind == "session" {
+			lastSession[e.Src] = e.Arg(0)
+		}
+	}
+	var fs []finding
+	tr.r.withState(func(s *state) {
+		for _, rd := range s.bar.rounds {
+			for _, l := range rd.order {
+				p := rd.parts[l]
+				// Judged once the expiries that may excuse another
+				// participant have been reported: passes before the heal.
+				if p.out == 0 || p.judgedLeave || p.out >= tr.healedAt {
+					continue
+				}
+				p.judgedLeave = true
+				for _, ol := range rd.order {
+					o := rd.parts[ol]
+					if o.label == p.label || o.in == 0 || o.in > p.out || (o.leaving != 0 && o.leaving < p.out) {
+						continue
+					}
+					if o.fail != 0 && o.fail < p.out {
+						continue
+					}
+					if d := s.deadAt[o.label]; d != 0 && d < p.out {
+						continue
+					}
+					if _, ok := ends[o.label]; !ok {
+						ends[o.label] = nodeEnds(events, o.label)
+					}
+					gone := false
+					for _, x := range ends[o.label] {
+						// Its session ended (the disconnect or freeze that
+						// led to an expiry began) after it arrived and
+						// before p passed: Leave does not wait for it.
+						if x >= o.arrive && x < p.out {
+							gone = true
+						}
+					}
+					if gone {
+						continue
+					}
+					if lastSession[o.label] == "disconnected" && s.nodeState[o.label] != "dead" {
+						p.judgedLeave = false // an expiry may yet be reported: judge it later
+						continue
+					}
+					fs = append(fs, finding{p.out, fmt.Sprintf(
+						"%s returned from Leave of barrier %s while %s, inside since %+.3fs and live, had not begun to leave",
+						l, barrierName(rd.n), ol, float64(o.in-tr.start)/1e9), fmt.Sprintf("%d|%s|%s", rd.n, l, ol), []string{barrierName(rd.n)}})
+				}
+			}
+		}
+	})
+	return tr.findings(inv.Name(), fs)
+}
+
+// liveBarrier: after the heal, rounds complete again.
+type liveBarrier struct{}
+
+func (*liveBarrier) Name() string  { return "live-barrier" }
+func (*liveBarrier) Settles() bool { return true }
+
+func (inv *liveBarrier) Check(tr *Trial) []Violation {
+	if !tr.r.cfg.Barrier {
+		return nil
+	}
+	wait := tr.r.cfg.SessionTimeout + 5*time.Second
+	deadline := tr.healedAt + int64(wait)
+	var why string
+	ok, _ := tr.Await(deadline, func() (bool, string) {
+		if len(tr.r.liveNodes()) == 0 {
+			return true, ""
+		}
+		done := false
+		tr.r.withState(func(s *state) {
+			why = "no round begun since the heal"
+			for _, rd := range s.bar.rounds {
+				if rd.started <= tr.healedAt {
+					continue
+				}
+				through := 0
+				for _, p := range rd.parts {
+					if p.in != 0 && p.out != 0 {
+						through++
+					}
+				}
+				if rd.done != 0 && through > 0 {
+					done = true
+				}
+			}
+			if rd := s.bar.rounds[s.bar.last]; rd != nil {
+				why = fmt.Sprintf("round %d (begun %+.3fs): %s", rd.n, float64(rd.started-tr.start)/1e9, describeRound(rd, s))
+			}
+		})
+		return done, ""
+	})
+	if ok {
+		return nil
+	}
+	return []Violation{tr.Violation(inv.Name(), deadline,
+		fmt.Sprintf("no barrier round begun after the heal completed within %v of it; the last is %s", wait, why), barrierPrefix).
+		Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+}
+
+func describeRound(rd *bround, s *state) string {
+	var out []string
+	for _, l := range rd.order {
+		p := rd.parts[l]
+		st := "told"
+		switch {
+		case p.out != 0:
+			st = "out"
+		case p.fail != 0:
+			st = "failed: " + p.failWhy
+		case p.leaving != 0:
+			st = "leaving"
+		case p.in != 0:
+			st = "inside"
+		case p.arrive != 0:
+			st = "entering"
+		}
+		out = append(out, fmt.Sprintf("%s(%s) %s", l, s.nodeState[p.label], st))
+	}
+	return strings.Join(out, ", ")
+}
+
+// barrierLeftovers: a finished round leaves no participant znode behind,
+// and its ready znode only if a participant's session ended inside.
+type barrierLeftovers struct {
+	persisting
+}
+
+func (*barrierLeftovers) Name() string  { return "barrier-leftovers" }
+func (*barrierLeftovers) Settles() bool { return true }
+
+func (inv *barrierLeftovers) Check(tr *Trial) []Violation {
+	if !tr.r.cfg.Barrier {
+		return nil
+	}
+	// Rounds over before the heal: the sessions of their dead participants
+	// have expired by the deadline.
+	return inv.judge(tr, tr.healedAt, tr.healedAt+int64(tr.r.cfg.SessionTimeout+5*time.Second))
+}
+
+// CheckStopped judges the rounds that finished since, once every node
+// has stopped.
+func (inv *barrierLeftovers) CheckStopped(tr *Trial) []Violation {
+	if !tr.r.cfg.Barrier {
+		return nil
+	}
+	now := Now()
+	return inv.judge(tr, now, now+int64(2*tr.r.cfg.SessionTimeout+3*time.Second))
+}
+
+func (inv *barrierLeftovers) judge(tr *Trial, before, deadline int64) []Violation {
+	r := tr.r
+	type roundInfo struct {
+		n          int
+		readyMayBe bool
+	}
+	var judge []roundInfo
+	events := r.events()
+	r.withState(func(s *state) {
+		for _, rd := range s.bar.rounds {
+			if rd.done == 0 || rd.done > before || rd.clean {
+				continue
+			}
+			ri := roundInfo{n: rd.n}
+			for _, p := range rd.parts {
+				if p.arrive == 0 {
+					continue
+				}
+				if p.out == 0 {
+					// It never finished Leave (dead, failed or stopped, inside
+					// or counted while entering): if it was the lowest, the
+					// others' Leave returned when its znode went, and nobody
+					// deleted ready.
+					ri.readyMayBe = true
+				}
+				for _, x := range nodeEnds(events, p.label) {
+					if x >= p.arrive && (p.out == 0 || x < p.out) {
+						ri.readyMayBe = true // its session ended inside
+					}
+				}
+			}
+			judge = append(judge, ri)
+		}
+	})
+	slices.SortFunc(judge, func(a, b roundInfo) int { return a.n - b.n })
+	var probs []problem
+	var clean []int
+	ok, why := tr.Await(deadline, func() (bool, string) {
+		probs, clean = probs[:0], clean[:0]
+		for _, ri := range judge {
+			dir := barrier.Path(r.root, barrierName(ri.n))
+			var children []string
+			err := r.foreignDo("children "+dir, func(c *zk.Conn) error {
+				var err error
+				children, _, err = c.Children(dir)
+				return err
+			})
+			if errors.Is(err, zk.ErrNoNode) {
+				clean = append(clean, ri.n)
+				continue
+			}
+			if err != nil {
+				return false, err.Error()
+			}
+			var left []string
+			for _, c := range children {
+				if c == "ready" && ri.readyMayBe {
+					continue
+				}
+				left = append(left, c)
+			}
+			if len(left) == 0 {
+				clean = append(clean, ri.n)
+				continue
+			}
+			slices.Sort(left)
+			probs = append(probs, problem{key: fmt.Sprintf("round %d", ri.n), focus: barrierName(ri.n),
+				what: fmt.Sprintf("barrier %s finished and left %s", barrierName(ri.n), strings.Join(left, ", "))})
+		}
+		return len(probs) == 0, ""
+	})
+	r.withState(func(s *state) {
+		for _, n := range clean {
+			s.bar.rounds[n].clean = true
+		}
+	})
+	if ok {
+		inv.clear()
+		return nil
+	}
+	if why != "" {
+		return []Violation{tr.Violation(inv.Name(), deadline, "cannot read the barriers: "+why).Key(fmt.Sprintf("%s/%d", tr.class.Name(), tr.Index))}
+	}
+	return inv.report(tr, inv.Name(), deadline, probs)
+}
+
+// finding is a violation found under the run's lock: Trial.Violation cuts
+// the history excerpt, which takes the lock, so it is made after.
+type finding struct {
+	at    int64
+	what  string
+	key   string
+	focus []string
+}
+
+func (tr *Trial) findings(inv string, fs []finding) []Violation {
+	var vs []Violation
+	for _, f := range fs {
+		vs = append(vs, tr.Violation(inv, f.at, f.what, f.focus...).Key(f.key))
+	}
+	return vs
+}
