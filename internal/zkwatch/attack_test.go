@@ -2,9 +2,12 @@ package zkwatch
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,5 +273,113 @@ func TestAttackMalformedPacketLeavesNoZxid(t *testing.T) {
 	}
 	if c.lastZxid != 7 {
 		t.Errorf("last zxid %#x after packets that did not decode, want 7", c.lastZxid)
+	}
+}
+
+// gate forwards connections to a target once opened, and before that
+// closes them at once; it counts the connections it forwarded.
+type gate struct {
+	ln        net.Listener
+	wg        sync.WaitGroup
+	open      atomic.Bool
+	forwarded atomic.Int64
+}
+
+func startGate(t *testing.T, target string) *gate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{ln: ln}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		g.wg.Wait()
+	})
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !g.open.Load() {
+				_ = nc.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = nc.Close()
+				continue
+			}
+			g.forwarded.Add(1)
+			mu.Lock()
+			conns = append(conns, nc, up)
+			mu.Unlock()
+			g.wg.Add(2)
+			go func() { defer g.wg.Done(); _, _ = io.Copy(up, nc); _ = up.Close() }()
+			go func() { defer g.wg.Done(); _, _ = io.Copy(nc, up); _ = nc.Close() }()
+		}
+	}()
+	return g
+}
+
+// A reconnect that lands on a server behind what the Conn has seen (here
+// another standalone server, whose history is shorter; in an ensemble a
+// lagging server) is refused by that server, since the handshake carries
+// the last zxid seen, and the Conn moves on: it is next connected to a
+// server that is not behind, never to the one that is. (Within one
+// ensemble a fresh session is a barrier too: a server answers the
+// handshake only once it has applied the session's creation, which comes
+// after everything the client saw.)
+func TestAttackServerBehindRefusesAndTheConnMovesOn(t *testing.T) {
+	ahead, behind := zktest.Start(t), zktest.Start(t)
+	raw := ahead.Connect(t)
+	for i := range 20 {
+		if _, err := raw.Create(fmt.Sprintf("/n%d", i), nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa := zktest.NewProxy(t, ahead.Addrs()[0])
+	gb := startGate(t, behind.Addrs()[0])
+	c, err := Dial(Config{Servers: []string{pa.Addr(), gb.ln.Addr().String()}, SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var pending []Item
+	gen := takeKind(t, c, &pending, Connected).Gen
+	if got := c.Server(); got != pa.Addr() {
+		t.Fatalf("connected to %s, want %s (the other is closed)", got, pa.Addr())
+	}
+	xid, err := c.Exists(gen, "/n19")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := takeKind(t, c, &pending, Reply); it.Xid != xid || it.Err != nil || it.Zxid < it.Stat.Czxid {
+		t.Fatalf("exists: %+v", it)
+	}
+
+	gb.open.Store(true)
+	pa.Cut()
+	takeKind(t, c, &pending, Gap)
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if n := gb.forwarded.Load(); n < 2 {
+			return fmt.Errorf("%d handshakes with the server behind, want 2", n)
+		}
+		return nil
+	})
+	pa.Restore()
+	takeKind(t, c, &pending, Connected)
+	if got := c.Server(); got != pa.Addr() {
+		t.Errorf("connected to %s after the cut, want %s: the server behind accepted the client", got, pa.Addr())
 	}
 }
