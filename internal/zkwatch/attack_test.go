@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -381,5 +382,42 @@ func TestAttackServerBehindRefusesAndTheConnMovesOn(t *testing.T) {
 	takeKind(t, c, &pending, Connected)
 	if got := c.Server(); got != pa.Addr() {
 		t.Errorf("connected to %s after the cut, want %s: the server behind accepted the client", got, pa.Addr())
+	}
+}
+
+// Close while the writer is blocked in a write to a server that reads
+// nothing (stalled, its buffers full): it returned only when the write
+// deadline, two thirds of the session timeout (40 s here), ran out, so
+// a node's shutdown hung that long. Close now cuts the write short.
+func TestAttackCloseCutsABlockedWriteShort(t *testing.T) {
+	stalled := make(chan struct{})
+	srv := startFakeServer(t, 60000, func(nc net.Conn) { <-stalled })
+	t.Cleanup(func() { close(stalled) }) // before the server's own cleanup
+	c, err := Dial(Config{Servers: []string{srv.ln.Addr().String()}, SessionTimeout: time.Minute, Logger: testnode.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending []Item
+	gen := takeKind(t, c, &pending, Connected).Gen
+	// More bytes than the loopback buffers hold: the writer takes the
+	// request and blocks writing it.
+	if _, err := c.GetData(gen, "/"+strings.Repeat("x", 32<<20)); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.out) > 0 {
+			return errors.New("the writer has not taken the requests")
+		}
+		return nil
+	})
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close blocked behind a write to a stalled server for 20s")
+		<-closed
 	}
 }

@@ -31,6 +31,9 @@ var (
 	ErrNoWatcher = errors.New("zk: no watcher on the path")
 )
 
+// closeGrace is how long Close lets the writer send the closeSession.
+const closeGrace = 100 * time.Millisecond
+
 // Reconnect backoff: after every server of the list has been tried without
 // success, wait this long (doubling up to maxBackoff) before the next round.
 const (
@@ -170,8 +173,12 @@ func (c *Conn) Close() {
 	if c.live {
 		// The writer sends it, ends the connection, and so the reader:
 		// the server then drops the session (and its watches) at once
-		// instead of after a session timeout.
+		// instead of after a session timeout. A write under way to a
+		// server that reads nothing gets closeGrace, not the rest of a
+		// read timeout: the writer sets its deadlines under mu, so it
+		// either set its last one before this or sees closed.
 		c.out = append(c.out, request(0, opCloseSession, nil))
+		_ = nc.SetWriteDeadline(time.Now().Add(closeGrace))
 		nc = nil
 	}
 	c.mu.Unlock()
@@ -445,12 +452,15 @@ func (c *Conn) write(nc net.Conn, pingEvery, writeTimeout time.Duration, stop <-
 		case <-c.outKick:
 		case <-c.life.Done():
 			closing = true
-			writeTimeout = 100 * time.Millisecond
 		}
 		c.mu.Lock()
 		batch, c.out = append(batch, c.out...), nil
+		deadline := writeTimeout
+		if c.closed {
+			deadline = closeGrace
+		}
+		_ = nc.SetWriteDeadline(time.Now().Add(deadline))
 		c.mu.Unlock()
-		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		for _, p := range batch {
 			if _, err := nc.Write(p); err != nil {
 				_ = nc.Close()
