@@ -20,42 +20,56 @@ import (
 
 // The barrier: with Config.Barrier, the driver runs rounds of a double
 // barrier (package recipes/barrier) of size Config.Nodes, one barrier name
-// per round (rounds under one name must not overlap, and a participant
-// still in Leave would meet the next round's arrivals). A round begins with
-// "bround <r>" sent to every live node; each enters after a random 0–300 ms
-// (so that arrivals are spread and an early pass shows), stays inside for
-// 50–150 ms, and leaves. The driver records
+// per round (rounds under one name must not overlap: a participant still
+// in Leave would meet the next round's arrivals). A round begins with
+// "bround <r> 1" sent to every live node; each enters after a random
+// 0–300 ms (so that arrivals are spread and an early pass shows), stays
+// inside for 50–150 ms, and leaves.
+//
+// While nobody is inside, participants still entering may need company,
+// and the driver tells live nodes that take no part at the moment to take
+// part ("bround <r> <k>", their k-th participation in r): when a
+// participant died or failed before the count, and when one arrives again
+// after the barrier opened without it. The latter is the recipe's late
+// arrival: a participant cut off (frozen, partitioned) after it arrived
+// whose session expired before it saw the opening, or before its create's
+// reply came back, arrives again at the back on its new session; if the
+// others have left by then, it waits for size participants of the name's
+// next use, as the recipe documents. The driver records
 //
 //	bround <r> <labels...>      a round began with these nodes
-//	bjoin <r> <label>           a newcomer joins round r: a participant died (or failed) before anyone entered
-//	bdone <r>                   every participant of round r left, failed or died
+//	bjoin <r> <label> <k>       a node takes part in round r (again)
+//	bdone <r>                   every participation in round r ended: left, failed or dead
 //
-// and a node reports
+// and a node reports, for its k-th participation in round r,
 //
-//	barrive <r>                 it calls Enter
-//	bin <r>                     Enter returned nil
-//	bleaving <r>                it calls Leave
-//	bout <r>                    Leave returned nil
-//	bfail <r> <error>           Enter or Leave failed (ctx ended: the node stops), or it was busy
+//	barrive <r> <k>             it calls Enter
+//	bin <r> <k>                 Enter returned nil
+//	bleaving <r> <k>            it calls Leave
+//	bout <r> <k>                Leave returned nil
+//	bfail <r> <k> <error>       Enter or Leave failed (ctx ended: the node stops), or it was busy
 //
 // The recipe's promise, judged over those events (issue 11):
 //
 //	barrier-enter: no participant returns from Enter of round r before
 //	    size participants of round r were there at once (arrived, and
-//	    neither failed nor dead: a killed participant counts until its
-//	    session can have expired, session timeout + 2 s after the kill).
+//	    neither out, failed nor dead; a killed participant counts until its
+//	    session can have expired, session timeout + 2 s after the kill, as
+//	    its znode does).
 //	barrier-leave: no participant returns from Leave of round r while
-//	    another participant of r that had entered, is still live and whose
-//	    session has not ended (dead, failed, or an expiry whose disconnect
-//	    or freeze began before) has not called Leave.
+//	    another participant of r that had entered before has not called
+//	    Leave, unless that one's session had ended: dead, failed, or an
+//	    expiry whose disconnect or freeze began before.
 //	live-barrier: within session timeout + 5 s of the heal, a round begun
 //	    after the heal completes, with at least one participant through
 //	    both halves.
-//	barrier-leftovers: within session timeout + 5 s of the heal, a
-//	    finished round's directory holds no participant znode, and its
-//	    ready znode only if a participant's session ended inside (the
-//	    recipe deletes ready with the last one out; a dead last leaver
-//	    leaves it, and a later round under that name would renew it).
+//	barrier-leftovers: within session timeout + 5 s of the heal, a round
+//	    over before the heal left no participant znode, and its ready znode
+//	    only if a participant did not finish Leave or its session ended
+//	    while it took part (the recipe deletes ready with the last one out;
+//	    when the lowest participant's znode goes with its session, the
+//	    others' Leave returns and nobody deletes it; a later use of the name
+//	    would renew it).
 const (
 	childBarrierEnv = "ZKACTOR_CHAOS_BARRIER" // the barrier's size ("": the node takes no part)
 	barrierPrefix   = "chaos-"                // round r is the barrier chaos-<r>

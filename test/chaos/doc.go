@@ -211,20 +211,22 @@
 //     is what GetCapable must return (capable's rule).
 //
 // And for the double barrier (issue 11), when -barrier is on (rounds of
-// size -nodes, one barrier name per round, driven by the driver; a
-// participant that died or failed before anyone entered is replaced by a
-// live node that takes no part yet):
+// size -nodes, one barrier name per round, driven by the driver; while
+// nobody is inside, a participant still entering gets the company of live
+// nodes that take no part at the moment, see barrier.go):
 //
 //  15. barrier-enter: no participant returns from Enter of round r before
-//     size participants of r were there at once (arrived, not failed, and
-//     a killed one counted until its session can have expired).
+//     size participants of r were there at once (arrived, not out or
+//     failed, and a killed one counted until its session can have
+//     expired).
 //  16. barrier-leave: no participant returns from Leave of round r while
-//     another participant of r that had entered, is live and whose session
-//     has not ended has not called Leave.
+//     another participant of r that had entered before, and whose session
+//     has not ended, has not called Leave.
 //  17. live-barrier: within session timeout + 5 s of the heal, a round
 //     begun after the heal completes.
 //  18. barrier-leftovers: a finished round leaves no participant znode,
-//     and its ready znode only if a participant's session ended inside.
+//     and its ready znode only if a participant did not finish Leave or
+//     its session ended while it took part.
 //
 // And for the distributed config (issue 11), when -config is on:
 //

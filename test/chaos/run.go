@@ -340,6 +340,10 @@ func (r *Run) startPrepared(slot int, svc string) (*nodeProc, error) {
 		wait(r.op(n, name, "cand", name))
 	}
 	wait(r.spawn(n, svc))
+	if r.cfg.Config { // the record and this process's override, written at least once
+		wait(n.send("cset"))
+		wait(n.send("cover"))
+	}
 	return n, nil
 }
 

@@ -333,9 +333,13 @@ func (r *Run) workOnce(tr *Trial, wl *workload, jobs *int) {
 	case x < 86 && r.cfg.Grains:
 		wl.await(n.send("grain", grainIdentity(rng.IntN(grainCount))))
 	case x < 91 && r.cfg.Config: // a compare-and-set write: the record, or the node's override
-		if rng.IntN(2) == 0 {
+		switch rng.IntN(3) {
+		case 0:
 			wl.await(n.send("cset"))
-		} else {
+		case 1: // two writers of the record at once, most likely at one version: one is told of the conflict
+			wl.await(n.send("cset"))
+			wl.await(nodes[rng.IntN(len(nodes))].send("cset"))
+		case 2:
 			wl.await(n.send("cover"))
 		}
 	case x < 96 && r.cfg.Queue:
