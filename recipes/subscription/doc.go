@@ -20,8 +20,10 @@
 // It writes nothing. The watch stays set when it fires: the server sends
 // one event per child created or deleted, in the order it applied them.
 // A join costs one event and one read (getData), a leave one event and no
-// request, whatever the size of the service. The directory is listed only
-// when a subscription starts and after a gap.
+// request, whatever the size of the service. Subscriptions of one
+// directory share its watch and so its events, but each reads its own
+// joins and lists on its own. The directory is listed only when a
+// subscription starts and after a gap.
 //
 // # Why a second connection
 //
