@@ -416,6 +416,9 @@ type barrierEnter struct{}
 
 func (*barrierEnter) Name() string { return "barrier-enter" }
 
+// CheckStopped judges the passes since the last trial's check.
+func (inv *barrierEnter) CheckStopped(tr *Trial) []Violation { return inv.Check(tr) }
+
 func (inv *barrierEnter) Check(tr *Trial) []Violation {
 	if !tr.r.cfg.Barrier {
 		return nil
@@ -482,7 +485,14 @@ type barrierLeave struct{}
 
 func (*barrierLeave) Name() string { return "barrier-leave" }
 
-func (inv *barrierLeave) Check(tr *Trial) []Violation {
+func (inv *barrierLeave) Check(tr *Trial) []Violation { return inv.judge(tr, tr.healedAt) }
+
+// CheckStopped judges the passes since the last trial's heal.
+func (inv *barrierLeave) CheckStopped(tr *Trial) []Violation { return inv.judge(tr, Now()) }
+
+// judge judges the passes of Leave before the instant before: the
+// expiries that may excuse another participant are reported by then.
+func (inv *barrierLeave) judge(tr *Trial, before int64) []Violation {
 	if !tr.r.cfg.Barrier {
 		return nil
 	}
@@ -499,9 +509,7 @@ func (inv *barrierLeave) Check(tr *Trial) []Violation {
 		for _, rd := range s.bar.rounds {
 			for _, l := range rd.order {
 				p := rd.parts[l]
-				// Judged once the expiries that may excuse another
-				// participant have been reported: passes before the heal.
-				if p.out == 0 || p.judgedLeave || p.out >= tr.healedAt {
+				if p.out == 0 || p.judgedLeave || p.out >= before {
 					continue
 				}
 				p.judgedLeave = true

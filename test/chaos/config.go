@@ -320,6 +320,9 @@ type configStream struct{}
 
 func (*configStream) Name() string { return "config-stream" }
 
+// CheckStopped judges the configs received since the last trial's check.
+func (inv *configStream) CheckStopped(tr *Trial) []Violation { return inv.Check(tr) }
+
 func (inv *configStream) Check(tr *Trial) []Violation {
 	if !tr.r.cfg.Config {
 		return nil
@@ -386,6 +389,9 @@ func (inv *configStream) Check(tr *Trial) []Violation {
 type configWrites struct{}
 
 func (*configWrites) Name() string { return "config-writes" }
+
+// CheckStopped judges the writes since the last trial's check.
+func (inv *configWrites) CheckStopped(tr *Trial) []Violation { return inv.Check(tr) }
 
 func (inv *configWrites) Check(tr *Trial) []Violation {
 	if !tr.r.cfg.Config {
