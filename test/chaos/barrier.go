@@ -387,16 +387,18 @@ func (rs *rounds) progress(round int) bool {
 
 // nodeEnds lists, for a node, the instants from which its session may have
 // ended while it lived: for every "session expired" it reported, the
-// latest disconnect or freeze before it (or the expiry itself).
+// first disconnect or freeze since it was last connected (or the expiry
+// itself). A frozen process reports its disconnect only after the thaw.
 func nodeEnds(events []Event, label string) []int64 {
 	var ends []int64
 	var gap int64
 	for _, e := range events {
 		switch {
-		case e.Src == label && e.Kind == "session" && e.Arg(0) == "disconnected":
-			gap = e.T
-		case e.Src == "driver" && e.Kind == "paused" && e.Arg(0) == label:
-			gap = e.T
+		case e.Src == label && e.Kind == "session" && (e.Arg(0) == "disconnected" || e.Arg(0) == "paused"),
+			e.Src == "driver" && e.Kind == "paused" && e.Arg(0) == label:
+			if gap == 0 {
+				gap = e.T
+			}
 		case e.Src == label && e.Kind == "session" && e.Arg(0) == "connected":
 			gap = 0
 		case e.Src == label && e.Kind == "session" && e.Arg(0) == "expired":

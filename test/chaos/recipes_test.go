@@ -86,6 +86,18 @@ func TestBarrierLeaveJudged(t *testing.T) {
 	if vs := barrierCheck(t, &barrierLeave{}, expired...); len(vs) != 0 {
 		t.Fatalf("a participant whose session ended inside: got %v, want none", vs)
 	}
+	// n2 was frozen inside past its session timeout: it reports the
+	// disconnect and the expiry after the thaw.
+	frozen := append(roundOf3(),
+		ev(1.45, "driver", "paused", "n2.1"),
+		ev(1.6, "n0.1", "bout", "1", "1"),
+		ev(4, "driver", "resumed", "n2.1"),
+		ev(4.01, "n2.1", "session", "paused", "7", "false"),
+		ev(4.02, "n2.1", "session", "disconnected", "7", "false"),
+		ev(4.03, "n2.1", "session", "expired", "7", "false"))
+	if vs := barrierCheck(t, &barrierLeave{}, frozen...); len(vs) != 0 {
+		t.Fatalf("a participant frozen inside past its session: got %v, want none", vs)
+	}
 	// A short disconnect, no expiry: its znode stayed, it must be waited for.
 	back := append(roundOf3(),
 		ev(1.45, "n2.1", "session", "disconnected", "7", "false"),
