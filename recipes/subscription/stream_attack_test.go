@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	subv1 "github.com/zkactor/zkactor/proto/recipes/subscription/v1"
 	"github.com/zkactor/zkactor/recipes/subscription"
 	"github.com/zkactor/zkactor/test/zktest"
 )
@@ -113,4 +114,46 @@ func TestAttackLastSubscriptionOfADirectoryRemovesItsWatch(t *testing.T) {
 	}
 	kindsAre(first, "S1")
 	kindsAre(second, "S1 J")
+}
+
+// A child deleted and created again under its name before the read of
+// its first life was answered: the read (sent after both) returns the
+// second life, which must not be reported as the first; the first life
+// is reported neither way and the second once, with its own creation
+// zxid, after what came before it.
+func TestAttackChildReplacedBeforeItsReadIsOneJoinOfTheNewLife(t *testing.T) {
+	conn, dir, data, rec := orderFixture(t, 1)
+	acl := zk.WorldACL(zk.PermAll)
+	hook := &once{}
+	subscription.SetTestHookListed(t, hook.run)
+	hook.arm(func() { // X's first creation has arrived; its read is not sent yet
+		if err := conn.Delete(dir+"/X", -1); err != nil {
+			t.Error(err)
+		}
+		if _, err := conn.Create(dir+"/X", data, 0, acl); err != nil {
+			t.Error(err)
+		}
+		if err := conn.Delete(dir+"/s0", -1); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := conn.Create(dir+"/X", data, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	hook.wait(t)
+	rec.await(t, 3)
+	converges(t, rec, conn, dir, isRegistration)
+	if got, want := changes(rec.messages()), "J X, L s0"; got != want {
+		t.Errorf("messages %q, want %q", got, want)
+	}
+	_, st, err := conn.Exists(dir + "/X")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rec.messages() {
+		if j, ok := m.(*subv1.Joined); ok && j.Member.Czxid != st.Czxid {
+			t.Errorf("join of X with czxid %d, its second life's is %d", j.Member.Czxid, st.Czxid)
+		}
+	}
+	rec.check(t)
 }
