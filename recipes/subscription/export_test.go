@@ -46,3 +46,20 @@ func WatchServer(s *Subscriptions) string {
 	}
 	return l.conn.Server()
 }
+
+// StreamExited reports whether s's stream goroutine has ended (true when
+// s never had one).
+func StreamExited(s *Subscriptions) bool {
+	s.mu.Lock()
+	l := s.stream
+	s.mu.Unlock()
+	if l == nil {
+		return true
+	}
+	select {
+	case <-l.exited:
+		return true
+	default:
+		return false
+	}
+}

@@ -2,6 +2,7 @@ package subscription_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,4 +157,34 @@ func TestAttackChildReplacedBeforeItsReadIsOneJoinOfTheNewLife(t *testing.T) {
 		}
 	}
 	rec.check(t)
+}
+
+// Close called twice at once (a deferred Close and a shutdown hook): each
+// returns only once the goroutines have ended, as Close promises. Before,
+// the second call returned at once, while the stream still ran.
+func TestAttackConcurrentCloseWaitsForTheGoroutines(t *testing.T) {
+	zkc := zktest.Shared(t)
+	n := newNode(t, zkc.Addrs(), zktest.Root(t), 0)
+	subs := subscriptions(t, n, subscription.Options{})
+	_, pid := newRecorder(n)
+	if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+		t.Fatal(err)
+	}
+	early := make(chan string, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subs.Close()
+			if !subscription.StreamExited(subs) {
+				early <- fmt.Sprintf("Close %d returned while the stream still ran", i)
+			}
+		}()
+	}
+	wg.Wait()
+	close(early)
+	for e := range early {
+		t.Error(e)
+	}
 }

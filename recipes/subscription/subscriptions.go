@@ -36,6 +36,7 @@ type Subscriptions struct {
 	life    context.Context // ends with Close
 	endLife context.CancelFunc
 	wg      sync.WaitGroup
+	closeWG sync.WaitGroup // the first Close, which later ones wait for
 
 	watchLive atomic.Bool // the stream's connection is up (for Subscribe's error)
 
@@ -103,10 +104,15 @@ func (s *Subscriptions) Close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		// Another Close is under way (or done): return when it is, so
+		// that every Close keeps the promise above.
+		s.closeWG.Wait()
 		return
 	}
 	s.closed = true
+	s.closeWG.Add(1)
 	s.mu.Unlock()
+	defer s.closeWG.Done()
 	s.endLife()
 	s.wg.Wait()
 	_ = s.system.Root.StopFuture(s.watcher).Wait()
