@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkactor/zkactor/internal/zkutil"
 	subv1 "github.com/zkactor/zkactor/proto/recipes/subscription/v1"
 	"github.com/zkactor/zkactor/recipes/subscription"
 	"github.com/zkactor/zkactor/test/zktest"
@@ -186,5 +187,66 @@ func TestAttackConcurrentCloseWaitsForTheGoroutines(t *testing.T) {
 	close(early)
 	for e := range early {
 		t.Error(e)
+	}
+}
+
+// Subscriptions that start while another client creates and deletes
+// members as fast as it can: changes land between a new subscription's
+// addWatch reply and its listing's reply (shown by the listing, so their
+// events must be skipped), and right after the listing (events to
+// apply). A change applied twice is a join of a member held or a leave
+// of one not held (the recorder notes both); one lost, a receiver that
+// does not converge.
+func TestAttackSubscribingDuringChurn(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 0)
+	b := newNode(t, zkc.Addrs(), root, 0)
+	conn := zkc.Connect(t)
+	churner := zkc.Connect(t)
+	data := registrationData(t, a, conn, "src")
+	dir := a.Registry.Layout().ServicePath("svc")
+	acl := zk.WorldACL(zk.PermAll)
+	if _, err := zkutil.CreateWithParents(conn, root, dir+"/seed", data, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	subs := subscriptions(t, b, subscription.Options{})
+
+	stop := make(chan struct{})
+	churned := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				churned <- nil
+				return
+			default:
+			}
+			if _, err := churner.Create(fmt.Sprintf("%s/c%d", dir, i), data, 0, acl); err != nil {
+				churned <- err
+				return
+			}
+			if i >= 3 {
+				if err := churner.Delete(fmt.Sprintf("%s/c%d", dir, i-3), -1); err != nil {
+					churned <- err
+					return
+				}
+			}
+		}
+	}()
+	var recs []*recorder
+	for range 8 {
+		rec, pid := newRecorder(b)
+		if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	close(stop)
+	if err := <-churned; err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		converges(t, rec, conn, dir, isRegistration)
 	}
 }
