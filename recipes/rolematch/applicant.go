@@ -80,6 +80,11 @@ type holding struct {
 	spec      *specState
 	stopping  bool
 	specStale bool // the spec's data watch fired: read it again (followSpecs)
+	// specGone: the spec was gone when read again, and nothing watches it
+	// (a watch on a znode that may never come back would stay for the
+	// session's life); a specs listing that names the role again makes
+	// the spec stale (refresh).
+	specGone bool
 }
 
 // view is a directory's children as last listed, with the watch that
@@ -350,6 +355,11 @@ func (a *Applicant) refresh(ctx context.Context) error {
 		}
 		a.mu.Lock()
 		clear(a.bad) // the specs changed: try every role again
+		for role, h := range a.held {
+			if h.specGone && a.specs.names[role] {
+				h.specGone, h.specStale = false, true // removed and posted again
+			}
+		}
 		a.mu.Unlock()
 		for role, w := range a.specWatches {
 			if !a.specs.names[role] || fired(w) {

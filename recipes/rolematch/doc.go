@@ -75,12 +75,20 @@
 // version (spec_version). So each version reaches an actor at most once,
 // in order, after its Assigned, and never after a newer one; a SpecChanged
 // sent while no actor runs waits in the stand-in and is dropped if the
-// next Assigned already carries it. A holder whose session ends gets no
-// more changes; its successor reads the spec when it takes the role. An
-// applicant that read a spec for a role it then did not win (it lost the
-// create) leaves that watch set until the spec next changes (one
-// notification, no request), and reads the spec without a new watch when
-// it tries the role again meanwhile: one watch per spec and application.
+// next Assigned already carries it. An actor that its supervisor restarts
+// (after a panic) is the same holding: it gets no second Assigned (the
+// guard announces a holding once), and the changes newer than the spec
+// its first incarnation was shown go on reaching it. A role removed and
+// posted again while held leaves no watch on the gone spec: the specs
+// listing tells whether it is gone (the holder is stopped) or back, and
+// then the new spec (a new znode, a newer mzxid) reaches the running
+// holder as a change; a role seen gone first is held anew. A holder whose
+// session ends gets no more changes; its successor reads the spec when it
+// takes the role. An applicant that read a spec for a role it then did
+// not win (it lost the create) leaves that watch set until the spec next
+// changes (one notification, no request), and reads the spec without a
+// new watch when it tries the role again meanwhile: one watch per spec
+// and application.
 //
 // # The life of an application
 //

@@ -29,6 +29,9 @@ type specState struct {
 	epoch     int64 // the holding's, once an actor has been announced
 	announced bool  // the current actor has had its Assigned
 	shown     int64 // the version the current actor has
+	// actor is the context of the current actor: a Started in the same
+	// context is a restart by the supervisor (a panic), not a new actor.
+	actor actor.ReceiverContext
 }
 
 // assigned builds the Assigned of an actor that starts now, with the
@@ -74,7 +77,15 @@ func followSpec(st *specState) actor.ReceiverMiddleware {
 			switch m := env.Message.(type) {
 			case *actor.Started:
 				st.mu.Lock()
-				st.announced, st.shown = false, 0
+				// A supervisor's restart (after a panic) keeps the actor's
+				// context and its holding: the guard announces a term once,
+				// so no second Assigned comes, and the restarted actor must
+				// go on getting the changes newer than the spec it was
+				// shown. Only a new actor (a new context under the same PID,
+				// after the lease ran out) waits for its Assigned.
+				if st.actor != ctx {
+					st.actor, st.announced, st.shown = ctx, false, 0
+				}
 				st.mu.Unlock()
 			case *rolematchv1.SpecChanged:
 				if m.GetSet() == st.set && m.GetRole() == st.role {
@@ -140,62 +151,67 @@ func (a *Applicant) followSpecs(ctx context.Context) error {
 
 // rereadSpec reads h's spec with a new data watch and sends the holder a
 // SpecChanged if it is newer than the one it has. A spec that is gone
-// (the role is being removed: the specs listing releases it) is watched
-// for its creation; one that cannot be decoded, or read, is skipped with a
-// warning, and the holder keeps the spec it has.
+// (the role is being removed: the specs listing releases it) is not
+// watched: the specs listing tells if it is posted again (refresh). One
+// that cannot be decoded, or read, is skipped with a warning, and the
+// holder keeps the spec it has.
 func (a *Applicant) rereadSpec(ctx context.Context, h *holding) error {
 	p := a.r.specPath(a.set, h.role)
-	for {
-		var (
-			data  []byte
-			stat  *zk.Stat
-			watch <-chan zk.Event
-		)
-		err := a.r.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+	var (
+		data  []byte
+		stat  *zk.Stat
+		watch <-chan zk.Event
+	)
+	err := a.r.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
+		var err error
+		data, stat, watch, err = conn.GetW(p)
+		return err
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		// Removed: the specs listing releases the role. No exists watch
+		// for its return: the role may never come back, and the watch
+		// would stay (in go-zookeeper and on the server) for the session's
+		// life, one per role that came and went. The specs listing, whose
+		// watch the delete fired, tells if it is posted again (refresh).
+		a.mu.Lock()
+		h.specStale, h.specGone = false, true
+		a.mu.Unlock()
+		return nil
+	}
+	if errors.Is(err, zk.ErrNoAuth) {
+		// exists needs no permission, and watches the znode.
+		var exists bool
+		err = a.r.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
 			var err error
-			data, stat, watch, err = conn.GetW(p)
+			exists, _, watch, err = conn.ExistsW(p)
 			return err
 		})
-		if noAuth := errors.Is(err, zk.ErrNoAuth); noAuth || errors.Is(err, zk.ErrNoNode) {
-			// exists needs no permission, and watches a znode to come.
-			var exists bool
-			err = a.r.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(conn *zk.Conn) error {
-				var err error
-				exists, _, watch, err = conn.ExistsW(p)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if !exists {
-				a.specFollowed(ctx, h, watch)
-				return nil // removed: released once the specs listing shows it
-			}
-			if noAuth {
-				a.log.Warn("the role's new spec is not readable by this session: its holder keeps the spec it has", "role", h.role)
-				a.specFollowed(ctx, h, watch)
-				return nil
-			}
-			continue // created again meanwhile
-		}
 		if err != nil {
 			return err
 		}
-		a.specFollowed(ctx, h, watch)
-		spec, err := decodeRole(data)
-		if err != nil {
-			a.log.Warn("the role's new spec cannot be decoded: its holder keeps the spec it has", "role", h.role, "err", err)
-			if testHookUnusableSpec != nil {
-				testHookUnusableSpec(h.role)
-			}
-			return nil
+		if exists {
+			a.log.Warn("the role's new spec is not readable by this session: its holder keeps the spec it has", "role", h.role)
 		}
-		if m := h.spec.update(spec, stat.Mzxid); m != nil {
-			a.log.Debug("telling the holder of its role's new spec", "role", h.role, "version", stat.Mzxid)
-			a.r.system.Root.Send(h.tenure.PID(), m)
+		a.specFollowed(ctx, h, watch)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	a.specFollowed(ctx, h, watch)
+	spec, err := decodeRole(data)
+	if err != nil {
+		a.log.Warn("the role's new spec cannot be decoded: its holder keeps the spec it has", "role", h.role, "err", err)
+		if testHookUnusableSpec != nil {
+			testHookUnusableSpec(h.role)
 		}
 		return nil
 	}
+	if m := h.spec.update(spec, stat.Mzxid); m != nil {
+		a.log.Debug("telling the holder of its role's new spec", "role", h.role, "version", stat.Mzxid)
+		a.r.system.Root.Send(h.tenure.PID(), m)
+	}
+	return nil
 }
 
 // fired reports whether the watch w has fired (go-zookeeper sends its one
