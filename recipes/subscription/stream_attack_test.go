@@ -1,8 +1,10 @@
 package subscription_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,4 +251,122 @@ func TestAttackSubscribingDuringChurn(t *testing.T) {
 	for _, rec := range recs {
 		converges(t, rec, conn, dir, isRegistration)
 	}
+}
+
+// The subscriptions' connection cut again and again while another client
+// creates, deletes and re-creates members (same ids, new lives) as fast
+// as it can: each reconnect sets the watch again, lists, and sends the
+// difference while changes keep landing around the listing. No change
+// may be applied twice (the recorder's breaches), none lost (the
+// receiver converges on ZooKeeper's members, lives included).
+func TestAttackRepeatedGapsDuringChurn(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newNode(t, zkc.Addrs(), root, 0)
+	sub := newNode(t, []string{proxy.Addr()}, root, 4*time.Second)
+	conn := zkc.Connect(t)
+	churner := zkc.Connect(t)
+	data := registrationData(t, a, conn, "src")
+	dir := a.Registry.Layout().ServicePath("svc")
+	acl := zk.WorldACL(zk.PermAll)
+	if _, err := zkutil.CreateWithParents(conn, root, dir+"/seed", data, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	subs := subscriptions(t, sub, subscription.Options{})
+	rec, pid := newRecorder(sub)
+	if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	churned := make(chan error, 1)
+	var rounds atomic.Int64
+	go func() {
+		for i := 0; ; i++ {
+			rounds.Store(int64(i))
+			select {
+			case <-stop:
+				churned <- nil
+				return
+			default:
+			}
+			// Ten ids, each deleted and created again in turn: a
+			// re-creation under a known id is a new life.
+			p := fmt.Sprintf("%s/m%d", dir, i%10)
+			if err := churner.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+				churned <- err
+				return
+			}
+			if i%3 != 0 {
+				if _, err := churner.Create(p, data, 0, acl); err != nil {
+					churned <- err
+					return
+				}
+			}
+		}
+	}()
+	gap := func() {
+		t.Helper()
+		proxy.Cut()
+		zktest.Eventually(t, 10*time.Second, func() error {
+			if s := subscription.WatchServer(subs); s != "" {
+				return fmt.Errorf("still connected to %s", s)
+			}
+			return nil
+		})
+	}
+	reconnect := func() {
+		t.Helper()
+		proxy.Restore()
+		zktest.Eventually(t, 20*time.Second, func() error {
+			if subscription.WatchServer(subs) == "" {
+				return errors.New("not connected again")
+			}
+			return nil
+		})
+	}
+	// churnOn waits until every id has been deleted and created again
+	// (or not) a few times since it was called.
+	churnOn := func() {
+		t.Helper()
+		from := rounds.Load()
+		zktest.Eventually(t, 20*time.Second, func() error {
+			if rounds.Load() < from+60 {
+				return errors.New("the churn has not gone round every id yet")
+			}
+			return nil
+		})
+	}
+	// The receiver holds members of the churn (known lives, which the
+	// next difference must check).
+	holdsChurn := func() {
+		t.Helper()
+		zktest.Eventually(t, 20*time.Second, func() error {
+			if n := len(rec.held()); n < 4 {
+				return fmt.Errorf("the receiver holds %d members", n)
+			}
+			return nil
+		})
+	}
+	for range 3 {
+		churnOn()
+		holdsChurn()
+		gap()
+		churnOn()
+		reconnect()
+	}
+	// The last gap: the churn goes on in it and ends before the
+	// reconnect, so that only the difference can tell the receiver of
+	// the ids that were deleted and created again.
+	churnOn()
+	holdsChurn()
+	gap()
+	churnOn()
+	close(stop)
+	if err := <-churned; err != nil {
+		t.Fatal(err)
+	}
+	reconnect()
+	converges(t, rec, conn, dir, isRegistration)
 }
