@@ -3,6 +3,7 @@ package subscription_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -369,4 +370,57 @@ func TestAttackRepeatedGapsDuringChurn(t *testing.T) {
 	}
 	reconnect()
 	converges(t, rec, conn, dir, isRegistration)
+}
+
+// The server of the subscriptions' connection is cut off from its quorum
+// (a partition between servers; its client port still serves), while
+// members join and leave on the majority. As doc.go says, the connection
+// stays up with nothing new until that server gives up, then comes the
+// gap, and on another server the difference: never a change that the
+// majority did not make, never one twice, and every one.
+func TestAttackServerCutOffFromItsQuorum(t *testing.T) {
+	zkc := zktest.StartEnsemble(t, 3, zktest.WithQuorumProxies())
+	proxies, addrs := zktest.Proxies(t, zkc)
+	root := zktest.Root(t)
+	sub := newNode(t, addrs, root, 4*time.Second)
+	conn := zkc.Connect(t)
+	subs := subscriptions(t, sub, subscription.Options{})
+	rec, pid := newRecorder(sub)
+	if _, err := subs.Subscribe(ctxT(t), "svc", pid); err != nil {
+		t.Fatal(err)
+	}
+	used := slices.Index(addrs, subscription.WatchServer(subs))
+	if used < 0 {
+		t.Fatalf("the subscriptions' connection is to %q, not one of %v", subscription.WatchServer(subs), addrs)
+	}
+	var others []string
+	for i, p := range proxies {
+		if i != used {
+			p.Cut() // the connection cannot move before the gap
+			others = append(others, zkc.Addrs()[i])
+		}
+	}
+	member := newNode(t, others, root, 0) // on the majority
+	dir := member.Registry.Layout().ServicePath("svc")
+	pids := registerN(t, member, "svc", 3)
+	converges(t, rec, conn, dir, isRegistration)
+
+	zkc.IsolateQuorum(used)
+	unregister(t, member, "svc", pids[0])
+	registerN(t, member, "svc", 2)
+	zktest.Eventually(t, 30*time.Second, func() error {
+		if s := subscription.WatchServer(subs); s != "" {
+			return fmt.Errorf("still connected to %s", s)
+		}
+		return nil
+	})
+	for i, p := range proxies {
+		if i != used {
+			p.Restore()
+		}
+	}
+	converges(t, rec, conn, dir, isRegistration)
+	if got := kinds(rec.messages()); got != "S0 J J J L J J" {
+		t.Errorf("messages %q, want \"S0 J J J L J J\"", got)
+	}
 }
