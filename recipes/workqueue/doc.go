@@ -63,7 +63,7 @@
 //	Take finds nothing ── create waiters/<token>-<seq> (ephemeral sequential) ──► in line
 //	in line, first  ── list items/ and claims/ with watches ──► wait for them (a put, an Ack,
 //	                   a Release, a claim gone with its session)
-//	in line, behind ── exists watch on the waiter before it ──► wait for that one to go
+//	in line, behind ── data watch on the waiter before it ──► wait for that one to go
 //	the first takes an item, its Take gives up (ctx, Close), its session ends
 //	                ── its waiter znode goes ──► the next in line is first and looks at items/
 //
@@ -79,11 +79,18 @@
 // from ZooKeeper stays first until its session expires (or it reconnects
 // and takes the item): items put meanwhile wait that long, at most a
 // session timeout. A waiter znode deleted by someone else lets the next one
-// move up; its Take queues up again when it next looks at the line. A Take
+// move up; its Take queues up again when it next looks at the line. A znode
+// under waiters/ that no Take made (persistent, its data no Waiter, or
+// unreadable) is passed over in the line and logged once: it would keep
+// every waiter behind it from being first, and the items from being taken.
+// A join whose outcome stays unknown (the create's reply lost, and the
+// look for it failing too) leaves the deletion of what it may have made
+// to a goroutine of the session's, which does it once ZooKeeper can be
+// reached. A Take
 // that finds a free item at its first look never joins the line, and a
 // Take's cost is unchanged while the queue has items; a Take that waits
-// pays one create, one listing of the line, one exists per waiter that
-// leaves before it, and one delete.
+// pays one create, one listing of the line, one read (with a watch) per
+// waiter that leaves before it, and one delete.
 //
 // # Actors
 //

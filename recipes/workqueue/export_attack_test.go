@@ -59,3 +59,11 @@ func Feeders(q *Queue) int {
 	defer q.mu.Unlock()
 	return len(q.feeders)
 }
+
+// SetTestHookBeforeWatchPred sets the hook that runs before a waiter sets
+// its watch on the waiter before it, and returns a function that removes
+// it.
+func SetTestHookBeforeWatchPred(f func(pred string)) (restore func()) {
+	testHookBeforeWatchPred = f
+	return func() { testHookBeforeWatchPred = nil }
+}

@@ -71,6 +71,7 @@ type Queue struct {
 	changed chan struct{}     // closed and replaced on every change of items/ or claims/
 	strays  map[string]string // item -> token of a take that gave up on its claim, whose outcome may be ours
 	bad     map[string]bool   // item names whose data is not an Item: skipped
+	junk    map[string]bool   // names under waiters/ that are no waiters: passed over
 	closed  bool
 	feeders map[*feeder]bool // running feeders: Close gives back what they hold
 	// armed: the session whose watch on items/ or claims/ has not fired
@@ -81,7 +82,7 @@ type Queue struct {
 	// but never items/).
 	armed    map[string]int64
 	watchGen map[string]uint64
-	// predPath: the waiter znode that this handle's exists watch is on,
+	// predPath: the waiter znode that this handle's data watch is on,
 	// set by predSession, until the watch fires; waiterEvents counts the
 	// session's watch events below waiters/ (see watchPred).
 	predPath     string
@@ -139,6 +140,7 @@ func Open(ctx context.Context, s *cluster.Session, name string, opts Options) (*
 		changed:  make(chan struct{}),
 		strays:   map[string]string{},
 		bad:      map[string]bool{},
+		junk:     map[string]bool{},
 	}
 	if err := q.makeDirs(ctx); err != nil {
 		return nil, err

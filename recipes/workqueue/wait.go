@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 	"google.golang.org/protobuf/proto"
@@ -42,7 +43,7 @@ func (w *waiter) place() string {
 }
 
 // queueUp makes sure w stands in the line on the current session and knows
-// its place: first, or behind a waiter whose exists watch is armed. It
+// its place: first, or behind a waiter whose data watch is armed. It
 // costs no request while w's place is known and the watch has not fired.
 // Without a session (the client is reconnecting) it does nothing: the
 // Connected or Expired event wakes the Take.
@@ -70,6 +71,7 @@ func (q *Queue) queueUp(ctx context.Context, w *waiter) error {
 			return err
 		}
 		line, _ := order(names)
+		line = slices.DeleteFunc(line, q.isJunkWaiter) // passed over: see watchPred
 		i := slices.Index(line, w.path[strings.LastIndexByte(w.path, '/')+1:])
 		switch {
 		case i < 0:
@@ -82,20 +84,24 @@ func (q *Queue) queueUp(ctx context.Context, w *waiter) error {
 			return nil
 		}
 		pred := q.waiters + "/" + line[i-1]
-		ok, err := q.watchPred(ctx, pred)
+		state, err := q.watchPred(ctx, pred)
 		if err != nil {
 			return err
 		}
-		if ok {
+		if state == predWaiting {
 			w.pred = pred
 			return nil
 		}
-		// The one before left meanwhile: look again.
+		// The one before left meanwhile, or is no waiter: look again.
 	}
 }
 
 // testHookBeforeJoin, when a test sets it, runs before a waiter's create.
 var testHookBeforeJoin func()
+
+// testHookBeforeWatchPred, when a test sets it, runs before a waiter sets
+// its watch on the waiter before it, pred.
+var testHookBeforeWatchPred func(pred string)
 
 // join creates w's znode at the back of the line. A create whose reply was
 // lost is found by its token (the protected create ZooKeeper's recipes use):
@@ -121,7 +127,9 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 			switch {
 			case err == nil && created != "":
 				q.s.DeleteWhenConnected(created)
-			case err != nil && zkutil.IsTransient(err):
+			case err == nil || zkutil.IsTransient(err):
+				// Made on a session that replaced the one it was sent
+				// on (created is then ""), or unknown.
 				q.removeLateWaiter(token)
 			}
 		}
@@ -144,6 +152,13 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 			return nil
 		}
 		if err != nil && !zkutil.IsTransient(err) || attempt >= 2 {
+			if err == nil || zkutil.IsTransient(err) {
+				// The outcome is unknown: a waiter this join gives up
+				// on would head the line, unwatched, for the session's
+				// life. (A create the server refused made nothing; one
+				// Do stopped waiting for is late's.)
+				q.removeLateWaiter(token)
+			}
 			if err == nil {
 				err = errors.New("the session changed during the create")
 			}
@@ -151,6 +166,10 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 		}
 		// Unknown outcome: is there a waiter of ours with the token?
 		if found, owner, err := q.findWaiter(ctx, token); err != nil {
+			// Still unknown (ZooKeeper out of reach for longer than
+			// the RequestTimeout of a Take whose ctx has no deadline):
+			// as above.
+			q.removeLateWaiter(token)
 			return fmt.Errorf("join the line: %w", err)
 		} else if found != "" && owner == q.s.ID() {
 			*w = waiter{path: q.waiters + "/" + found, session: owner}
@@ -160,21 +179,41 @@ func (q *Queue) join(ctx context.Context, w *waiter) error {
 }
 
 // removeLateWaiter deletes the waiter named with token if the current
-// session owns it: the create of a Take that gave up, whose outcome is
-// unknown. The goroutine is the session's: it ends within the session's
-// RequestTimeout.
+// session owns it: the create of a join given up, whose outcome is
+// unknown. ZooKeeper may be out of reach for a while (that is how the
+// outcome came to be unknown): it tries until it knows, and the waiter is
+// deleted, or the session ends (and takes the waiter along) or is closed.
+// The goroutine is the session's.
 func (q *Queue) removeLateWaiter(token string) {
 	session := q.s.ID()
+	if session == 0 {
+		return // no session: what the create made went with the last one
+	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), q.s.RequestTimeout())
-		defer cancel()
-		found, owner, err := q.findWaiter(ctx, token)
-		if err != nil {
-			q.log.Warn("a waiter whose create was given up may stand in line until the session ends", "token", token, "err", err)
-			return
-		}
-		if found != "" && owner == session && owner != 0 {
-			q.s.DeleteWhenConnected(q.waiters + "/" + found)
+		for attempt := 0; ; attempt++ {
+			if q.s.ID() != session {
+				return // gone with its session
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), q.s.RequestTimeout())
+			found, owner, err := q.findWaiter(ctx, token)
+			cancel()
+			switch {
+			case err == nil:
+				if found != "" && owner == session {
+					q.s.DeleteWhenConnected(q.waiters + "/" + found)
+				}
+				return
+			case errors.Is(err, cluster.ErrClosed):
+				return
+			}
+			q.log.Debug("looking for a waiter whose create was given up; trying again", "token", token, "err", err)
+			t := time.NewTimer(backoff(attempt))
+			select {
+			case <-q.s.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 		}
 	}()
 }
@@ -205,47 +244,118 @@ func (q *Queue) findWaiter(ctx context.Context, token string) (string, int64, er
 	return "", 0, nil
 }
 
-// watchPred sets an exists watch on the waiter p, the one before this
-// handle's, unless one is armed; it reports whether p exists. At most one
-// such watch per handle is recorded (a handle has one waiting Take at a
-// time), and one is set again only after it fired: go-zookeeper keeps a
-// channel for every watch until it fires.
-func (q *Queue) watchPred(ctx context.Context, p string) (bool, error) {
+// predState is what watchPred found before a waiter.
+type predState int
+
+const (
+	predGone    predState = iota // it left: the line moved
+	predWaiting                  // a waiter, watched
+	predJunk                     // no waiter (see isWaiter): passed over
+)
+
+// watchPred sets a data watch on the waiter p, the one before this
+// handle's, unless one is armed, and reports what p is. At most one such
+// watch per handle is recorded (a handle has one waiting Take at a time),
+// and one is set again only after it fired: go-zookeeper keeps a channel
+// for every watch until it fires. A data watch, not an exists watch: on a
+// waiter that has just left, exists would watch for a creation that never
+// comes (the name had a sequence number), and that watch and its channel
+// would stay for the session's life, one each time the line moved under a
+// waiter; a read of a znode that is gone sets none.
+//
+// A znode under waiters/ that no Take of this recipe made (persistent,
+// whose data is not a Waiter, or that this session may not read: our
+// waiters are readable by all) is junk, remembered and passed over: at
+// the head of the line it would keep every waiter behind it from ever
+// being first, and items put would wait for good. (Its watch stays until
+// it changes: one per junk znode.)
+func (q *Queue) watchPred(ctx context.Context, p string) (predState, error) {
 	session := q.s.ID()
 	q.mu.Lock()
 	armed := q.predPath == p && q.predSession == session
 	gen := q.waiterEvents
 	q.mu.Unlock()
 	if armed {
-		return true, nil
+		return predWaiting, nil
+	}
+	if testHookBeforeWatchPred != nil {
+		testHookBeforeWatchPred(p)
 	}
 	var (
-		ok    bool
+		data  []byte
+		stat  *zk.Stat
 		owner int64
 	)
-	err := q.s.Do(ctx, cluster.Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
+	err := q.s.Do(ctx, cluster.Op{Name: "get", Path: p, Idempotent: true}, func(c *zk.Conn) error {
 		before := c.SessionID()
 		var err error
-		ok, _, _, err = c.ExistsW(p)
+		data, stat, _, err = c.GetW(p)
 		if c.SessionID() == before {
 			owner = before
 		}
 		return err
 	})
-	if err != nil {
-		return false, err
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return predGone, nil
+	case errors.Is(err, zk.ErrNoAuth):
+		q.junkWaiter(p, "this session may not read it")
+		return predJunk, nil
+	case err != nil:
+		return predGone, err
 	}
-	if ok && owner != 0 {
+	if why := isWaiter(data, stat); why != "" {
+		q.junkWaiter(p, why)
+		return predJunk, nil
+	}
+	if owner != 0 {
 		q.mu.Lock()
 		if q.waiterEvents == gen { // else the watch may have fired already
 			q.predPath, q.predSession = p, owner
 		}
 		q.mu.Unlock()
 	}
-	return ok, nil
+	return predWaiting, nil
 }
 
-// predArmed reports whether the exists watch on the waiter p, set on
+// isWaiter returns why a znode under waiters/ is not a waiter, "" if it is
+// one: ephemeral, with a Waiter record.
+func isWaiter(data []byte, stat *zk.Stat) string {
+	if stat.EphemeralOwner == 0 {
+		return "it is persistent"
+	}
+	rec := &workqueuev1.Waiter{}
+	if err := proto.Unmarshal(data, rec); err != nil || rec.Taker == "" || rec.Since == nil {
+		return "its data is not a Waiter"
+	}
+	return ""
+}
+
+// junkWaiter remembers, and logs once, a znode under waiters/ that is not
+// a waiter.
+func (q *Queue) junkWaiter(p, why string) {
+	name := p[strings.LastIndexByte(p, '/')+1:]
+	q.mu.Lock()
+	seen := q.junk[name]
+	if !seen {
+		if len(q.junk) >= maxBad {
+			clear(q.junk)
+		}
+		q.junk[name] = true
+	}
+	q.mu.Unlock()
+	if !seen {
+		q.log.Warn("passing over a znode in the line of waiters", "path", p, "why", why)
+	}
+}
+
+func (q *Queue) isJunkWaiter(name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.junk[name]
+}
+
+// predArmed reports whether the data watch on the waiter p, set on
 // session, has not fired yet.
 func (q *Queue) predArmed(p string, session int64) bool {
 	q.mu.Lock()

@@ -1,0 +1,161 @@
+package workqueue_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/zkactor/zkactor/cluster"
+	workqueuev1 "github.com/zkactor/zkactor/proto/recipes/workqueue/v1"
+	"github.com/zkactor/zkactor/recipes/workqueue"
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// Garbage in waiters/ named like a waiter, older than every real one (a
+// znode another client made by hand): a persistent one, which no session
+// takes along, and an ephemeral one of a live foreign session whose data
+// is not a Waiter. Each would head the line for good: the real waiter
+// behind it watched it, never became first, and nobody watched the items,
+// so every item put was stranded while a Take waited. They are passed
+// over: the waiting Take is first and takes the item.
+func TestAttackLineGarbageWaitersStrandNothing(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	waiters := root + "/queues/jobs/waiters"
+	qa := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	producer := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer")
+	if _, err := c.Create(waiters, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	// A real Waiter record, but persistent; then an ephemeral one of this
+	// (live) plain client's session that is no Waiter.
+	rec, err := proto.Marshal(&workqueuev1.Waiter{Taker: "by hand", Since: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(waiters+"/0000000000000000-0000000000", rec, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(waiters+"/0000000000000001-0000000001", []byte("junk"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	tks := []*taking{startTake(t, qa)}
+	eventuallyChildren(t, c, waiters, 3)
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if workqueue.Place(qa) == "" {
+			return fmt.Errorf("A's Take does not wait in line yet")
+		}
+		return nil
+	})
+	put(t, producer, "job", "do it")
+	if _, it := gotOne(t, tks); it.Key != "job" {
+		t.Fatalf("A took %s", it.ID)
+	}
+}
+
+// A waiter's predecessor leaves between the listing of the line and the
+// watch set on it. An exists watch on a znode that is gone watches for its
+// creation, which never comes (its name had a sequence number): go-
+// zookeeper kept the channel, and the server the watch, for the session's
+// life, one more each time the line moved under a waiter's feet. No watch
+// may be left on the departed predecessor.
+func TestAttackLineDepartedPredecessorLeavesNoWatch(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	waiters := root + "/queues/jobs/waiters"
+	sb := dial(t, zkc.Addrs(), 4*time.Second)
+	qa := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	qb := open(t, sb, root, "jobs", "b")
+	tks := line(t, c, waiters, qa)
+	names := eventuallyChildren(t, c, waiters, 1)
+	pred := waiters + "/" + names[0]
+	var once sync.Once
+	defer workqueue.SetTestHookBeforeWatchPred(func(p string) {
+		if p == pred {
+			once.Do(func() { tks[0].cancel(); eventuallyChildren(t, c, waiters, 1) })
+		}
+	})()
+	tb := startTake(t, qb)
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if p := workqueue.Place(qb); p != "first" {
+			return fmt.Errorf("B waits %q, want first (A left)", p)
+		}
+		return nil
+	})
+	if n := workqueue.ClientWatches(sb.Conn(), pred); n != 0 {
+		t.Fatalf("B holds %d watches on A's departed waiter %s, want 0", n, pred)
+	}
+	put(t, open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer"), "job", "do it")
+	if _, it := gotOne(t, []*taking{tb}); it.Key != "job" {
+		t.Fatalf("B took %s", it.ID)
+	}
+}
+
+// A Take whose waiter create is applied but whose reply is lost, and whose
+// look for the waiter afterwards fails too (ZooKeeper out of reach for
+// longer than the RequestTimeout; the Take's ctx has no deadline, as a
+// feeder's has not), returns an error while the session lives on. The
+// waiter it made must not stay: at the head of the line, with no Take
+// behind it, it would strand every item put for as long as the session
+// lives (an actor.Node's: the process's life). It is deleted once
+// ZooKeeper can be reached, and a Take waiting behind it gets the item.
+func TestAttackLineJoinGivenUpLeavesNoWaiter(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	waiters := root + "/queues/jobs/waiters"
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sa, err := cluster.Dial(ctx, cluster.Config{
+		Servers: []string{proxy.Addr()}, SessionTimeout: 4 * time.Second,
+		RequestTimeout: 3 * time.Second, Logger: testLogger(),
+	})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sa.Close)
+	session := sa.ID()
+	qa := open(t, sa, root, "jobs", "a")
+	if _, err := c.Create(waiters, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	defer workqueue.SetTestHookBeforeJoin(func() { once.Do(proxy.DropFromTarget) })()
+	takeCtx, stop := context.WithCancel(context.Background()) // no deadline, as a feeder's
+	defer stop()
+	if it, err := qa.Take(takeCtx); err == nil {
+		t.Fatalf("A's Take got %s through a one-way partition", it.ID)
+	} else {
+		t.Logf("A's Take: %v", err)
+	}
+	if takeCtx.Err() != nil {
+		t.Fatal("the Take's ctx ended")
+	}
+	eventuallyChildren(t, c, waiters, 1) // A's create was applied
+	proxy.Restore()
+	qb := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "b")
+	tb := startTake(t, qb)
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if workqueue.Place(qb) == "" {
+			return fmt.Errorf("B's Take does not wait in line yet")
+		}
+		return nil
+	})
+	eventuallyChildren(t, c, waiters, 1) // B's only: A's is gone
+	if sa.ID() != session {
+		t.Fatalf("A's session changed (%#x, was %#x): its waiter went with the session, not by a delete", sa.ID(), session)
+	}
+	put(t, open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer"), "job", "do it")
+	if _, it := gotOne(t, []*taking{tb}); it.Key != "job" {
+		t.Fatalf("B took %s", it.ID)
+	}
+}
