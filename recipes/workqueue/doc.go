@@ -79,7 +79,9 @@
 // from ZooKeeper stays first until its session expires (or it reconnects
 // and takes the item): items put meanwhile wait that long, at most a
 // session timeout. A waiter znode deleted by someone else lets the next one
-// move up; its Take queues up again when it next looks at the line. A znode
+// move up; its Take queues up again when it next looks at the line (a
+// first waiter does not look at the line: it goes on watching the items,
+// beside the one that moved up, until its Take ends). A znode
 // under waiters/ that no Take made (persistent, its data no Waiter, or
 // unreadable) is passed over in the line and logged once: it would keep
 // every waiter behind it from being first, and the items from being taken.

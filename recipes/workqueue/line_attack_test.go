@@ -159,3 +159,83 @@ func TestAttackLineJoinGivenUpLeavesNoWaiter(t *testing.T) {
 		t.Fatalf("B took %s", it.ID)
 	}
 }
+
+// Two handles of one process on one session (their watch events go to
+// both): they line up one behind the other, and two items put are taken
+// one by each, the second by the handle that was behind, once the first
+// has left the line. Then the first handle, taking again, lines up at the
+// back: behind the other.
+func TestAttackLineTwoHandlesOnOneSession(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	waiters := root + "/queues/jobs/waiters"
+	s := dial(t, zkc.Addrs(), 4*time.Second)
+	qx, qy := open(t, s, root, "jobs", "x"), open(t, s, root, "jobs", "y")
+	producer := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer")
+	tks := line(t, c, waiters, qx, qy)
+	if px, py := workqueue.Place(qx), workqueue.Place(qy); px != "first" || py != "behind" {
+		t.Fatalf("x waits %q, y %q: want first and behind", px, py)
+	}
+	put(t, producer, "job1", "one")
+	if i, it := gotOne(t, tks); i != 0 || it.Key != "job1" {
+		t.Fatalf("Take %d got %s, want x with job1", i, it.ID)
+	}
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if p := workqueue.Place(qy); p != "first" {
+			return fmt.Errorf("y waits %q, want first", p)
+		}
+		return nil
+	})
+	tx := startTake(t, qx)
+	eventuallyChildren(t, c, waiters, 2)
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if p := workqueue.Place(qx); p != "behind" {
+			return fmt.Errorf("x waits %q, want behind (at the back)", p)
+		}
+		return nil
+	})
+	put(t, producer, "job2", "two")
+	if i, it := gotOne(t, []*taking{tks[1], tx}); i != 0 || it.Key != "job2" {
+		t.Fatalf("Take %d of y, x got %s, want y with job2", i, it.ID)
+	}
+	put(t, producer, "job3", "three")
+	if _, it := gotOne(t, []*taking{tx}); it.Key != "job3" {
+		t.Fatalf("x got %s, want job3", it.ID)
+	}
+}
+
+// Somebody deletes the first waiter's znode: the next one moves up, and
+// the first, which does not look at the line while it is first, goes on
+// watching the items beside it (as the package documentation says). No
+// item is stranded: two items put are taken, one by each.
+func TestAttackLineFirstWaiterDeletedBySomeoneElse(t *testing.T) {
+	c, root, _, _, producer, qs, tks := lineOfThree(t)
+	waiters := root + "/queues/jobs/waiters"
+	names := eventuallyChildren(t, c, waiters, 3)
+	first := names[0]
+	for _, n := range names {
+		if n[len(n)-10:] < first[len(first)-10:] {
+			first = n
+		}
+	}
+	if err := c.Delete(waiters+"/"+first, -1); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if pa, pb := workqueue.Place(qs[0]), workqueue.Place(qs[1]); pa != "first" || pb != "first" {
+			return fmt.Errorf("A waits %q, B %q: want both first", pa, pb)
+		}
+		return nil
+	})
+	put(t, producer, "job1", "one")
+	put(t, producer, "job2", "two")
+	got := map[string]bool{}
+	for range 2 {
+		_, it := gotOne(t, tks)
+		got[it.Key] = true
+	}
+	if !got["job1"] || !got["job2"] {
+		t.Fatalf("took %v, want job1 and job2", got)
+	}
+}
