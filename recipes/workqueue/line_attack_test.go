@@ -239,3 +239,71 @@ func TestAttackLineFirstWaiterDeletedBySomeoneElse(t *testing.T) {
 		t.Fatalf("took %v, want job1 and job2", got)
 	}
 }
+
+// Takes given up at random points (a ctx of 1 to 30 ms: during the first
+// look, the join, the listing of the line, the watch on the one before,
+// the claim, or while waiting) on four handles, while items are put: every
+// item is taken and acknowledged, and once the takers stop, the line is
+// empty: no give-up leaves a waiter behind (one would head the line,
+// unwatched, and strand the items put after it).
+func TestAttackLineTakesGivenUpAtRandom(t *testing.T) {
+	const (
+		handles = 4
+		items   = 30
+	)
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	producer := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer")
+	var (
+		mu    sync.Mutex
+		acked = map[string]int{}
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for h := range handles {
+		q := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", fmt.Sprint("taker", h))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+(i*7+h*13)%30)*time.Millisecond)
+				it, err := q.Take(ctx)
+				cancel()
+				if err != nil {
+					continue
+				}
+				actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err = q.Ack(actx, it)
+				acancel()
+				if err != nil {
+					t.Errorf("Ack %s: %v", it.ID, err)
+					continue
+				}
+				mu.Lock()
+				acked[it.Key]++
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range items {
+		put(t, producer, fmt.Sprint("job", i), "do it")
+	}
+	zktest.Eventually(t, 60*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) != items {
+			return fmt.Errorf("%d of %d items acknowledged", len(acked), items)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	eventuallyChildren(t, c, root+"/queues/jobs/waiters", 0)
+	eventuallyChildren(t, c, root+"/queues/jobs/items", 0)
+}
