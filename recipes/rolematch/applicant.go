@@ -85,6 +85,9 @@ type holding struct {
 	// session's life); a specs listing that names the role again makes
 	// the spec stale (refresh).
 	specGone bool
+	// specWatch is the data watch on the spec (loop's): when the holding
+	// ends before it fires, the next try of the role uses it (specWatches).
+	specWatch <-chan zk.Event
 }
 
 // view is a directory's children as last listed, with the watch that
@@ -461,6 +464,13 @@ func (a *Applicant) reap() {
 			continue
 		}
 		delete(a.held, role)
+		if w := h.specWatch; w != nil && !fired(w) {
+			// Still set: the next try of the role reads the spec
+			// without another (go-zookeeper keeps a channel per watch
+			// until it fires: a holder that keeps stopping by itself, its
+			// role taken again each time, grew one per holding).
+			a.specWatches[role] = w
+		}
 		switch {
 		case h.tenure.Lost():
 			a.log.Info("the role was lost: its assignment is gone", "role", role)

@@ -198,7 +198,7 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 	// followSpec is outside the guard (which the tenure adds last), so
 	// that it sees what the guard hands back for the next actor again.
 	props := a.props.Clone(actor.WithReceiverMiddleware(followSpec(st)), actor.WithContextDecorator(announce(st)))
-	h := &holding{role: role, tenure: tenure, spec: st}
+	h := &holding{role: role, tenure: tenure, spec: st, specWatch: watch}
 	delete(a.specWatches, role) // the holding's now
 	a.mu.Lock()
 	a.held[role] = h

@@ -85,7 +85,8 @@
 // holder as a change; a role seen gone first is held anew. A holder whose
 // session ends gets no more changes; its successor reads the spec when it
 // takes the role. An applicant that read a spec for a role it then did
-// not win (it lost the create) leaves that watch set until the spec next
+// not win (it lost the create), or whose holding of it ended (its holder
+// stopped by itself, say), leaves that watch set until the spec next
 // changes (one notification, no request), and reads the spec without a
 // new watch when it tries the role again meanwhile: one watch per spec
 // and application.

@@ -230,5 +230,6 @@ func (a *Applicant) specFollowed(ctx context.Context, h *holding, watch <-chan z
 	a.mu.Lock()
 	h.specStale = false
 	a.mu.Unlock()
+	h.specWatch = watch
 	a.watchSpec(ctx, h, watch)
 }

@@ -159,3 +159,48 @@ func TestAttackRemovedAndPostedAgainWhileHeld(t *testing.T) {
 	}
 	s.check(t)
 }
+
+// quit is a message that makes a holder stop by itself.
+type quit struct{}
+
+// A holder that stops by itself frees its role, which its applicant takes
+// again (it has room): each new holding read the spec with a new data
+// watch while the last holding's was still set, the spec being unchanged.
+// go-zookeeper keeps a channel for every watch until it fires, so a
+// holder that keeps stopping grew the applicant's memory by one channel
+// (and the server's watch table) per holding. The watch of a holding that
+// ended unfired is reused by the next try, as a lost try's is.
+func TestAttackSpecWatchOfAnEndedHoldingIsReused(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newMember(t, "a", zkc.Addrs(), root, 4*time.Second)
+	holders := make(chan *actor.PID, 16)
+	props := actor.PropsFromFunc(func(c actor.Context) {
+		switch c.Message().(type) {
+		case *rolematchv1.Assigned:
+			holders <- c.Self()
+		case quit:
+			c.Stop(c.Self())
+		}
+	})
+	repost(t, a, "set", "r", "v1")
+	if _, err := a.roles.Apply(ctxT(t), "set", 1, props); err != nil {
+		t.Fatal(err)
+	}
+	next := func() *actor.PID {
+		select {
+		case pid := <-holders:
+			return pid
+		case <-time.After(20 * time.Second):
+			t.Fatal("the role was not taken again")
+			return nil
+		}
+	}
+	for range 6 {
+		a.System.Root.Send(next(), quit{})
+	}
+	next()
+	if n := rolematch.ClientWatches(a.Session.Conn(), root+"/roles/set/specs/r"); n != 1 {
+		t.Fatalf("the applicant holds %d watches on the spec after 7 holdings of it, want 1", n)
+	}
+}
