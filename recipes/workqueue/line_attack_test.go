@@ -307,3 +307,27 @@ func TestAttackLineTakesGivenUpAtRandom(t *testing.T) {
 	eventuallyChildren(t, c, root+"/queues/jobs/waiters", 0)
 	eventuallyChildren(t, c, root+"/queues/jobs/items", 0)
 }
+
+// Somebody deletes waiters/ while nobody waits (the only moment it can be
+// deleted: it has no children), as ZooKeeper itself does with an empty
+// container: the next Take that waits makes it again, and takes the item
+// put then.
+func TestAttackLineDirDeletedBySomeoneElse(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	c := zkc.Connect(t)
+	waiters := root + "/queues/jobs/waiters"
+	qa := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "a")
+	producer := open(t, dial(t, zkc.Addrs(), 4*time.Second), root, "jobs", "producer")
+	for round := range 2 {
+		tks := line(t, c, waiters, qa)
+		put(t, producer, fmt.Sprint("job", round), "do it")
+		if _, it := gotOne(t, tks); it.Key != fmt.Sprint("job", round) {
+			t.Fatalf("round %d: A took %s", round, it.ID)
+		}
+		eventuallyChildren(t, c, waiters, 0)
+		if err := c.Delete(waiters, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
