@@ -144,26 +144,36 @@ func (b *Barrier) Leave(ctx context.Context) error {
 // (-1 when absent) for a participant that renews it.
 func (p *participant) open(ctx context.Context, seq int64) (ok bool, version int32, watch <-chan zk.Event, err error) {
 	s, path := p.b.s, p.b.dir+"/"+readyName
+	// Each request writes variables of its own, read only once Do returned
+	// its outcome: a request Do gave up on (ctx ended) may still complete
+	// and write them, and must not write what open returns (the results,
+	// or the first request's stat while the second reads it).
 	var (
 		found bool
 		stat  *zk.Stat
-		data  []byte
+		ch    <-chan zk.Event
 	)
 	err = s.Do(ctx, cluster.Op{Name: "exists", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
 		var err error
-		found, stat, watch, err = conn.ExistsW(path)
+		found, stat, ch, err = conn.ExistsW(path)
 		return err
 	})
 	if err != nil {
 		return false, 0, nil, err
 	}
+	watch = ch
+	var data []byte
 	if found {
 		// The watch set above covers the data read here.
+		var getStat *zk.Stat
 		err = s.Do(ctx, cluster.Op{Name: "get", Path: path, Idempotent: true}, func(conn *zk.Conn) error {
 			var err error
-			data, stat, err = conn.Get(path)
+			data, getStat, err = conn.Get(path)
 			return err
 		})
+		if err == nil {
+			stat = getStat
+		}
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			found = false
