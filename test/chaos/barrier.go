@@ -26,28 +26,28 @@ import (
 // 0–300 ms (so that arrivals are spread and an early pass shows), stays
 // inside for 50–150 ms, and leaves.
 //
-// While nobody is inside, participants still entering may need company,
-// and the driver tells live nodes that take no part at the moment to take
-// part ("bround <r> <k>", their k-th participation in r): when a
-// participant died or failed before the count, and when one arrives again
-// after the barrier opened without it. The latter is the recipe's late
-// arrival: a participant cut off (frozen, partitioned) after it arrived
-// whose session expired before it saw the opening, or before its create's
-// reply came back, arrives again at the back on its new session; if the
-// others have left by then, it waits for size participants of the name's
-// next use, as the recipe documents. The driver records
+// While nobody is inside, participants still entering may need company
+// or may be stragglers (see rounds.progress): when a participant died or
+// failed before anyone entered, the driver tells live nodes that take no
+// part at the moment to take part ("bround <r> <k>", their k-th
+// participation in r); a straggler, cut off after it arrived and back on a
+// new session after the others left (the recipe's late arrival, which
+// waits for the name's next use), is told to give up once its node is
+// connected and quiet for 2 s ("bcancel <r> <k>"). Events name round r's
+// barrier, chaos-<r>. The driver records
 //
-//	bround <r> <labels...>      a round began with these nodes
-//	bjoin <r> <label> <k>       a node takes part in round r (again)
-//	bdone <r>                   every participation in round r ended: left, failed or dead
+//	bround chaos-<r> <labels...>     a round began with these nodes
+//	bjoin chaos-<r> <label> <k>      a node takes part in round r (again)
+//	bcancel chaos-<r> <label> <k>    a straggler is told to give up
+//	bdone chaos-<r>                  every participation in round r ended: left, failed or dead
 //
 // and a node reports, for its k-th participation in round r,
 //
-//	barrive <r> <k>             it calls Enter
-//	bin <r> <k>                 Enter returned nil
-//	bleaving <r> <k>            it calls Leave
-//	bout <r> <k>                Leave returned nil
-//	bfail <r> <k> <error>       Enter or Leave failed (ctx ended: the node stops), or it was busy
+//	barrive chaos-<r> <k>            it calls Enter
+//	bin chaos-<r> <k>                Enter returned nil
+//	bleaving chaos-<r> <k>           it calls Leave
+//	bout chaos-<r> <k>               Leave returned nil
+//	bfail chaos-<r> <k> <error>      Enter or Leave failed (ctx ended: told to give up, or the node stops), or it was busy
 //
 // The recipe's promise, judged over those events (issue 11):
 //
@@ -88,8 +88,10 @@ type barrierPart struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu   sync.Mutex
-	busy bool
+	mu      sync.Mutex
+	busy    bool
+	current string             // "<r> <k>" of the participation under way
+	giveUp  context.CancelFunc // ends it (the driver's "bcancel")
 }
 
 func startBarrierPart(node *zka.Node, root string, size int, log *slog.Logger, out *emitter) *barrierPart {
@@ -109,72 +111,90 @@ func (bp *barrierPart) round(arg, k string) (string, error) {
 	}
 	b, err := barrier.New(bp.node.Session(), bp.root, barrierName(r), bp.size, barrier.Options{NodeID: bp.node.NodeID(), Logger: bp.log})
 	if err != nil {
-		bp.out.emit("bfail", r, k, err)
+		bp.out.emit("bfail", barrierName(r), k, err)
 		return "", err
 	}
 	bp.mu.Lock()
 	if bp.busy || bp.ctx.Err() != nil {
 		bp.mu.Unlock()
-		bp.out.emit("bfail", r, k, "busy or stopping")
+		bp.out.emit("bfail", barrierName(r), k, "busy or stopping")
 		return "", fmt.Errorf("round %d: busy or stopping", r)
 	}
-	bp.busy = true
+	ctx, cancel := context.WithCancel(bp.ctx)
+	bp.busy, bp.current, bp.giveUp = true, arg+" "+k, cancel
 	bp.wg.Add(1)
 	bp.mu.Unlock()
 	go func() {
 		defer bp.wg.Done()
-		bp.run(r, k, b)
+		defer cancel()
+		bp.run(ctx, r, k, b)
 	}()
+	return "", nil
+}
+
+// giveUpRound is the "bcancel <r> <k>" command: the participation gives up
+// (Enter or Leave returns ctx's error), as a caller may.
+func (bp *barrierPart) giveUpRound(r, k string) (string, error) {
+	if bp == nil {
+		return "", fmt.Errorf("this node takes no part in barriers")
+	}
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	if !bp.busy || bp.current != r+" "+k {
+		return "", fmt.Errorf("round %s %s is not under way", r, k)
+	}
+	bp.giveUp()
 	return "", nil
 }
 
 // run is one round: enter, stay inside a little, leave. The events are
 // emitted around the calls, so the history brackets what ZooKeeper saw.
-func (bp *barrierPart) run(r int, k string, b *barrier.Barrier) {
+func (bp *barrierPart) run(ctx context.Context, r int, k string, b *barrier.Barrier) {
+	name := barrierName(r)
 	done := func(kind string, args ...any) {
 		// Not busy before the last event: the driver may start the next
 		// round as soon as it reads it.
 		bp.mu.Lock()
 		bp.busy = false
 		bp.mu.Unlock()
-		bp.out.emit(kind, append([]any{r, k}, args...)...)
+		bp.out.emit(kind, append([]any{name, k}, args...)...)
 	}
-	if !bp.pause(time.Duration(rand.N(300)) * time.Millisecond) {
+	if !bp.pause(ctx, time.Duration(rand.N(300))*time.Millisecond) {
 		done("bfail", "stopping before Enter")
 		return
 	}
-	bp.out.emit("barrive", r, k)
-	if err := b.Enter(bp.ctx); err != nil {
+	bp.out.emit("barrive", name, k)
+	if err := b.Enter(ctx); err != nil {
 		done("bfail", fmt.Errorf("enter: %w", err))
 		return
 	}
-	bp.out.emit("bin", r, k)
-	bp.pause(50*time.Millisecond + time.Duration(rand.N(100))*time.Millisecond)
+	bp.out.emit("bin", name, k)
+	bp.pause(ctx, 50*time.Millisecond+time.Duration(rand.N(100))*time.Millisecond)
 	for {
-		bp.out.emit("bleaving", r, k)
-		err := b.Leave(bp.ctx)
+		bp.out.emit("bleaving", name, k)
+		err := b.Leave(ctx)
 		if err == nil {
 			done("bout")
 			return
 		}
-		if bp.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			done("bfail", fmt.Errorf("leave: %w", err))
 			return
 		}
 		// Leave returns only when ctx ends or the session closes; should
 		// it fail otherwise, call it again as the recipe says.
-		bp.pause(100 * time.Millisecond)
+		bp.pause(ctx, 100*time.Millisecond)
 	}
 }
 
-// pause waits d, or less if the node stops; false if it stops.
-func (bp *barrierPart) pause(d time.Duration) bool {
+// pause waits d, or less if ctx ends; false if it ends.
+func (bp *barrierPart) pause(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-bp.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -212,11 +232,14 @@ type bround struct {
 
 // barrierHistory is the barrier's part of the derived state.
 type barrierHistory struct {
-	rounds map[int]*bround
-	last   int
+	rounds   map[int]*bround
+	last     int
+	sessions map[string]Event // label -> its last session event
 }
 
-func newBarrierHistory() *barrierHistory { return &barrierHistory{rounds: map[int]*bround{}} }
+func newBarrierHistory() *barrierHistory {
+	return &barrierHistory{rounds: map[int]*bround{}, sessions: map[string]Event{}}
+}
 
 func (h *barrierHistory) part(round int, label, k string) *bpart {
 	rd := h.rounds[round]
@@ -233,25 +256,33 @@ func (h *barrierHistory) part(round int, label, k string) *bpart {
 	return p
 }
 
+// roundOf is the round of a barrier name ("chaos-7" -> 7), 0 for none.
+func roundOf(name string) int {
+	r, _ := strconv.Atoi(strings.TrimPrefix(name, barrierPrefix))
+	return r
+}
+
 func (h *barrierHistory) apply(e Event) {
 	switch e.Kind {
-	case "bround": // bround <r> <labels...>: each told for the first time
-		r := int(e.Int(0))
+	case "session": // session <kind> ...: the barrier's driver waits for stragglers to settle
+		h.sessions[e.Src] = e
+	case "bround": // bround <name> <labels...>: each told for the first time
+		r := roundOf(e.Arg(0))
 		h.rounds[r] = &bround{n: r, started: e.T, parts: map[string]*bpart{}}
 		h.last = max(h.last, r)
 		for _, l := range e.Args[1:] {
 			h.part(r, l, "1").joined = e.T
 		}
 	case "bjoin": // bjoin <r> <label> <k>
-		if p := h.part(int(e.Int(0)), e.Arg(1), e.Arg(2)); p != nil {
+		if p := h.part(roundOf(e.Arg(0)), e.Arg(1), e.Arg(2)); p != nil {
 			p.joined = e.T
 		}
 	case "bdone":
-		if rd := h.rounds[int(e.Int(0))]; rd != nil {
+		if rd := h.rounds[roundOf(e.Arg(0))]; rd != nil {
 			rd.done = e.T
 		}
 	case "barrive", "bin", "bleaving", "bout", "bfail": // <kind> <r> <k> ...
-		p := h.part(int(e.Int(0)), e.Src, e.Arg(1))
+		p := h.part(roundOf(e.Arg(0)), e.Src, e.Arg(1))
 		if p == nil {
 			return
 		}
@@ -280,6 +311,8 @@ type rounds struct {
 	stopCh chan struct{}
 	done   chan struct{}
 	once   sync.Once
+	// stragglers told to give up, by round: "<label> <k>" (the loop's own)
+	cancelled map[int]map[string]bool
 }
 
 func (r *Run) startRounds() *rounds {
@@ -310,7 +343,7 @@ func (rs *rounds) loop() {
 			for _, n := range nodes {
 				labels = append(labels, n.label)
 			}
-			r.record("driver", "bround", append([]any{round}, labels...)...)
+			r.record("driver", "bround", append([]any{barrierName(round)}, labels...)...)
 			for _, n := range nodes {
 				n.send("bround", strconv.Itoa(round), "1")
 			}
@@ -322,7 +355,7 @@ func (rs *rounds) loop() {
 			case <-time.After(roundTick):
 			}
 			if rs.progress(round) {
-				r.record("driver", "bdone", round)
+				r.record("driver", "bdone", barrierName(round))
 				break
 			}
 		}
@@ -336,25 +369,47 @@ func (rs *rounds) loop() {
 	}
 }
 
+// straggleGrace is how long the driver lets a straggler settle (see
+// progress) before it tells it to give up.
+const straggleGrace = 2 * time.Second
+
 // progress reports whether round is over: every participation out, failed
-// or dead. While nobody is inside, participants still entering wait for
-// company: a participant that died or failed before the count, or one
-// that arrives again after the barrier opened without it (its session
-// expired before it saw the opening, and the others have left: the
-// recipe's late arrival, who waits for size participants of the name's
-// next use). The driver then tells live nodes not taking part at the
-// moment to take part (again), up to size.
+// or dead. While nobody is inside, participants still entering are of two
+// kinds:
+//
+//   - Nobody of the round has entered yet: they wait for company, since a
+//     participant died or failed before the count. The driver tells live
+//     nodes that take no part at the moment to take part (again), up to
+//     size.
+//   - Someone has entered (and all have left since): they are stragglers,
+//     cut off (frozen, partitioned) after they arrived, whose sessions
+//     expired before they saw the opening. Back on a new session, one
+//     either passes (the barrier admitted its old znode) or arrives again
+//     at the back and waits for size participants of the name's next use,
+//     as the recipe documents; company would then meet a straggler that
+//     passed late and is in Leave, two uses of one name at once. So once a
+//     straggler's node is connected and quiet for straggleGrace, the
+//     driver tells it to give up ("bcancel"), as a caller would.
 func (rs *rounds) progress(round int) bool {
 	r := rs.r
-	over := true
+	over, entered := true, false
 	inside, entering := 0, 0
 	active := map[string]bool{} // labels with a participation under way
 	told := map[string]int{}    // labels -> times told
+	var settled []string        // "<label> <k>" of stragglers that may be told to give up
+	now := Now()
 	r.withState(func(s *state) {
 		rd := s.bar.rounds[round]
+		var lastOut int64
+		for _, key := range rd.order {
+			lastOut = max(lastOut, rd.parts[key].out)
+		}
 		for _, key := range rd.order {
 			p := rd.parts[key]
 			told[p.label]++
+			if p.in != 0 {
+				entered = true
+			}
 			if p.out != 0 || p.fail != 0 || s.nodeState[p.label] == "dead" {
 				continue
 			}
@@ -362,13 +417,40 @@ func (rs *rounds) progress(round int) bool {
 			active[p.label] = true
 			if p.in != 0 {
 				inside++
-			} else {
-				entering++
+				continue
+			}
+			entering++
+			sess := s.bar.sessions[p.label]
+			quiet := max(lastOut, p.arrive, sess.T)
+			if s.nodeState[p.label] == "running" && sess.Arg(0) != "disconnected" && now-quiet > int64(straggleGrace) {
+				settled = append(settled, p.label+" "+key[strings.IndexByte(key, '#')+1:])
 			}
 		}
 	})
-	if over || inside > 0 || entering >= r.cfg.Nodes {
+	if over || inside > 0 {
 		return over
+	}
+	if entered {
+		for _, st := range settled {
+			if rs.cancelled[round][st] {
+				continue
+			}
+			if rs.cancelled[round] == nil {
+				rs.cancelled = map[int]map[string]bool{round: {}}
+			}
+			rs.cancelled[round][st] = true
+			label, k, _ := strings.Cut(st, " ")
+			for _, n := range r.liveNodes() {
+				if n.label == label {
+					r.record("driver", "bcancel", barrierName(round), label, k)
+					n.send("bcancel", strconv.Itoa(round), k)
+				}
+			}
+		}
+		return false
+	}
+	if entering >= r.cfg.Nodes {
+		return false
 	}
 	for _, n := range r.liveNodes() {
 		if entering >= r.cfg.Nodes {
@@ -378,7 +460,7 @@ func (rs *rounds) progress(round int) bool {
 			continue
 		}
 		k := strconv.Itoa(told[n.label] + 1)
-		r.record("driver", "bjoin", round, n.label, k)
+		r.record("driver", "bjoin", barrierName(round), n.label, k)
 		n.send("bround", strconv.Itoa(round), k)
 		entering++
 	}

@@ -288,6 +288,8 @@ func (c *child) command(verb string, args []string) (string, error) {
 		return requestGrain(c.grains, arg(0))
 	case "bround": // bround <r> <k>: take part (the k-th time) in round r of the barrier (barrier.go)
 		return c.barrier.round(arg(0), arg(1))
+	case "bcancel": // bcancel <r> <k>: that participation gives up (barrier.go)
+		return c.barrier.giveUpRound(arg(0), arg(1))
 	case "cset": // cset: write the service's config record (config.go)
 		return c.config.write(false)
 	case "cover": // cover: write this process's override (config.go)

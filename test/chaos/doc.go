@@ -87,7 +87,8 @@
 //	grain <identity>             cluster.Request to the counter grain <identity>: "<member id> <epoch>"
 //	put <key>                    Put an item with that key on the work queue "chaos": its id
 //	subset <service>             the PIDs the node's subscription to <service> holds
-//	bround <r>                   take part in round r of the barrier: enter, stay 50–150 ms, leave
+//	bround <r> <k>               take part (the k-th time) in round r of the barrier: enter, stay 50–150 ms, leave
+//	bcancel <r> <k>              that participation gives up (its Enter or Leave returns ctx's error)
 //	cset | cover                 write the config record / this process's override, compare-and-set at the version held
 //	cheld                        what the node's config subscriber holds: "<revision> <rec version> <rec id> <ovr version> <ovr id>"
 //
@@ -126,8 +127,8 @@
 //	qtake <key> <id> <attempt>               the taker took an item
 //	qack <key> <id>                          its Ack returned nil: the item is done
 //	sbad <service> <what>                    a subscriber saw a broken stream (a gap, a join it held, a leave it did not)
-//	barrive|bin|bleaving|bout <r>            it calls Enter, Enter returned, it calls Leave, Leave returned
-//	bfail <r> <error>                        Enter or Leave failed (the node stops), or it was busy
+//	barrive|bin|bleaving|bout chaos-<r> <k>  it calls Enter, Enter returned, it calls Leave, Leave returned
+//	bfail chaos-<r> <k> <error>              Enter or Leave failed (told to give up, or the node stops), or it was busy
 //	cwrite rec|ovr <id> <expected>           it is about to write a config part
 //	cset|cover <id> ok <v> | conflict <cur> | err <error>   the write returned
 //	cgot <revision> <rec...> <ovr...> <merged> <error>      its config subscriber received a Config
@@ -135,7 +136,7 @@
 //
 // The driver adds its own events to the history (source "driver"): run,
 // start, trial, fault, note, paused, resumed, killed, healed, trialend,
-// bround/bjoin/bdone (the barrier's rounds), and dead <label> (with the
+// bround/bjoin/bcancel/bdone (the barrier's rounds), and dead <label> (with the
 // time the node died: the SIGKILL, or its exit).
 //
 // # Terms and the frozen process
@@ -213,7 +214,8 @@
 // And for the double barrier (issue 11), when -barrier is on (rounds of
 // size -nodes, one barrier name per round, driven by the driver; while
 // nobody is inside, a participant still entering gets the company of live
-// nodes that take no part at the moment, see barrier.go):
+// nodes that take no part at the moment, or, if others of its round have
+// entered and left, is told to give up, see barrier.go):
 //
 //  15. barrier-enter: no participant returns from Enter of round r before
 //     size participants of r were there at once (arrived, not out or
