@@ -49,7 +49,9 @@ type candidacy struct {
 	// stopped by itself): this one enters once it has finished, so that
 	// its znode is gone (or handed to the reaper) first. Otherwise the new
 	// candidate would queue behind its own predecessor, and
-	// RegisterCandidate would name the global that is stopping.
+	// RegisterCandidate would name the global that is stopping. A
+	// candidacy that ends while it waits finishes only after it too, so
+	// that a chain of them still waits for the first.
 	after *candidacy
 
 	mu       sync.Mutex
@@ -510,6 +512,16 @@ func (c *candidacy) finish() {
 	c.st.remove()
 	c.e.leaders.Evict(c.name)
 	c.signalEntered(cluster.ErrClosed)
+	if c.after != nil {
+		// Ended while it waited for its predecessor (Resigned, or Close):
+		// it finishes only after it, so that "finished" still means that
+		// this node's global for the name has stopped and its znode is
+		// gone. Otherwise a candidacy started next would wait for this one
+		// only, and queue behind the predecessor's znode: a chain of
+		// Resign and RegisterCandidate brought the old flake back.
+		<-c.after.finished
+		c.after = nil
+	}
 	close(c.finished)
 	c.e.retire(c, true)
 }

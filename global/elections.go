@@ -273,7 +273,8 @@ func sameLeader(a, b Leader) bool {
 // Resign ends this node's candidacy for name: a running global is stopped
 // and its znode deleted, so the next candidate takes over at once. From the
 // moment Resign is called, a RegisterCandidate for name starts a new
-// candidacy.
+// candidacy. A candidacy still waiting for this node's previous one to
+// finish (its global stopping) resigns once that one has finished.
 func (e *Elections) Resign(ctx context.Context, name string) error {
 	e.mu.Lock()
 	c := e.candidacies[name]

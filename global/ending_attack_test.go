@@ -1,0 +1,115 @@
+package global_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zkactor/zkactor/test/zktest"
+)
+
+// gatedStop is a global whose Stopping handler waits for release (a global
+// that cleans up before it stops): its candidacy's finish, and the delete
+// of its znode, wait for it.
+func gatedStop(release <-chan struct{}, stopped *atomic.Int32) *actor.Props {
+	return actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*actor.Stopping); ok {
+			<-release
+			stopped.Add(1)
+		}
+	})
+}
+
+// A chain of Resign and RegisterCandidate while this node's global is
+// still stopping: A (leading) resigned by a caller who gave up, B started
+// to replace it and waiting for A, B resigned by a caller who gave up too,
+// then C. C must not enter the queue while A's znode is there: B's end
+// must not let C past A. (Before, B finished at once without entering,
+// C waited for B only, queued behind A's znode, and RegisterCandidate
+// returned the PID of A's global, which was stopping.)
+func TestAttackResignChainDoesNotSkipTheEndingGlobal(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var stopped atomic.Int32
+	props := gatedStop(release, &stopped)
+
+	old, err := a.Elections.RegisterCandidate(ctx, "boss", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if _, ok := a.Elections.Epoch("boss"); !ok {
+			return errors.New("not leading yet")
+		}
+		return nil
+	})
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resign A with a cancelled ctx: %v", err)
+	}
+	// B: waits for A, whose global is stuck in Stopping.
+	if _, err := a.Elections.RegisterCandidate(gaveUp, "boss", props); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RegisterCandidate B with a cancelled ctx while A stops: %v", err)
+	}
+	// B is resigned before it entered; its caller gives up at once too.
+	if err := a.Elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resign B with a cancelled ctx: %v", err)
+	}
+	// C: a hang detector's deadline, not a timing bound. While A's global
+	// has not stopped, C may not enter, so the call cannot return a PID.
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	pid, err := a.Elections.RegisterCandidate(short, "boss", props)
+	cancelShort()
+	if err == nil {
+		t.Fatalf("RegisterCandidate C returned %v (A's global %v still stopping, same: %v) instead of waiting for A", pid, old, pid.Equal(old))
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RegisterCandidate C while A stops: %v", err)
+	}
+	q, err := a.Elections.Queue(ctx, "boss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 1 || !q[0].PID.Equal(old) {
+		t.Fatalf("queue while A stops = %+v, want only A's znode", q)
+	}
+	releaseOnce.Do(func() { close(release) })
+	// C goes on (the call's ctx ended, the candidacy did not): it leads
+	// once A has finished, and a new call names it.
+	pid, err = a.Elections.RegisterCandidate(ctx, "boss", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid.Equal(old) {
+		t.Fatalf("RegisterCandidate named the global that stopped (%v)", old)
+	}
+	whereis(t, a, "boss", pid)
+	if n := stopped.Load(); n != 1 {
+		t.Errorf("%d globals stopped, want 1 (A)", n)
+	}
+	// Nothing ending is left behind for the name: a Resign now ends C.
+	if err := a.Elections.Resign(ctx, "boss"); err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 5*time.Second, func() error {
+		q, err := a.Elections.Queue(ctx, "boss")
+		if err != nil {
+			return err
+		}
+		if len(q) != 0 {
+			return errors.New("queue not empty after the last Resign")
+		}
+		return nil
+	})
+}
