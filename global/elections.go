@@ -108,7 +108,8 @@ func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options
 // candidacy that is ending (its global stopped by itself, or Resign is
 // under way) starts a new one, which enters the queue once the ending one
 // has finished (its global stopped, its znode deleted), so that the call
-// does not name this node's global that is stopping. The candidacy ends
+// does not name this node's global that is stopping (a global whose
+// Stopping handler blocks holds the call until ctx ends). The candidacy ends
 // when the global actor stops by itself, on Resign, or on Close; a session
 // expiry, or the candidate's znode deleted by someone else, re-enters it
 // at the back of the queue. If ctx ends before the candidate znode exists, the call

@@ -3,6 +3,7 @@ package global_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/global"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -112,4 +115,130 @@ func TestAttackResignChainDoesNotSkipTheEndingGlobal(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// waitingBehindStuckGlobal makes node a hold "boss" with a global stuck in
+// Stopping, resigns it by a caller who gives up, and starts a candidacy
+// that waits for it (its RegisterCandidate gave up at once). It returns
+// the old global's PID.
+func waitingBehindStuckGlobal(t *testing.T, a *node, props *actor.Props) *actor.PID {
+	t.Helper()
+	ctx := ctxT(t)
+	old, err := a.Elections.RegisterCandidate(ctx, "boss", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if _, ok := a.Elections.Epoch("boss"); !ok {
+			return errors.New("not leading yet")
+		}
+		return nil
+	})
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resign with a cancelled ctx: %v", err)
+	}
+	if _, err := a.Elections.RegisterCandidate(gaveUp, "boss", props); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RegisterCandidate with a cancelled ctx while the old global stops: %v", err)
+	}
+	return old
+}
+
+// A candidacy waiting for this node's ending one has no term and no place
+// (doc: Place is ErrNotCandidate while it is entering); Close while it
+// waits for a global stuck in a handler returns at Close's ctx with an
+// error, and once the handler returns everything ends: no znode is left,
+// the waiting candidacy never entered, and later calls meet ErrClosed.
+func TestAttackCloseWhileWaitingForAStuckGlobal(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var stopped atomic.Int32
+	props := gatedStop(release, &stopped)
+	waitingBehindStuckGlobal(t, a, props)
+
+	if _, ok := a.Elections.Epoch("boss"); ok {
+		t.Error("Epoch of a candidacy waiting to enter reports a term")
+	}
+	if _, err := a.Elections.Place(ctx, "boss"); !errors.Is(err, global.ErrNotCandidate) {
+		t.Errorf("Place of a candidacy waiting to enter: %v, want ErrNotCandidate", err)
+	}
+	// Close cannot finish while the old global is stuck: it returns at its
+	// ctx (a hang detector's deadline), with an error saying so.
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	err := a.Elections.Close(short)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close while a global is stuck in Stopping: %v, want DeadlineExceeded", err)
+	}
+	releaseOnce.Do(func() { close(release) })
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if stopped.Load() != 1 {
+			return errors.New("the old global has not stopped")
+		}
+		q, err := a.Elections.Queue(ctx, "boss")
+		if err != nil {
+			return err
+		}
+		if len(q) != 0 {
+			return fmt.Errorf("queue after Close = %+v, want empty", q)
+		}
+		return nil
+	})
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", props); !errors.Is(err, cluster.ErrClosed) {
+		t.Errorf("RegisterCandidate after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A session expiry while a candidacy waits for this node's ending one (its
+// global stuck in Stopping): the old znode goes with the session, the
+// waiting candidacy still enters only once the old global has stopped,
+// then on the new session, and leads.
+func TestAttackSessionExpiryWhileWaitingForTheEndingOne(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	ctx := ctxT(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	a := newNode(t, []string{proxy.Addr()}, root, time.Second)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var stopped atomic.Int32
+	props := gatedStop(release, &stopped)
+	old := waitingBehindStuckGlobal(t, a, props)
+
+	before := a.Session.ID()
+	zkc.ExpireSession(t, proxy, before)
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if !a.Session.Connected() || a.Session.ID() == before {
+			return errors.New("not on a new session yet")
+		}
+		return nil
+	})
+	if _, err := a.Elections.Place(ctx, "boss"); !errors.Is(err, global.ErrNotCandidate) {
+		t.Errorf("Place of a candidacy waiting to enter, after the expiry: %v, want ErrNotCandidate", err)
+	}
+	releaseOnce.Do(func() { close(release) })
+	pid, err := a.Elections.RegisterCandidate(ctx, "boss", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid.Equal(old) {
+		t.Fatalf("RegisterCandidate named the old global (%v)", old)
+	}
+	whereis(t, a, "boss", pid)
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if _, ok := a.Elections.Epoch("boss"); !ok {
+			return errors.New("the new candidacy does not lead")
+		}
+		return nil
+	})
+	if n := stopped.Load(); n != 1 {
+		t.Errorf("%d globals stopped, want 1", n)
+	}
 }
