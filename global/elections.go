@@ -109,7 +109,9 @@ func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options
 // under way) starts a new one, which enters the queue once the ending one
 // has finished (its global stopped, its znode deleted), so that the call
 // does not name this node's global that is stopping (a global whose
-// Stopping handler blocks holds the call until ctx ends). The candidacy ends
+// Stopping handler blocks holds the call until ctx ends; so does a call
+// made, for its own name, from that global's Stopping or Stopped handler,
+// which the ending candidacy waits for). The candidacy ends
 // when the global actor stops by itself, on Resign, or on Close; a session
 // expiry, or the candidate's znode deleted by someone else, re-enters it
 // at the back of the queue. If ctx ends before the candidate znode exists, the call

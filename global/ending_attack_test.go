@@ -304,3 +304,59 @@ func TestAttackEndingCandidaciesAreForgotten(t *testing.T) {
 		return nil
 	})
 }
+
+// A global that stands again for its name from its own Stopping handler
+// (after a Resign whose caller gave up): the new candidacy waits for the
+// old one, which waits for that handler, so the call returns only when its
+// ctx ends (as the doc says), and is not a deadlock: the handler then
+// returns, the old candidacy finishes, and the new one enters and leads.
+func TestAttackRegisterFromOwnStoppingHandlerWaitsForCtx(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	inHandler := make(chan error, 1)
+	var standAgain atomic.Bool
+	var props *actor.Props
+	props = actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*actor.Stopping); ok && standAgain.CompareAndSwap(true, false) {
+			// A hang detector's deadline, not a timing bound.
+			short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := a.Elections.RegisterCandidate(short, "boss", props)
+			inHandler <- err
+		}
+	})
+	old, err := a.Elections.RegisterCandidate(ctx, "boss", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if _, ok := a.Elections.Epoch("boss"); !ok {
+			return errors.New("not leading yet")
+		}
+		return nil
+	})
+	standAgain.Store(true)
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Elections.Resign(gaveUp, "boss"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resign with a cancelled ctx: %v", err)
+	}
+	select {
+	case err := <-inHandler:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("RegisterCandidate from the global's own Stopping handler: %v, want its ctx's DeadlineExceeded", err)
+		}
+	case <-time.After(15 * time.Second): // a hang detector
+		t.Fatal("RegisterCandidate from the Stopping handler did not return at its ctx")
+	}
+	pid, err := a.Elections.RegisterCandidate(ctx, "boss", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid.Equal(old) {
+		t.Fatalf("RegisterCandidate named the old global (%v)", old)
+	}
+	whereis(t, a, "boss", pid)
+}
