@@ -89,6 +89,7 @@ func TestCacheHitsCostNoRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	capable(t, b, "svc", p1)
+	settled(t, b) // the keeper's checks are the session's requests too
 
 	before := plumbing.Requests(b.Session)
 	for range 10000 {

@@ -513,6 +513,7 @@ func init() {
 		return session.(*Session).Do(ctx, Op{Name: name, Path: path, late: late}, fn)
 	}
 	plumbing.Requests = func(session any) int64 { return session.(*Session).requests.Load() }
+	plumbing.Settled = func(registry any) bool { return registry.(*Registry).keeper.settled() }
 }
 
 // Do runs fn, one ZooKeeper request, on the connection once the client has

@@ -162,6 +162,7 @@ func TestCacheClearedWhenGlobalExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	whereis(t, b, "lonely", pid)
+	b.Settle(t) // the keeper's checks are the session's requests too
 	before := plumbing.Requests(b.Session)
 	for range 1000 {
 		if _, err := b.Elections.WhereisGlobal(ctx, "lonely"); err != nil {
@@ -198,7 +199,11 @@ func TestNoHerdEffect(t *testing.T) {
 	if first.node != "n0" {
 		t.Fatalf("leader is %s, want n0", first.node)
 	}
-	// Let every candidate settle on its predecessor watch.
+	// Let every candidate settle on its predecessor watch, and every
+	// keeper finish its checks.
+	for _, n := range nodes {
+		n.Settle(t)
+	}
 	zktest.Eventually(t, 5*time.Second, func() error {
 		a := make([]int64, len(nodes))
 		for i, n := range nodes {

@@ -21,3 +21,9 @@ var DoLate func(ctx context.Context, session any, name, path string, late func(e
 // Requests returns how many ZooKeeper requests a *cluster.Session has
 // issued. Tests use it to prove that cached lookups cost none.
 var Requests func(session any) int64
+
+// Settled reports whether a *cluster.Registry's keeper has nothing left to
+// do: every znode it keeps confirmed, none to delete, no directory check
+// coming. The keeper's checks are requests of the registry's session, so
+// tests that count a session's requests wait for it first.
+var Settled func(registry any) bool

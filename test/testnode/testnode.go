@@ -11,6 +11,7 @@ package testnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/global"
+	"github.com/zkactor/zkactor/internal/plumbing"
+	"github.com/zkactor/zkactor/test/zktest"
 )
 
 // Options configures a node.
@@ -107,6 +110,19 @@ func (n *Node) Stop() {
 		_ = n.Registry.Close(ctx)
 		n.Session.Close()
 		n.System.Shutdown()
+	})
+}
+
+// Settle waits until the node's keeper has nothing left to do (see
+// plumbing.Settled): a test that counts the session's requests calls it
+// first, so that a directory check of the keeper's is not counted.
+func (n *Node) Settle(t testing.TB) {
+	t.Helper()
+	zktest.Eventually(t, 5*time.Second, func() error {
+		if !plumbing.Settled(n.Registry) {
+			return errors.New("the keeper still has work to do")
+		}
+		return nil
 	})
 }
 
