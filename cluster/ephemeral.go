@@ -160,23 +160,10 @@ func (k *keeper) schedule(dir string, d time.Duration) {
 	}
 	k.watched[dir] = dirWatch{scheduled: true, session: w.session}
 	k.arming.Add(1)
-	k.timers[dir] = time.AfterFunc(onTick(time.Now(), d), func() {
+	k.timers[dir] = time.AfterFunc(d, func() {
 		defer k.arming.Done()
 		k.verify(dir)
 	})
-}
-
-// onTick stretches a delay d from now to the next multiple of verifyDelay
-// on the wall clock, so that the checks due within one verifyDelay run
-// side by side. ZooKeeper answers a session's requests in order: a
-// listing waits until the session's creates before it are applied, and
-// the creates after it wait for the listing. Scattered one by one among
-// the creates (a listing of each new name's directory, at 64 callers),
-// the listings cost a third of the session's write throughput; side by
-// side, they share one such wait.
-func onTick(now time.Time, d time.Duration) time.Duration {
-	at := now.Add(d)
-	return d + at.Truncate(verifyDelay).Add(verifyDelay).Sub(at)
 }
 
 // verify lists dir (re-arming its watch) and notes the znodes of ours that

@@ -18,6 +18,3 @@ func CacheStats(r *Registry) watchcache.Stats { return r.services.Stats() }
 // VerifyDelay is how long the keeper batches the changes of a watched
 // directory before it lists it again.
 const VerifyDelay = verifyDelay
-
-// OnTick is onTick, for its test.
-var OnTick = onTick

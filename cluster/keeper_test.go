@@ -104,22 +104,3 @@ func TestBusyDirectoryIsListedEveryVerifyDelay(t *testing.T) {
 		return nil
 	})
 }
-
-// The keeper's checks wait at least their delay, and end on a multiple of
-// VerifyDelay, so that the checks due within one VerifyDelay run together.
-func TestChecksRunOnTicks(t *testing.T) {
-	base := time.Date(2026, 11, 22, 23, 0, 0, 0, time.UTC)
-	for _, c := range []struct{ now, d time.Duration }{
-		{0, 0}, {time.Millisecond, 0}, {49 * time.Millisecond, 0}, {50 * time.Millisecond, 0},
-		{0, cluster.VerifyDelay}, {7 * time.Millisecond, cluster.VerifyDelay}, {3 * time.Millisecond, 130 * time.Millisecond},
-	} {
-		now := base.Add(c.now)
-		got := cluster.OnTick(now, c.d)
-		if got < c.d || got > c.d+cluster.VerifyDelay {
-			t.Errorf("OnTick(+%v, %v) = %v, want within [%v, %v]", c.now, c.d, got, c.d, c.d+cluster.VerifyDelay)
-		}
-		if at := now.Add(got); at.Truncate(cluster.VerifyDelay) != at {
-			t.Errorf("OnTick(+%v, %v) = %v: ends at %v, not on a multiple of %v", c.now, c.d, got, at, cluster.VerifyDelay)
-		}
-	}
-}
