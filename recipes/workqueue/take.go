@@ -314,18 +314,26 @@ func (q *Queue) removeStrays(ctx context.Context) {
 
 // skip logs, once, a child of items/ that is passed over.
 func (q *Queue) skip(name, why string) {
-	q.mu.Lock()
-	seen := q.bad[name]
-	if !seen {
-		if len(q.bad) >= maxBad {
-			clear(q.bad)
-		}
-		q.bad[name] = true
-	}
-	q.mu.Unlock()
-	if !seen {
+	if q.firstTime(q.bad, name) {
 		q.log.Warn("skipping a znode among the items", "path", q.items+"/"+name, "why", why)
 	}
+}
+
+// firstTime records name in seen, one of the handle's sets of znodes
+// passed over, and reports whether it was not there yet. A set holds at
+// most maxBad names: a full one is emptied, so a flood of junk is logged
+// again now and then rather than kept without bound.
+func (q *Queue) firstTime(seen map[string]bool, name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if seen[name] {
+		return false
+	}
+	if len(seen) >= maxBad {
+		clear(seen)
+	}
+	seen[name] = true
+	return true
 }
 
 func (q *Queue) isBad(name string) bool {

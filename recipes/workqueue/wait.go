@@ -334,17 +334,7 @@ func isWaiter(data []byte, stat *zk.Stat) string {
 // junkWaiter remembers, and logs once, a znode under waiters/ that is not
 // a waiter.
 func (q *Queue) junkWaiter(p, why string) {
-	name := p[strings.LastIndexByte(p, '/')+1:]
-	q.mu.Lock()
-	seen := q.junk[name]
-	if !seen {
-		if len(q.junk) >= maxBad {
-			clear(q.junk)
-		}
-		q.junk[name] = true
-	}
-	q.mu.Unlock()
-	if !seen {
+	if q.firstTime(q.junk, p[strings.LastIndexByte(p, '/')+1:]) {
 		q.log.Warn("passing over a znode in the line of waiters", "path", p, "why", why)
 	}
 }
