@@ -286,17 +286,12 @@ func (c *candidacy) run() {
 			continue
 		}
 		if pred == "" {
-			if !c.awaitLease(ctx) {
+			ready, alive := c.readyToLead(ctx)
+			if !alive {
 				return
 			}
-			select {
-			case ev := <-c.own: // the znode changed meanwhile: look again
-				c.own = nil
-				if ev.Type == zk.EventNodeDeleted {
-					c.path = ""
-				}
+			if !ready {
 				continue
-			default:
 			}
 			if !c.lead() && !retry() {
 				return
@@ -358,6 +353,28 @@ func (c *candidacy) awaitLease(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+// readyToLead waits, without requests, until the lease of the candidate
+// znode's session holds, and reports ready when the znode's own watch has
+// not fired meanwhile: the caller, at the head of its queue (or holding a
+// tenure's znode), may lead. When the watch fired, the znode is looked at
+// again (forgotten if it was deleted). alive is false once the candidacy
+// ends.
+func (c *candidacy) readyToLead(ctx context.Context) (ready, alive bool) {
+	if !c.awaitLease(ctx) {
+		return false, false
+	}
+	select {
+	case ev := <-c.own: // the znode changed meanwhile: look again
+		c.own = nil
+		if ev.Type == zk.EventNodeDeleted {
+			c.path = ""
+		}
+		return false, true
+	default:
+		return true, true
+	}
 }
 
 // sleep waits d, or less if woken. It reports false once the candidacy ends.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/go-zookeeper/zk"
@@ -97,60 +96,16 @@ func (e *Elections) Place(ctx context.Context, name string) (int, error) {
 // that came and went between two listings). A bad name gives a channel
 // closed at once.
 func (e *Elections) ObserveQueue(ctx context.Context, name string) <-chan int {
-	out := make(chan int, 1)
 	if err := cluster.ValidateName(name); err != nil {
 		e.log.Warn("observe queue: bad name", "name", name, "err", err)
+		out := make(chan int)
 		close(out)
 		return out
 	}
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		close(out)
-		return out
-	}
-	e.wg.Add(1)
-	e.mu.Unlock()
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(e.life, cancel)
-	go func() {
-		defer e.wg.Done()
-		defer cancel()
-		defer stop()
-		defer close(out)
-		memo := &queueMemo{}
-		last := -1
-		for {
-			size, watch, err := e.queueSize(ctx, name, memo)
-			if err != nil {
-				e.log.Debug("observe queue: read", "name", name, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-e.quit:
-					return
-				case <-time.After(backoff):
-					continue
-				}
-			}
-			if size != last {
-				last = size
-				select { // keep only the latest for a slow reader
-				case <-out:
-				default:
-				}
-				out <- size
-			}
-			select {
-			case <-watch:
-			case <-ctx.Done():
-				return
-			case <-e.quit:
-				return
-			}
-		}
-	}()
-	return out
+	memo := &queueMemo{}
+	return observe(e, ctx, "observe queue", name, func(ctx context.Context) (int, <-chan zk.Event, error) {
+		return e.queueSize(ctx, name, memo)
+	}, func(a, b int) bool { return a == b })
 }
 
 // readQueue lists name's queue and reads every candidate in it. A znode

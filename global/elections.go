@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/metrics"
@@ -218,7 +219,23 @@ func (e *Elections) Leader(ctx context.Context, name string) (Leader, error) {
 // change (Leader.PID nil while none runs), until ctx ends or Elections
 // closes; then the channel is closed. A slow reader sees only the latest.
 func (e *Elections) Observe(ctx context.Context, name string) <-chan Leader {
-	out := make(chan Leader, 1)
+	return observe(e, ctx, "observe", name, func(ctx context.Context) (Leader, <-chan zk.Event, error) {
+		l, watch, err := e.readLeader(ctx, name)
+		if err != nil {
+			return Leader{}, nil, err
+		}
+		return *l, watch, nil
+	}, sameLeader)
+}
+
+// observe is Observe's and ObserveQueue's loop: read (which leaves a
+// watch) again each time the watch fires, and send what differs from the
+// last value sent, the first always, keeping only the latest for a slow
+// reader; a failed read is tried again after backoff. It ends, closing the
+// channel, when ctx ends or the Elections close (a closed one gives a
+// channel closed at once); requests in flight end with Close too.
+func observe[T any](e *Elections, ctx context.Context, what, name string, read func(context.Context) (T, <-chan zk.Event, error), same func(a, b T) bool) <-chan T {
+	out := make(chan T, 1)
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -228,33 +245,36 @@ func (e *Elections) Observe(ctx context.Context, name string) <-chan Leader {
 	e.wg.Add(1)
 	e.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(e.life, cancel) // requests in flight end with Close too
+	stop := context.AfterFunc(e.life, cancel)
 	go func() {
 		defer e.wg.Done()
 		defer cancel()
 		defer stop()
 		defer close(out)
-		var last *Leader
+		var (
+			last T
+			sent bool
+		)
 		for {
-			l, watch, err := e.readLeader(ctx, name)
+			v, watch, err := read(ctx)
 			if err != nil {
-				e.log.Debug("observe: read leader", "name", name, "err", err)
+				e.log.Debug(what+": read", "name", name, "err", err)
 				select {
 				case <-ctx.Done():
 					return
 				case <-e.quit:
 					return
-				case <-time.After(100 * time.Millisecond):
+				case <-time.After(backoff):
 					continue
 				}
 			}
-			if last == nil || !sameLeader(*last, *l) {
-				last = l
+			if !sent || !same(last, v) {
+				last, sent = v, true
 				select { // keep only the latest for a slow reader
 				case <-out:
 				default:
 				}
-				out <- *l
+				out <- v
 			}
 			select {
 			case <-watch:

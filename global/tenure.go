@@ -197,17 +197,12 @@ func (t *Tenure) run() {
 			}
 			t.epoch = c.epoch
 		}
-		if !c.awaitLease(ctx) {
+		ready, alive := c.readyToLead(ctx)
+		if !alive {
 			return
 		}
-		select {
-		case ev := <-c.own: // the znode changed meanwhile: look again
-			c.own = nil
-			if ev.Type == zk.EventNodeDeleted {
-				c.path = ""
-			}
+		if !ready {
 			continue
-		default:
 		}
 		if !c.lead() && !c.sleep(ctx, backoff) {
 			return
