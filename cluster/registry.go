@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/zkactor/zkactor/internal/metrics"
+	"github.com/zkactor/zkactor/internal/pidwatch"
 	"github.com/zkactor/zkactor/internal/records"
 	"github.com/zkactor/zkactor/internal/watchcache"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
@@ -57,7 +58,7 @@ type Registry struct {
 	keeper     *keeper
 	services   *watchcache.Cache[serviceEntry] // by service name
 	nodes      *watchcache.Cache[peersEntry]   // one key, "nodes"
-	watcher    *actor.PID
+	watcher    *pidwatch.Watcher
 	stopSess   func()
 	stopEvents func()
 
@@ -137,7 +138,7 @@ func NewRegistry(ctx context.Context, system *actor.ActorSystem, s *Session, opt
 			r.nodes.Sweep()
 		}
 	})
-	r.watcher = system.Root.Spawn(actor.PropsFromFunc(r.receive))
+	r.watcher = pidwatch.Start(system, r.terminated) // drops what a stopped actor registered
 
 	data, err := proto.Marshal(r.node)
 	if err == nil {
@@ -224,7 +225,7 @@ func (r *Registry) Register(ctx context.Context, name string, pid *actor.PID, me
 		// registrations succeeds. forgetLocked unwatches with the last name.
 		names = map[string]*registration{}
 		r.byPID[key] = names
-		r.system.Root.Send(r.watcher, &watchPID{pid: pid})
+		r.watcher.Watch(pid)
 	}
 	names[name] = reg
 	r.mu.Unlock()
@@ -291,7 +292,7 @@ func (r *Registry) forgetLocked(key pidKey, name string) *registration {
 	delete(names, name)
 	if len(names) == 0 {
 		delete(r.byPID, key)
-		r.system.Root.Send(r.watcher, &unwatchPID{pid: actor.NewPID(key.address, key.id)})
+		r.watcher.Unwatch(actor.NewPID(key.address, key.id))
 	}
 	return reg
 }
@@ -444,26 +445,10 @@ func countErrs(errs []error) int {
 func (r *Registry) shutdown() {
 	r.stopSess()
 	r.stopEvents()
-	_ = r.system.Root.StopFuture(r.watcher).Wait()
+	r.watcher.Stop()
 	r.keeper.close()
 	r.services.Close()
 	r.nodes.Close()
-}
-
-// The registry's actor watches registered PIDs, so that a registration
-// goes as soon as its actor stops.
-type watchPID struct{ pid *actor.PID }
-type unwatchPID struct{ pid *actor.PID }
-
-func (r *Registry) receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *watchPID:
-		c.Watch(m.pid)
-	case *unwatchPID:
-		c.Unwatch(m.pid)
-	case *actor.Terminated:
-		r.terminated(m.Who)
-	}
 }
 
 func (r *Registry) terminated(pid *actor.PID) {

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zkactor/zkactor/cluster"
+	"github.com/zkactor/zkactor/internal/pidwatch"
 	"github.com/zkactor/zkactor/internal/records"
 	"github.com/zkactor/zkactor/internal/zkwatch"
 	subv1 "github.com/zkactor/zkactor/proto/recipes/subscription/v1"
@@ -31,7 +32,7 @@ type Subscriptions struct {
 	s       *cluster.Session
 	layout  cluster.Layout
 	log     *slog.Logger
-	watcher *actor.PID // watches subscriber PIDs
+	watcher *pidwatch.Watcher // watches subscriber PIDs
 
 	life    context.Context // ends with Close
 	endLife context.CancelFunc
@@ -60,7 +61,7 @@ func New(system *actor.ActorSystem, reg *cluster.Registry, opts Options) *Subscr
 		byPID:  map[string]map[*follow]struct{}{},
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
-	s.watcher = system.Root.Spawn(actor.PropsFromFunc(s.receive))
+	s.watcher = pidwatch.Start(system, s.subscriberStopped)
 	return s
 }
 
@@ -115,7 +116,7 @@ func (s *Subscriptions) Close() {
 	defer s.closeWG.Done()
 	s.endLife()
 	s.wg.Wait()
-	_ = s.system.Root.StopFuture(s.watcher).Wait()
+	s.watcher.Stop()
 }
 
 func (s *Subscriptions) start(ctx context.Context, service, dir string, pid *actor.PID, decode decoder) (func(), error) {
@@ -223,7 +224,7 @@ func (s *Subscriptions) add(f *follow) {
 	if set == nil {
 		set = map[*follow]struct{}{}
 		s.byPID[k] = set
-		s.system.Root.Send(s.watcher, &watchPID{f.pid})
+		s.watcher.Watch(f.pid)
 	}
 	set[f] = struct{}{}
 }
@@ -240,31 +241,21 @@ func (s *Subscriptions) remove(f *follow) {
 	if len(set) == 0 {
 		delete(s.byPID, k)
 		if !s.closed {
-			s.system.Root.Send(s.watcher, &unwatchPID{f.pid})
+			s.watcher.Unwatch(f.pid)
 		}
 	}
 }
 
-type watchPID struct{ pid *actor.PID }
-type unwatchPID struct{ pid *actor.PID }
-
-// receive is the watcher's: a subscriber that stops ends its
-// subscriptions. It only cancels them (their goroutines clean up), so it
-// never waits on ZooKeeper.
-func (s *Subscriptions) receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *watchPID:
-		c.Watch(m.pid)
-	case *unwatchPID:
-		c.Unwatch(m.pid)
-	case *actor.Terminated:
-		s.mu.Lock()
-		for f := range s.byPID[pidKey(m.Who)] {
-			f.log.Debug("subscriber stopped: ending its subscription")
-			f.cancel()
-		}
-		s.mu.Unlock()
+// subscriberStopped is the watcher's report: a subscriber that stops ends
+// its subscriptions. It only cancels them (their goroutines clean up), so
+// it never waits on ZooKeeper.
+func (s *Subscriptions) subscriberStopped(who *actor.PID) {
+	s.mu.Lock()
+	for f := range s.byPID[pidKey(who)] {
+		f.log.Debug("subscriber stopped: ending its subscription")
+		f.cancel()
 	}
+	s.mu.Unlock()
 }
 
 // decoder turns a child's data into a member's record.
