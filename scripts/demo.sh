@@ -21,53 +21,11 @@ declare -A PID=() # node name -> pid
 SUBMITTED=0
 ACCEPTED=0
 
-heading() { printf '\n== %s ==\n' "$*"; }
-say() { printf '%s\n' "$*"; }
-die() {
-	printf '\ndemo FAILED: %s\n' "$*" >&2
-	for f in "$WORK"/*.err; do
-		[[ -s $f ]] || continue
-		printf -- '--- last lines of %s ---\n' "$(basename "$f")" >&2
-		tail -n 15 "$f" >&2
-	done
-	exit 1
-}
+# shellcheck source=scripts/story.sh
+source "$REPO_ROOT/scripts/story.sh"
 
-cleanup() {
-	local name
-	for name in "${!PID[@]}"; do
-		kill -TERM "${PID[$name]}" 2>/dev/null || true
-	done
-	for name in "${!PID[@]}"; do
-		wait "${PID[$name]}" 2>/dev/null || true
-	done
-	if ((ZK_STARTED)); then
-		"$REPO_ROOT/scripts/zookeeper.sh" stop --dir "$ZK_DIR" 2>/dev/null || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# wait_for WHAT CMD...: runs CMD until it succeeds, for at most WAIT_SECONDS.
-wait_for() {
-	local what=$1 deadline=$((SECONDS + WAIT_SECONDS))
-	shift
-	until "$@"; do
-		((SECONDS < deadline)) || die "not within ${WAIT_SECONDS}s: $what"
-		sleep 0.1
-	done
-}
-
-# start_node NAME: a persistent node in the background; its output goes to the terminal, prefixed
-# with its name, and to $WORK/NAME.log; its logs to $WORK/NAME.err.
-start_node() {
-	local name=$1
-	"$BIN" "${FLAGS[@]}" </dev/null \
-		> >(tee "$WORK/$name.log" | sed -u "s/^/  [$name] /") 2>"$WORK/$name.err" &
-	PID[$name]=$!
-}
-
-has_line() { grep -qF -- "$2" "$WORK/$1.log" 2>/dev/null; }
+# start_node NAME: a persistent node (see start_process).
+start_node() { start_process "$1"; }
 
 # submit WORDS...: a transient requestor.
 submit() {

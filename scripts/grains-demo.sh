@@ -22,52 +22,11 @@ ZK_DIR="$WORK/zookeeper"
 ZK_STARTED=0
 declare -A PID=() # member name -> pid
 
-heading() { printf '\n== %s ==\n' "$*"; }
-say() { printf '%s\n' "$*"; }
-die() {
-	printf '\ndemo FAILED: %s\n' "$*" >&2
-	for f in "$WORK"/*.err; do
-		[[ -s $f ]] || continue
-		printf -- '--- last lines of %s ---\n' "$(basename "$f")" >&2
-		tail -n 15 "$f" >&2
-	done
-	exit 1
-}
+# shellcheck source=scripts/story.sh
+source "$REPO_ROOT/scripts/story.sh"
 
-cleanup() {
-	local name
-	for name in "${!PID[@]}"; do
-		kill -TERM "${PID[$name]}" 2>/dev/null || true
-	done
-	for name in "${!PID[@]}"; do
-		wait "${PID[$name]}" 2>/dev/null || true
-	done
-	if ((ZK_STARTED)); then
-		"$REPO_ROOT/scripts/zookeeper.sh" stop --dir "$ZK_DIR" 2>/dev/null || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_for() {
-	local what=$1 deadline=$((SECONDS + WAIT_SECONDS))
-	shift
-	until "$@"; do
-		((SECONDS < deadline)) || die "not within ${WAIT_SECONDS}s: $what"
-		sleep 0.1
-	done
-}
-
-# start_member NAME: a member in the background; its output goes to the terminal, prefixed with its
-# name, and to $WORK/NAME.log; its logs to $WORK/NAME.err.
-start_member() {
-	local name=$1
-	"$BIN" "${FLAGS[@]}" member </dev/null \
-		> >(tee "$WORK/$name.log" | sed -u "s/^/  [$name] /") 2>"$WORK/$name.err" &
-	PID[$name]=$!
-}
-
-has_line() { grep -qF -- "$2" "$WORK/$1.log" 2>/dev/null; }
+# start_member NAME: a member (see start_process).
+start_member() { start_process "$1" member; }
 
 # client ARGS...: a client command; its output goes to the terminal and to $WORK/client.out.
 client() {
