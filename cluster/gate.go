@@ -17,10 +17,12 @@ import (
 // replies are handed to go-zookeeper only after the set-watches packet has
 // gone out, which orders the two; or after setWatchesWait, when there was
 // none to send (no watches: nothing is read); or never, when the Session is
-// closing meanwhile.
+// closing meanwhile. (50 ms was too short for a loaded race-detector run: a
+// CI run met the race after a one-way partition, with the set-watches
+// packet not yet written.)
 const (
 	opSetWatches   = 101 // go-zookeeper's opcode for re-arming watches
-	setWatchesWait = 50 * time.Millisecond
+	setWatchesWait = 250 * time.Millisecond
 )
 
 // gateConn is one connection to a server.
