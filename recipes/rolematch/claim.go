@@ -73,6 +73,10 @@ func (a *Applicant) claim(ctx context.Context) time.Duration {
 // assignment's create is sent.
 var testHookBeforeCreate func(path string)
 
+// testHookAfterCreate, when a test sets it, runs once an assignment's
+// create has an outcome: won, or not (err nil: another applicant holds it).
+var testHookAfterCreate func(path string, won bool, err error)
+
 // testHookStrayKept, when a test sets it, runs when an assignment of the
 // application's that it no longer holds could not be deleted (refused)
 // and keeps counting against the limit.
@@ -187,6 +191,9 @@ func (a *Applicant) try(ctx context.Context, role string) bool {
 		testHookBeforeCreate(p)
 	}
 	session, won, err := a.create(ctx, role, p, rec)
+	if testHookAfterCreate != nil {
+		testHookAfterCreate(p, won, err)
+	}
 	if err != nil || !won {
 		tenure.Stop()
 		if err != nil {

@@ -15,6 +15,12 @@ func SetTestHookBeforeCreate(t *testing.T, f func(path string)) {
 	t.Cleanup(func() { testHookBeforeCreate = nil })
 }
 
+// SetTestHookAfterCreate sets testHookAfterCreate for the test's duration.
+func SetTestHookAfterCreate(t *testing.T, f func(path string, won bool, err error)) {
+	testHookAfterCreate = f
+	t.Cleanup(func() { testHookAfterCreate = nil })
+}
+
 // SetTestHookUnusableSpec sets testHookUnusableSpec for the test's duration.
 func SetTestHookUnusableSpec(t *testing.T, f func(role string)) {
 	testHookUnusableSpec = f

@@ -372,6 +372,16 @@ func TestSpecWatchOfALostRoleIsReused(t *testing.T) {
 			if _, err := other.Create(p, []byte("not a's"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 				t.Errorf("taking the role first: %v", err)
 			}
+		}
+	})
+	// Only once a's create has lost is the role freed again: a delete sent
+	// before a's create reached the server would let a win.
+	rolematch.SetTestHookAfterCreate(t, func(p string, won bool, err error) {
+		switch {
+		case p != assignment || err != nil: // unknown outcome: a tries again
+		case won:
+			t.Errorf("a won the role: the other client should hold it")
+		default:
 			lost <- struct{}{}
 		}
 	})
@@ -385,18 +395,16 @@ func TestSpecWatchOfALostRoleIsReused(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("a did not try the role a %d. time", i+1)
 		}
-		// a sees it taken; then the role is free again, and a tries again.
-		zktest.Eventually(t, 10*time.Second, func() error {
-			if _, _, err := other.Get(assignment); err != nil {
-				return err
-			}
-			return nil
-		})
+		// The role is free again: a sees it go, and tries again.
 		if err := other.Delete(assignment, -1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	<-lost
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a did not try the role a 6. time")
+	}
 	if n := rolematch.ClientWatches(a.Session.Conn(), root+"/roles/set/specs/r"); n != 1 {
 		t.Fatalf("a holds %d watches on the spec after 6 lost tries, want 1", n)
 	}
