@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,7 +186,7 @@ func BenchmarkRegisterThroughput(b *testing.B) {
 				if _, err := zkutil.CreateWithParents(c, root, root+"/services/one", nil, 0, acl); err != nil {
 					b.Fatal(err)
 				}
-				throughput(b, callers, func(i int) error {
+				throughput(b, zktest.Shared(b), callers, func(i int) error {
 					dir := root + "/services/one"
 					if shape == "new-name" {
 						dir = fmt.Sprintf("%s/services/n%d", root, i)
@@ -210,7 +211,7 @@ func BenchmarkRegisterThroughput(b *testing.B) {
 					}
 				}
 				before := plumbing.Requests(n.Session)
-				throughput(b, callers, func(i int) error {
+				throughput(b, zktest.Shared(b), callers, func(i int) error {
 					name := "one"
 					if shape == "new-name" {
 						name = fmt.Sprintf("n%d", i)
@@ -225,12 +226,18 @@ func BenchmarkRegisterThroughput(b *testing.B) {
 	}
 }
 
-// throughput runs op(0..b.N-1) from callers goroutines and reports ops/s.
-func throughput(b *testing.B, callers int, op func(i int) error) {
+// throughput runs op(0..b.N-1) from callers goroutines and reports ops/s,
+// with the processor time per op of this process (client-µs/op: the
+// client, and whatever else the test process runs) and of zkc's server
+// (server-µs/op, in 10 ms ticks: use a few thousand ops). On two cores
+// the two share the processors, so a client's CPU is taken from the
+// server's.
+func throughput(b *testing.B, zkc *zktest.Cluster, callers int, op func(i int) error) {
 	b.Helper()
 	var next atomic.Int64
 	errs := make(chan error, callers)
 	b.ResetTimer()
+	server0, client0 := zkc.CPUTime(0), processCPU()
 	start := time.Now()
 	for range callers {
 		go func() {
@@ -252,8 +259,22 @@ func throughput(b *testing.B, callers int, op func(i int) error) {
 			b.Fatal(err)
 		}
 	}
+	elapsed := time.Since(start)
+	server, client := zkc.CPUTime(0)-server0, processCPU()-client0
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "regs/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "regs/s")
+	b.ReportMetric(float64(client.Microseconds())/float64(b.N), "client-µs/op")
+	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/op")
+}
+
+// processCPU is the processor time this process has used (user and
+// system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkServiceChurn: node A's service has N members; per iteration one

@@ -25,8 +25,9 @@
 //
 // # The session
 //
-// A Session owns the one ZooKeeper connection of a node. The registry, the
-// cache and elections borrow it: they send requests through Session.Do,
+// A Session owns the ZooKeeper connection of a node that holds its
+// ephemerals (a registry's keeper also keeps a watch-only connection of
+// its own, below). The registry, the cache and elections borrow it: they send requests through Session.Do,
 // which waits for a connection within the caller's ctx, and they hear of
 // disconnects, expiries and new sessions through Session.Notify.
 //
@@ -46,9 +47,23 @@
 //
 // Components that give up ephemeral znodes while ZooKeeper is unreachable
 // hand them to Session.DeleteWhenConnected. Kept ephemerals (node and
-// registrations) are re-created when someone else deletes them: the keeper
-// watches their parent directory (one children watch per directory, not
-// one per znode) and checks it after each change, at most every 50 ms.
+// registrations) are re-created when someone else deletes them. The keeper
+// follows their parent directories with persistent recursive watches
+// (ZooKeeper 3.6+) on a second connection, whose session owns nothing: a
+// delete comes as one event naming the znode, so a change costs the same
+// whatever the directory's size, and the registering session sends its
+// creates and nothing else (a read queued on it would wait for the writes
+// before it, and hold back those after it). An event is a suspicion that
+// one exists on the session settles before anything is re-created. The
+// first registration in a directory is created once the directory's watch
+// is set (its parent's create runs meanwhile), so no delete can fall before
+// the watch; one made while the second connection is down is checked once
+// it is back. ZooKeeper older than 3.6 cannot set the watches: the keeper
+// logs a warning, and foreign deletes there are not repaired.
+//
+//	first in a directory:  addWatch (watch conn) ∥ create parent ──► create registration
+//	foreign delete ──► event (watch conn) ──► exists (session) ──► gone: create again
+//	watch conn lost ──► set every watch again ──► exists of each of ours (watch conn)
 //
 // # The life of a registration
 //

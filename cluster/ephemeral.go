@@ -12,6 +12,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkactor/zkactor/internal/zkutil"
+	"github.com/zkactor/zkactor/internal/zkwatch"
 )
 
 // keeper keeps a set of ephemeral znodes in ZooKeeper for as long as this
@@ -25,12 +26,11 @@ import (
 //     unknown when its caller gave up); it is deleted when connected.
 //
 // A background goroutine reconciles ZooKeeper with these sets after every
-// (re)connection: on a new session it re-creates every wanted znode. The
-// parent directory of the wanted znodes is watched (one children watch per
-// directory, which the server shares with the lookup cache's), and every
-// change to it is checked, at most once per verifyDelay, with one listing
-// of names: one of ours deleted by someone else (an operator, a cleanup
-// script) is re-created too.
+// (re)connection: on a new session it re-creates every wanted znode. One
+// of ours deleted by someone else (an operator, a cleanup script) is
+// re-created too: the follower (follow.go) watches the directories of the
+// wanted znodes on a connection of its own and reports a znode it suspects
+// gone, and the keeper confirms that on its session before it acts.
 // Operations on one path are serialised by a per-path lock, so a create and
 // a delete of the same path never cross on the wire.
 type keeper struct {
@@ -42,19 +42,15 @@ type keeper struct {
 	byDir   map[string]map[string]struct{} // wanted paths by parent directory
 	created map[string]int64               // path → session that confirmed it
 	doomed  map[string]struct{}
-	locks   map[string]*pathLock
-	closed  bool            // no more watches are armed
-	life    context.Context // ends with close: arming gives up
-	endLife context.CancelFunc
+	// suspects: wanted znodes the follower could not find as ours; the
+	// loop asks the session whether they exist (confirm).
+	suspects map[string]struct{}
+	locks    map[string]*pathLock
 
-	watched  map[string]dirWatch // parents of kept znodes
-	checking int                 // directory checks under way
-	timers   map[string]*time.Timer
-
+	f         *follower
 	kick      chan struct{}
-	stop      func() // stops session notifications
-	stopWatch func() // stops watch events
-	arming    sync.WaitGroup
+	stop      func()        // stops session notifications
+	stopWatch func()        // stops watch events
 	quit      chan struct{} // closed by close
 	done      chan struct{} // closed when loop has returned
 }
@@ -64,35 +60,51 @@ type pathLock struct {
 	refs int
 }
 
-func newKeeper(s *Session, root string) *keeper {
-	k := &keeper{
-		watched: map[string]dirWatch{},
-		timers:  map[string]*time.Timer{},
-		s:       s,
-		root:    root,
-		wanted:  map[string][]byte{},
-		byDir:   map[string]map[string]struct{}{},
-		created: map[string]int64{},
-		doomed:  map[string]struct{}{},
-		locks:   map[string]*pathLock{},
-		kick:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+// testFollowerServers, when a test sets it, is where followers connect.
+var testFollowerServers []string
+
+// newKeeper starts a keeper and its follower's connection (see follower).
+func newKeeper(s *Session, root string) (*keeper, error) {
+	cfg := s.Config()
+	digest := ""
+	if a := cfg.Auth; a != nil {
+		digest = a.User + ":" + a.Password
 	}
-	k.life, k.endLife = context.WithCancel(s.life)
+	if testFollowerServers != nil {
+		cfg.Servers = testFollowerServers
+	}
+	conn, err := zkwatch.Dial(zkwatch.Config{Servers: cfg.Servers, SessionTimeout: s.Timeout(), Digest: digest, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	k := &keeper{
+		s:        s,
+		root:     root,
+		wanted:   map[string][]byte{},
+		byDir:    map[string]map[string]struct{}{},
+		created:  map[string]int64{},
+		doomed:   map[string]struct{}{},
+		suspects: map[string]struct{}{},
+		locks:    map[string]*pathLock{},
+		kick:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	k.f = newFollower(k, conn)
 	k.stop = s.Notify(func(ev Event) {
 		if ev.Kind == Connected {
 			k.wake()
 		}
 	})
+	// The session's own watches (a lookup's, say) are exact: its events
+	// come in order with its replies.
 	k.stopWatch = s.OnWatchEvent(func(ev zk.Event) {
 		if ev.Type == zk.EventNodeDeleted {
 			k.missing(ev.Path, 0)
 		}
-		k.dirEvent(ev)
 	})
 	go k.loop()
-	return k
+	return k, nil
 }
 
 // missing notes that path, if kept, no longer exists for its session (or
@@ -111,137 +123,23 @@ func (k *keeper) missing(path string, session int64) {
 	}
 }
 
-// verifyDelay batches the checks of a watched directory: changes within it
-// cost one check (and one listing).
-const verifyDelay = 50 * time.Millisecond
+// suspect notes that path, if kept and confirmed, may be gone: the loop
+// asks the session (confirm).
+func (k *keeper) suspect(path string) { k.suspectUnlessOwned(path, 0) }
 
-// dirWatch is what the keeper knows of a watched directory.
-type dirWatch struct {
-	scheduled bool  // a check is coming
-	listing   bool  // a check is listing the directory now: its watch covers what is created meanwhile
-	session   int64 // the session whose listing set the watch; 0: none is set
-}
-
-// watchDir makes sure dir, the parent of a znode just created, is watched
-// on the current session: if not, a check lists it (which sets the watch).
-func (k *keeper) watchDir(dir string) {
-	session := k.s.ID()
+// suspectUnlessOwned is suspect, unless session owner (not 0) is the one
+// that confirmed path.
+func (k *keeper) suspectUnlessOwned(path string, owner int64) {
 	k.mu.Lock()
-	w, known := k.watched[dir]
-	k.mu.Unlock()
-	// A listing on the wire sets the watch (covering a znode created before
-	// the server lists, and firing for one created after): a create that
-	// lands meanwhile needs no check of its own. Without this, creates
-	// racing each listing started another at once, and a busy directory was
-	// listed back to back instead of every verifyDelay.
-	if !known || !w.scheduled && !w.listing && w.session != session {
-		k.schedule(dir, 0)
-	}
-}
-
-// dirEvent takes a watch event: a change of a watched directory schedules
-// its check.
-func (k *keeper) dirEvent(ev zk.Event) {
-	k.mu.Lock()
-	_, watched := k.watched[ev.Path]
-	k.mu.Unlock()
-	if watched {
-		k.schedule(ev.Path, verifyDelay)
-	}
-}
-
-// schedule checks dir after d, unless a check is scheduled already.
-func (k *keeper) schedule(dir string, d time.Duration) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	w := k.watched[dir]
-	if k.closed || w.scheduled {
-		return
-	}
-	k.watched[dir] = dirWatch{scheduled: true, session: w.session}
-	k.arming.Add(1)
-	k.timers[dir] = time.AfterFunc(d, func() {
-		defer k.arming.Done()
-		k.verify(dir)
-	})
-}
-
-// verify lists dir (re-arming its watch) and notes the znodes of ours that
-// are missing from it, for the reconciler to re-create. A directory with
-// nothing of ours left is no longer watched.
-func (k *keeper) verify(dir string) {
-	k.mu.Lock()
-	k.watched[dir] = dirWatch{listing: true} // no watch known to be set until the listing says so
-	delete(k.timers, dir)
-	k.checking++
-	k.mu.Unlock()
-	defer func() {
-		k.mu.Lock()
-		k.checking--
-		k.mu.Unlock()
-	}()
-	session := k.s.ID()
-	ctx, cancel := context.WithTimeout(k.life, k.s.cfg.RequestTimeout)
-	defer cancel()
-	var (
-		names   []string
-		watched int64 // the session the listing set its watch on
-	)
-	err := k.s.Do(ctx, Op{Name: "get children", Path: dir, Idempotent: true}, func(c *zk.Conn) error {
-		var err error
-		names, _, _, err = c.ChildrenW(dir)
-		if err == nil {
-			watched = c.SessionID()
-		}
-		return err
-	})
-	// Only a finished request's results are read: when Do stops waiting
-	// (its ctx ended), the callback may still be writing them.
-	var (
-		listed []string
-		on     int64
-	)
-	switch {
-	case err == nil:
-		listed, on = names, watched
-	case errors.Is(err, zk.ErrNoNode):
-		// Gone with everything of ours in it (and no watch set): the
-		// re-creates make it, and watch it, again.
-		err = nil
-	}
-	present := make(map[string]bool, len(listed))
-	for _, n := range listed {
-		present[n] = true
-	}
-	k.mu.Lock()
-	mine := k.byDir[dir]
-	ours := len(mine)
-	var gone []string
-	for p := range mine {
-		if err == nil && k.created[p] == session && !present[p[len(dir)+1:]] {
-			gone = append(gone, p)
-		}
-	}
-	resched := false
-	if w := k.watched[dir]; ours == 0 {
-		delete(k.watched, dir)
-	} else if !w.scheduled {
-		k.watched[dir] = dirWatch{session: on}
-		// A znode created on a newer session while the listing was out was
-		// not checked by its create (watchDir): check again, on it.
-		resched = err == nil && on != k.s.ID()
+	_, wanted := k.wanted[path]
+	on := k.created[path]
+	suspect := wanted && on != 0 && on != owner
+	if suspect {
+		k.suspects[path] = struct{}{}
 	}
 	k.mu.Unlock()
-	if resched {
-		k.schedule(dir, 0)
-	}
-	for _, p := range gone {
-		k.missing(p, session)
-	}
-	if err != nil && ours > 0 && k.life.Err() == nil {
-		// Not watched: look again after a while, so that a delete by
-		// someone else is still seen.
-		k.schedule(dir, minReconcileBackoff)
+	if suspect {
+		k.wake()
 	}
 }
 
@@ -267,6 +165,7 @@ func (k *keeper) unwant(path string) {
 		delete(m, path)
 		if len(m) == 0 {
 			delete(k.byDir, dir)
+			k.f.idle(dir)
 		}
 	}
 }
@@ -277,16 +176,7 @@ func (k *keeper) close() {
 	k.stopWatch()
 	close(k.quit)
 	<-k.done
-	k.mu.Lock()
-	k.closed = true
-	for _, t := range k.timers {
-		if t.Stop() {
-			k.arming.Done() // never ran
-		}
-	}
-	k.mu.Unlock()
-	k.endLife()
-	k.arming.Wait()
+	k.f.close()
 }
 
 func (k *keeper) wake() {
@@ -457,16 +347,27 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 		}
 	}
 	k.mu.Unlock()
+	// The create waits for the directory's watch (follower), which is
+	// usually set already; the first in a directory waits while its
+	// parent is made.
+	watch := k.f.watch(dir)
+	var watched uint64 // the follower's connection whose watch saw the create go out; 0: none
 	err := k.s.Do(ctx, op, func(c *zk.Conn) error {
 		session = c.SessionID()
 		// The first znode under a parent (a name's first registration
 		// here) makes the parent first: two requests, not three. (A parent
 		// reaped since is found missing and made again.)
-		create := zkutil.CreateWithParents
 		if !known {
-			create = zkutil.CreateParentFirst
+			if err := zkutil.EnsureParent(c, k.root, path, k.s.ACL()); err != nil {
+				return err
+			}
 		}
-		_, err := create(c, k.root, path, data, zk.FlagEphemeral, k.s.ACL())
+		select {
+		case <-watch:
+		case <-time.After(armWait):
+		}
+		watched = k.f.watchedOn(dir)
+		_, err := zkutil.CreateWithParents(c, k.root, path, data, zk.FlagEphemeral, k.s.ACL())
 		if transient(err) {
 			// The create may or may not have been applied. The path is
 			// fixed, so asking settles it (ErrNodeExists below).
@@ -475,6 +376,7 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 		if !errors.Is(err, zk.ErrNodeExists) {
 			return err
 		}
+		watched = 0 // made earlier, maybe with no watch in place
 		got, stat, err := c.Get(path)
 		if err != nil {
 			return err
@@ -497,7 +399,7 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 		k.mu.Lock()
 		k.created[path] = session
 		k.mu.Unlock()
-		k.watchDir(dir)
+		k.f.created(path, watched) // after created: see follower.watched
 	}
 	return err
 }
@@ -550,16 +452,8 @@ func (k *keeper) settled() bool {
 	session := k.s.ID()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.doomed) > 0 {
+	if len(k.doomed) > 0 || len(k.suspects) > 0 || k.f.busy() {
 		return false
-	}
-	if k.checking > 0 {
-		return false
-	}
-	for _, w := range k.watched {
-		if w.scheduled {
-			return false // a check of a directory is coming
-		}
 	}
 	for p := range k.wanted {
 		if k.created[p] != session {
@@ -573,6 +467,7 @@ func (k *keeper) settled() bool {
 // doomed ones. It reports whether everything settled.
 func (k *keeper) reconcile() bool {
 	session := k.s.ID()
+	ok := k.confirm(session)
 	k.mu.Lock()
 	var missing, doomed []string
 	for p := range k.wanted {
@@ -585,7 +480,6 @@ func (k *keeper) reconcile() bool {
 	}
 	k.mu.Unlock()
 
-	ok := true
 	for _, p := range missing {
 		unlock := k.lock(p)
 		k.mu.Lock()
@@ -624,6 +518,60 @@ func (k *keeper) reconcile() bool {
 				ok = false
 			}
 			cancel()
+		}
+		unlock()
+	}
+	return ok
+}
+
+// confirm asks session about each suspect (see follower): one that is not
+// there as ours is missing, and re-created by the reconcile that follows.
+// It reports false when a question went unanswered (the suspect stays).
+func (k *keeper) confirm(session int64) bool {
+	k.mu.Lock()
+	suspects := make([]string, 0, len(k.suspects))
+	for p := range k.suspects {
+		suspects = append(suspects, p)
+	}
+	k.mu.Unlock()
+	ok := true
+	for _, p := range suspects {
+		unlock := k.lock(p)
+		k.mu.Lock()
+		_, wanted := k.wanted[p]
+		ask := wanted && k.created[p] == session
+		if !ask {
+			delete(k.suspects, p) // not kept, or to be made on this session anyway
+		}
+		k.mu.Unlock()
+		if ask {
+			var (
+				found bool
+				owner int64
+			)
+			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
+			err := k.s.Do(ctx, Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
+				var (
+					stat *zk.Stat
+					err  error
+				)
+				found, stat, err = c.Exists(p)
+				if found {
+					owner = stat.EphemeralOwner
+				}
+				return err
+			})
+			cancel()
+			if err != nil {
+				ok = false
+			} else {
+				k.mu.Lock()
+				delete(k.suspects, p)
+				k.mu.Unlock()
+				if !found || owner != session {
+					k.missing(p, session)
+				}
+			}
 		}
 		unlock()
 	}

@@ -1,6 +1,10 @@
 package cluster
 
-import "github.com/zkactor/zkactor/internal/watchcache"
+import (
+	"testing"
+
+	"github.com/zkactor/zkactor/internal/watchcache"
+)
 
 // Settled reports whether r's keeper has nothing left to do: every znode
 // it keeps is confirmed on the current session and none waits to be
@@ -15,6 +19,10 @@ func Cached(r *Registry, name string) bool { _, ok := r.services.Peek(name); ret
 // CacheStats returns the counters and sizes of r's service cache.
 func CacheStats(r *Registry) watchcache.Stats { return r.services.Stats() }
 
-// VerifyDelay is how long the keeper batches the changes of a watched
-// directory before it lists it again.
-const VerifyDelay = verifyDelay
+// SetFollowerServers makes the keepers started during the test dial their
+// follower's connection (follow.go) to servers instead of the session's:
+// a proxy of its own, so that a test can cut it alone.
+func SetFollowerServers(t testing.TB, servers []string) {
+	testFollowerServers = servers
+	t.Cleanup(func() { testFollowerServers = nil })
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bufio"
 	"encoding/binary"
 	"net"
 	"sync"
@@ -25,9 +26,12 @@ const (
 	setWatchesWait = 250 * time.Millisecond
 )
 
-// gateConn is one connection to a server.
+// gateConn is one connection to a server. Its reads are buffered:
+// go-zookeeper reads each packet with two reads (its length, then the
+// rest), a system call each on a bare connection.
 type gateConn struct {
 	net.Conn
+	r       *bufio.Reader
 	closing <-chan struct{} // the Session's
 
 	mu          sync.Mutex
@@ -36,7 +40,7 @@ type gateConn struct {
 }
 
 func newGateConn(c net.Conn, closing <-chan struct{}) *gateConn {
-	return &gateConn{Conn: c, closing: closing, watchesSent: make(chan struct{})}
+	return &gateConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), closing: closing, watchesSent: make(chan struct{})}
 }
 
 // sessionReopened is called when the handshake on this connection
@@ -77,5 +81,8 @@ func (c *gateConn) Read(b []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 	}
-	return c.Conn.Read(b)
+	return c.r.Read(b)
 }
+
+// readBuffer is the size of a connection's read buffer.
+const readBuffer = 64 << 10

@@ -102,7 +102,12 @@ func NewRegistry(ctx context.Context, system *actor.ActorSystem, s *Session, opt
 	if opts.Logger == nil {
 		opts.Logger = s.log
 	}
+	keeper, err := newKeeper(s, opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("zkactor: join cluster %s: %w", opts.Root, err)
+	}
 	r := &Registry{
+		keeper: keeper,
 		s:      s,
 		layout: Layout{Root: opts.Root},
 		log:    opts.Logger.With("node", opts.NodeID),
@@ -125,7 +130,6 @@ func NewRegistry(ctx context.Context, system *actor.ActorSystem, s *Session, opt
 			PathKey: func(path string) (string, bool) { return "nodes", path == r.layout.NodesPath() },
 			Metrics: metrics.NodesCache,
 		})
-	r.keeper = newKeeper(s, opts.Root)
 	r.stopEvents = s.OnWatchEvent(func(ev zk.Event) {
 		r.services.Event(ev)
 		r.nodes.Event(ev)

@@ -44,30 +44,15 @@ const createAttempts = 4
 // is go-zookeeper's, unwrapped; an error creating a parent names the
 // parent.
 func CreateWithParents(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
-	return create(c, root, path, data, flags, acl, false)
-}
-
-// CreateParentFirst is CreateWithParents for a path whose parent is likely
-// missing (the first registration of a name): it makes the immediate parent
-// first, so that a new parent costs two requests instead of three, and an
-// existing one two instead of one.
-func CreateParentFirst(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
-	return create(c, root, path, data, flags, acl, true)
-}
-
-func create(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL, parentFirst bool) (string, error) {
 	leafParent := parentOf(path)
 	for attempt := 1; ; attempt++ {
-		if parentFirst {
-			if err := ensureDir(c, root, leafParent, leafParent, acl); err != nil {
-				return "", err
-			}
-		}
 		created, err := c.Create(path, data, flags, acl)
 		if !errors.Is(err, zk.ErrNoNode) || attempt == createAttempts {
 			return created, err
 		}
-		parentFirst = true
+		if err := ensureDir(c, root, leafParent, leafParent, acl); err != nil {
+			return "", err
+		}
 	}
 }
 
@@ -117,4 +102,16 @@ func ensureDir(c *zk.Conn, root, dir, leafParent string, acl []zk.ACL) error {
 func IsTransient(err error) bool {
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
 		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
+}
+
+// EnsureParent makes the parent of path, and any missing above it, as
+// CreateWithParents would for path: one request when the parent exists or
+// only the parent is missing. For a path whose parent is likely missing
+// (the first registration of a name), EnsureParent then CreateWithParents
+// costs two requests where CreateWithParents alone costs three (the
+// child's create, the parent's, the child's again); and the caller may do
+// something between the two.
+func EnsureParent(c *zk.Conn, root, path string, acl []zk.ACL) error {
+	p := parentOf(path)
+	return ensureDir(c, root, p, p, acl)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
-// Property: under a missing, deep root, CreateParentFirst and
+// Property: under a missing, deep root, EnsureParent (then the create) and
 // CreateWithParents make every level bottom up: those above root with an
 // open ACL, root and below with the caller's, and the leaf.
 func TestAttackParentsAndACLsUnderMissingRoot(t *testing.T) {
@@ -24,7 +24,7 @@ func TestAttackParentsAndACLsUnderMissingRoot(t *testing.T) {
 	for _, fn := range []struct {
 		name   string
 		create func(*zk.Conn, string, string, []byte, int32, []zk.ACL) (string, error)
-	}{{"with-parents", zkutil.CreateWithParents}, {"parent-first", zkutil.CreateParentFirst}} {
+	}{{"with-parents", zkutil.CreateWithParents}, {"parent-first", createParentFirst}} {
 		root := base + "/" + fn.name + "/x/root"
 		leaf := root + "/services/svc/reg"
 		if got, err := fn.create(c, root, leaf, []byte("d"), zk.FlagEphemeral, acl); err != nil || got != leaf {

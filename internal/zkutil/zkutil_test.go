@@ -58,17 +58,17 @@ func TestCreateWithParents(t *testing.T) {
 	}
 }
 
-// CreateParentFirst makes the whole chain under a fresh root, and works as
+// EnsureParent then CreateWithParents makes the whole chain under a fresh root, and works as
 // well when the parent exists already.
-func TestCreateParentFirst(t *testing.T) {
+func TestEnsureParent(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)
 	c := zkc.Connect(t)
 	acl := zk.WorldACL(zk.PermAll)
 	for _, leaf := range []string{root + "/services/a/r1", root + "/services/a/r2", root + "/services/b/r1"} {
-		got, err := zkutil.CreateParentFirst(c, root, leaf, []byte("x"), zk.FlagEphemeral, acl)
+		got, err := createParentFirst(c, root, leaf, []byte("x"), zk.FlagEphemeral, acl)
 		if err != nil || got != leaf {
-			t.Fatalf("CreateParentFirst(%s) = %q, %v", leaf, got, err)
+			t.Fatalf("createParentFirst(%s) = %q, %v", leaf, got, err)
 		}
 		data, stat, err := c.Get(leaf)
 		if err != nil || string(data) != "x" || stat.EphemeralOwner != c.SessionID() {
@@ -76,7 +76,16 @@ func TestCreateParentFirst(t *testing.T) {
 		}
 	}
 	// A leaf whose parent is "/": nothing to make.
-	if _, err := zkutil.CreateParentFirst(c, root, root+"-top", nil, zk.FlagEphemeral, acl); err != nil {
+	if _, err := createParentFirst(c, root, root+"-top", nil, zk.FlagEphemeral, acl); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// createParentFirst is EnsureParent, then CreateWithParents: how the keeper
+// makes the first registration of a name.
+func createParentFirst(c *zk.Conn, root, path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	if err := zkutil.EnsureParent(c, root, path, acl); err != nil {
+		return "", err
+	}
+	return zkutil.CreateWithParents(c, root, path, data, flags, acl)
 }

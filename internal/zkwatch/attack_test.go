@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +16,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/zkactor/zkactor/test/testnode"
 	"github.com/zkactor/zkactor/test/zktest"
 )
 
@@ -112,7 +113,7 @@ func takeKind(t *testing.T, c *Conn, pending *[]Item, k Kind) Item {
 // machine only makes the gaps longer.)
 func TestAttackConnectionDroppedAtOnceBacksOff(t *testing.T) {
 	srv := startFakeServer(t, 2000, func(nc net.Conn) {})
-	c, err := Dial(Config{Servers: []string{srv.ln.Addr().String()}, SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+	c, err := Dial(Config{Servers: []string{srv.ln.Addr().String()}, SessionTimeout: 2 * time.Second, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestAttackConnectionDroppedAtOnceBacksOff(t *testing.T) {
 // server runs again the Conn connects again and serves requests.
 func TestAttackStalledServerIsAGap(t *testing.T) {
 	zkc := zktest.Start(t)
-	c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: time.Second, Logger: testnode.Logger()})
+	c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: time.Second, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestAttackStalledServerIsAGap(t *testing.T) {
 func TestAttackCloseRacingTheConnection(t *testing.T) {
 	zkc := zktest.Shared(t)
 	for i := range 30 {
-		c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+		c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +204,7 @@ func TestAttackRemoveWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+	c, err := Dial(Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestAttackRemoveWatch(t *testing.T) {
 // failed here on every attempt ("missing port in address"), so every
 // Subscribe timed out.
 func TestAttackServerWithoutPortIsAtTheDefaultPort(t *testing.T) {
-	c, err := Dial(Config{Servers: []string{"127.0.0.1", "127.0.0.1:2182"}, SessionTimeout: time.Second, Logger: testnode.Logger()})
+	c, err := Dial(Config{Servers: []string{"127.0.0.1", "127.0.0.1:2182"}, SessionTimeout: time.Second, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +352,7 @@ func TestAttackServerBehindRefusesAndTheConnMovesOn(t *testing.T) {
 	}
 	pa := zktest.NewProxy(t, ahead.Addrs()[0])
 	gb := startGate(t, behind.Addrs()[0])
-	c, err := Dial(Config{Servers: []string{pa.Addr(), gb.ln.Addr().String()}, SessionTimeout: 2 * time.Second, Logger: testnode.Logger()})
+	c, err := Dial(Config{Servers: []string{pa.Addr(), gb.ln.Addr().String()}, SessionTimeout: 2 * time.Second, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +394,7 @@ func TestAttackCloseCutsABlockedWriteShort(t *testing.T) {
 	stalled := make(chan struct{})
 	srv := startFakeServer(t, 60000, func(nc net.Conn) { <-stalled })
 	t.Cleanup(func() { close(stalled) }) // before the server's own cleanup
-	c, err := Dial(Config{Servers: []string{srv.ln.Addr().String()}, SessionTimeout: time.Minute, Logger: testnode.Logger()})
+	c, err := Dial(Config{Servers: []string{srv.ln.Addr().String()}, SessionTimeout: time.Minute, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,4 +421,13 @@ func TestAttackCloseCutsABlockedWriteShort(t *testing.T) {
 		t.Fatal("Close blocked behind a write to a stalled server for 20s")
 		<-closed
 	}
+}
+
+// testLogger is testnode.Logger, which this package's internal tests
+// cannot import (testnode imports cluster, which imports this package).
+func testLogger() *slog.Logger {
+	if os.Getenv("ZKACTOR_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -1,6 +1,7 @@
 package zkwatch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ var (
 	// path.
 	ErrNoWatcher = errors.New("zk: no watcher on the path")
 )
+
+// readBuffer is the size of the reader's buffer.
+const readBuffer = 64 << 10
 
 // closeGrace is how long Close lets the writer send the closeSession.
 const closeGrace = 100 * time.Millisecond
@@ -485,9 +489,12 @@ func (c *Conn) write(nc net.Conn, pingEvery, writeTimeout time.Duration, stop <-
 // connection fails, stays silent for readTimeout, or sends what does not
 // decode.
 func (c *Conn) read(nc net.Conn, gen uint64, readTimeout time.Duration) error {
+	// Buffered: a burst of events (one per change below a watched path)
+	// costs a read of the socket per buffer, not two per packet.
+	br := bufio.NewReaderSize(nc, readBuffer)
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(readTimeout))
-		buf, err := readPacket(nc)
+		buf, err := readPacket(br)
 		if err != nil {
 			return err
 		}

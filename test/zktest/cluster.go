@@ -1,8 +1,11 @@
 package zktest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -286,4 +289,33 @@ func (c *Cluster) Follower(t testing.TB) int {
 		}
 		time.Sleep(probeInterval)
 	}
+}
+
+// CPUTime is the processor time server i's JVM has used so far (user and
+// system, from /proc/<pid>/stat, in clock ticks of 10 ms), 0 when it is not
+// running. Benchmarks read it before and after a run, to put the server's
+// cost per operation beside the client's.
+func (c *Cluster) CPUTime(i int) time.Duration {
+	s := c.server(i)
+	cmd, _ := s.process()
+	if !s.running() {
+		return 0
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// "<pid> (<comm>) <state> <ppid> ...": utime and stime are the 14th
+	// and 15th fields, the 12th and 13th after the state.
+	i0 := bytes.LastIndexByte(stat, ')')
+	if i0 < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i0+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
