@@ -94,16 +94,20 @@ func mustJob(t *testing.T, text string) []byte {
 // of recording it twice.
 func TestSubmitIsIdempotent(t *testing.T) {
 	h := newHarness(t)
-	work := h.worker(func(w *bossv1.Work) bool { return w.Job.Id != "job-T2" }) // holds job-T2
+	// Holds job-T1 and job-T2: the test sends their Done.
+	work := h.worker(func(w *bossv1.Work) bool { return w.Job.Id != "job-T1" && w.Job.Id != "job-T2" })
 	h.start(bossConfig{}, 1)
 	// The Put of an earlier Submit was applied, but its reply was lost: the
 	// boss answered Rejected. The requestor submits again, with the same
-	// token.
+	// token. (Done only after the answer: a job done and acknowledged is
+	// gone from the queue, and a Submit that reached the boss before the
+	// job did would then record it again, to run at least once more.)
 	h.putJob("T1", "feed the cat")
 	h.mustAccept("T1", "feed the cat")
 	if w := nextWork(t, work); w.Job.Id != "job-T1" {
 		t.Fatalf("delegated %v, want job-T1", w.Job)
 	}
+	h.system.Root.Send(h.boss, &bossv1.Done{JobId: "job-T1", Worker: "test"})
 	h.out.waitFor(t, "Job done: feed the cat (job-T1)", 1)
 
 	h.mustAccept("T2", "wash up")
@@ -125,8 +129,8 @@ func TestSubmitIsIdempotent(t *testing.T) {
 	if n := h.out.count("Delegating task: wash up"); n != 1 {
 		t.Errorf("job-T2 delegated %d times, want once", n)
 	}
-	// Every job done is gone from the queue; job-T2's Done came from the
-	// test, so nothing is left at all.
+	// Every job done is gone from the queue; job-T1's and job-T2's Done
+	// came from the test, so nothing is left at all.
 	c := h.foreign()
 	zktest.Eventually(t, wait, func() error {
 		names, _, err := c.Children(h.root + "/queues/jobs/items")
