@@ -276,3 +276,33 @@ func TestRegisterUnregisterChurnEndsRegistered(t *testing.T) {
 		return nil
 	})
 }
+
+// A node with a member in a busy service pays nothing for the others'
+// joins and leaves: its keeper used to list the whole directory (on its
+// session) after every change, at most every 50 ms, to see whether its
+// own registration was still there.
+func TestOthersChurnCostsAMemberNothing(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
+	b := newNode(t, nodeOpts{servers: zkc.Addrs(), root: root})
+	register(t, a, "busy", a.Spawn(t))
+	a.Settle(t)
+	before := plumbing.Requests(a.Session)
+	pids := make([]*actor.PID, 200)
+	for i := range pids {
+		pids[i] = b.Spawn(t)
+	}
+	registerAll(t, b, "busy", pids, 16)
+	ctx := ctxT(t)
+	for _, p := range pids[:100] {
+		if err := b.Registry.Unregister(ctx, "busy", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Settle(t)
+	a.Settle(t)
+	if got := plumbing.Requests(a.Session) - before; got != 0 {
+		t.Fatalf("a's session sent %d requests during 300 changes by b, want none", got)
+	}
+}
