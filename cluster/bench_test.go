@@ -180,7 +180,7 @@ func register(b testing.TB, n *node, name string, pid *actor.PID) {
 //
 //	go test -run '^$' -bench RegisterThroughput -benchtime 6000x -count 5 ./cluster/
 func BenchmarkRegisterThroughput(b *testing.B) {
-	zktest.Shared(b).WarmUp(b) // else the first figure, raw's, is a cold JVM's
+	zktest.Shared(b).WarmUp(b)    // else the first figure, raw's, is a cold JVM's
 	floor := map[string]float64{} // raw regs/s by shape and callers, of this run
 	for _, callers := range []int{1, 64} {
 		for _, shape := range []string{"new-name", "one-name"} {

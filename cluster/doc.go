@@ -54,7 +54,9 @@
 // whatever the directory's size, and the registering session sends its
 // creates and nothing else (a read queued on it would wait for the writes
 // before it, and hold back those after it). An event is a suspicion that
-// one exists on the session settles before anything is re-created. The
+// the session settles before anything is re-created: an exists, and when
+// that finds the znode, a sync and the exists again (the session's server
+// may lag behind the one that reported the delete). The
 // first registration in a directory is created once the directory's watch
 // is set (its parent's create runs meanwhile), so no delete can fall before
 // the watch; one made while the second connection is down is checked once
@@ -62,7 +64,7 @@
 // logs a warning, and foreign deletes there are not repaired.
 //
 //	first in a directory:  addWatch (watch conn) ∥ create parent ──► create registration
-//	foreign delete ──► event (watch conn) ──► exists (session) ──► gone: create again
+//	foreign delete ──► event (watch conn) ──► exists [sync, exists] (session) ──► gone: create again
 //	watch conn lost ──► set every watch again ──► exists of each of ours (watch conn)
 //
 // # The life of a registration

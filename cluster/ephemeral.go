@@ -168,6 +168,7 @@ func (k *keeper) unwant(path string) {
 			k.f.idle(dir)
 		}
 	}
+	k.f.forget(path)
 }
 
 // close stops the reconciler. The znodes go with the session, or with drop.
@@ -466,8 +467,8 @@ func (k *keeper) settled() bool {
 // reconcile re-creates wanted znodes the current session lacks and deletes
 // doomed ones. It reports whether everything settled.
 func (k *keeper) reconcile() bool {
+	ok := k.confirm()
 	session := k.s.ID()
-	ok := k.confirm(session)
 	k.mu.Lock()
 	var missing, doomed []string
 	for p := range k.wanted {
@@ -524,10 +525,13 @@ func (k *keeper) reconcile() bool {
 	return ok
 }
 
-// confirm asks session about each suspect (see follower): one that is not
-// there as ours is missing, and re-created by the reconcile that follows.
-// It reports false when a question went unanswered (the suspect stays).
-func (k *keeper) confirm(session int64) bool {
+// confirm asks the session about each suspect (see follower): one that is
+// not there as ours is missing, and re-created by the reconcile that
+// follows. A suspect made on an earlier session is dropped unasked: the
+// reconcile makes all of those again anyway (an expiry deletes them, and
+// the follower then reports every one). It reports false when a question
+// went unanswered (the suspect stays).
+func (k *keeper) confirm() bool {
 	k.mu.Lock()
 	suspects := make([]string, 0, len(k.suspects))
 	for p := range k.suspects {
@@ -536,18 +540,23 @@ func (k *keeper) confirm(session int64) bool {
 	k.mu.Unlock()
 	ok := true
 	for _, p := range suspects {
+		if !k.s.Connected() {
+			return false // asked again once connected: its session may be new by then
+		}
 		unlock := k.lock(p)
+		session := k.s.ID()
 		k.mu.Lock()
 		_, wanted := k.wanted[p]
-		ask := wanted && k.created[p] == session
+		ask := wanted && session != 0 && k.created[p] == session
 		if !ask {
-			delete(k.suspects, p) // not kept, or to be made on this session anyway
+			delete(k.suspects, p)
 		}
 		k.mu.Unlock()
 		if ask {
 			var (
 				found bool
 				owner int64
+				on    int64
 			)
 			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
 			err := k.s.Do(ctx, Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
@@ -555,6 +564,20 @@ func (k *keeper) confirm(session int64) bool {
 					stat *zk.Stat
 					err  error
 				)
+				if on = c.SessionID(); on != session {
+					return nil // a new session: the reconcile makes it again
+				}
+				found, stat, err = c.Exists(p)
+				if err != nil || !found || stat.EphemeralOwner != on {
+					return err
+				}
+				// There as ours, says the session's server; but it may lag
+				// behind the follower's, which saw the delete. A sync makes
+				// it catch up with the quorum leader first: asked again,
+				// it knows of every delete the follower could have seen.
+				if _, err := c.Sync(p); err != nil {
+					return err
+				}
 				found, stat, err = c.Exists(p)
 				if found {
 					owner = stat.EphemeralOwner
@@ -568,12 +591,15 @@ func (k *keeper) confirm(session int64) bool {
 				k.mu.Lock()
 				delete(k.suspects, p)
 				k.mu.Unlock()
-				if !found || owner != session {
-					k.missing(p, session)
+				if !found || owner != on {
+					k.missing(p, on)
 				}
 			}
 		}
 		unlock()
+		if !ok {
+			break // the session is unreachable: the loop retries after a backoff
+		}
 	}
 	return ok
 }

@@ -22,7 +22,10 @@ import (
 // An event, or a check that does not find the znode as ours, is only a
 // suspicion: the follower's server may lag behind the session's, and a
 // znode deleted and made again by us looks the same. The keeper settles it
-// on its own session, which sees its own writes (keeper.confirm).
+// on its own session, which sees its own writes (keeper.confirm); and as
+// the session's server may lag behind the follower's instead, an answer
+// that the znode is there is asked again after a sync, which brings that
+// server up to the quorum leader's state.
 //
 // No delete goes unseen. A create sent after the directory's watch was set
 // (the addWatch's reply came back first) is proposed after every
@@ -37,7 +40,7 @@ import (
 // and every confirmed znode in it checked.
 //
 //	watch(dir) ── addWatch ──► reply: ready (creates may go) ── check znodes made unwatched
-//	event: node deleted ──► suspect ──► exists on the session ──► missing: re-create
+//	event: node deleted ──► suspect ──► exists on the session (there: sync, exists) ──► missing: re-create
 //	gap ──► nothing watched ── connected ──► addWatch every directory ── check them
 type follower struct {
 	k    *keeper
@@ -69,8 +72,9 @@ type followed struct {
 
 // call is what a request of the follower was for.
 type call struct {
-	dir  string // an addWatch
-	path string // a check
+	dir     string    // an addWatch
+	watched *followed // the entry it was sent for (dir may be followed anew since)
+	path    string    // a check
 }
 
 // armWait bounds how long the first create in a directory waits for the
@@ -166,6 +170,14 @@ func (f *follower) idle(dir string) {
 	}
 }
 
+// forget drops path's check, if one is waiting: it is no longer kept.
+// Under k.mu.
+func (f *follower) forget(path string) {
+	f.mu.Lock()
+	delete(f.toCheck, path)
+	f.mu.Unlock()
+}
+
 // busy reports checks not yet answered.
 func (f *follower) busy() bool {
 	f.mu.Lock()
@@ -239,7 +251,7 @@ func (f *follower) handle(it zkwatch.Item) {
 		}
 		delete(f.calls, it.Xid)
 		if c.dir != "" {
-			f.watched(it, c.dir)
+			f.watched(it, c.dir, c.watched)
 			return
 		}
 		f.mu.Lock()
@@ -255,7 +267,7 @@ func (f *follower) handle(it zkwatch.Item) {
 
 // watched takes the reply to dir's addWatch: creates may go, and the
 // znodes made while it was not set are checked.
-func (f *follower) watched(it zkwatch.Item, dir string) {
+func (f *follower) watched(it zkwatch.Item, dir string, sentFor *followed) {
 	if it.Err != nil {
 		f.mu.Lock()
 		first := !f.warned
@@ -272,7 +284,7 @@ func (f *follower) watched(it zkwatch.Item, dir string) {
 	f.k.mu.Lock()
 	f.mu.Lock()
 	d := f.dirs[dir]
-	if d != nil && d.sent == it.Gen && f.gen == it.Gen {
+	if d != nil && d == sentFor && d.sent == it.Gen && f.gen == it.Gen {
 		d.gen = it.Gen
 		d.release()
 		if it.Err == nil {
@@ -325,7 +337,7 @@ func (f *follower) send() {
 			return // a gap, or the end, is on its way
 		}
 		d.sent = gen
-		f.calls[xid] = call{dir: dir}
+		f.calls[xid] = call{dir: dir, watched: d}
 	}
 	if gen == 0 {
 		return

@@ -306,3 +306,54 @@ func TestOthersChurnCostsAMemberNothing(t *testing.T) {
 		t.Fatalf("a's session sent %d requests during 300 changes by b, want none", got)
 	}
 }
+
+// A session expiry deletes every registration, and the follower reports
+// each delete: those suspicions belong to the old session, and cost the
+// new one nothing. It makes every registration again, one create each.
+func TestExpiryCostsTheNewSessionItsCreates(t *testing.T) {
+	zkc := zktest.Shared(t)
+	proxy := zktest.NewProxy(t, zkc.Addrs()[0])
+	cluster.SetFollowerServers(t, zkc.Addrs()) // stays up and sees the deletes
+	n := newNode(t, nodeOpts{servers: []string{proxy.Addr()}, root: zktest.Root(t), timeout: time.Second})
+	raw := zkc.Connect(t)
+	const regs = 100
+	pids := make([]*actor.PID, regs)
+	for i := range pids {
+		pids[i] = n.Spawn(t)
+	}
+	registerAll(t, n, "svc", pids, 8)
+	n.Settle(t)
+	old := n.Session.ID()
+	before := plumbing.Requests(n.Session)
+	zkc.ExpireSession(t, proxy, old)
+	dir := n.Registry.Layout().ServicePath("svc")
+	zktest.Eventually(t, 20*time.Second, func() error {
+		id := n.Session.ID()
+		if id == old || !n.Session.Connected() {
+			return errors.New("no new session yet")
+		}
+		names, _, err := raw.Children(dir)
+		if err != nil {
+			return err
+		}
+		for _, c := range names {
+			ok, st, err := raw.Exists(dir + "/" + c)
+			if err != nil {
+				return err
+			}
+			if ok && st.EphemeralOwner != id {
+				return fmt.Errorf("%s still the old session's", c)
+			}
+		}
+		if len(names) != regs {
+			return fmt.Errorf("%d of %d registrations back", len(names), regs)
+		}
+		return nil
+	})
+	n.Settle(t)
+	// The node's znode and each registration: one create each. A request
+	// or two more is a retry across the reconnect.
+	if got := plumbing.Requests(n.Session) - before; got > regs+1+4 {
+		t.Fatalf("the expiry cost the session %d requests for %d znodes, want about one each", got, regs+1)
+	}
+}
