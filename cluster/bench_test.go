@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"runtime"
 	"slices"
@@ -172,67 +173,79 @@ func register(b testing.TB, n *node, name string, pid *actor.PID) {
 // znodes (for a new name, the container parent and then the ephemeral
 // child; under one name, the child alone). Both at 1 and at 64 concurrent
 // callers; regs/s is the figure to compare, and x-floor is zkactor's over
-// the raw run just before it. With -count, raw and zkactor alternate, so
-// the x-floor figures are pairs taken side by side: the raw floor itself
-// moves a lot between runs on a shared machine. client-µs/op and
+// the raw run just before it. With -rounds N, raw and zkactor alternate N
+// times per shape, so the x-floor figures are pairs taken side by side:
+// the raw floor itself moves a lot between runs on a shared machine (and
+// -count would run all of one before the other). client-µs/op and
 // server-µs/op are the processor time of the test process and of the
 // server per registration.
 //
-//	go test -run '^$' -bench RegisterThroughput -benchtime 6000x -count 5 ./cluster/
+//	go test -run '^$' -bench RegisterThroughput -benchtime 6000x ./cluster/ -rounds 5
 func BenchmarkRegisterThroughput(b *testing.B) {
 	zktest.Shared(b).WarmUp(b)    // else the first figure, raw's, is a cold JVM's
 	floor := map[string]float64{} // raw regs/s by shape and callers, of this run
 	for _, callers := range []int{1, 64} {
 		for _, shape := range []string{"new-name", "one-name"} {
-			b.Run(fmt.Sprintf("raw/%s/callers=%d", shape, callers), func(b *testing.B) {
-				zkc := zktest.Shared(b)
-				root := zktest.Root(b)
-				c := zkc.Connect(b)
-				acl := zk.WorldACL(zk.PermAll)
-				if _, err := zkutil.CreateWithParents(c, root, root+"/services/one", nil, 0, acl); err != nil {
-					b.Fatal(err)
-				}
-				floor[fmt.Sprint(shape, callers)] = throughput(b, zktest.Shared(b), callers, func(i int) error {
-					dir := root + "/services/one"
-					if shape == "new-name" {
-						dir = fmt.Sprintf("%s/services/n%d", root, i)
-						if _, err := c.CreateContainer(dir, nil, zk.FlagContainer, acl); err != nil {
-							return err
-						}
-					}
-					_, err := c.Create(fmt.Sprintf("%s/r%d", dir, i), []byte("registration"), zk.FlagEphemeral, acl)
-					return err
-				})
-			})
-			b.Run(fmt.Sprintf("zkactor/%s/callers=%d", shape, callers), func(b *testing.B) {
-				n, _ := benchCluster(b)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				defer cancel()
-				pids := make([]*actor.PID, b.N)
-				for i := range pids {
-					if shape == "one-name" || i == 0 {
-						pids[i] = n.Spawn(b) // a live actor: the registry drops those that stop
-					} else {
-						pids[i] = pids[0]
-					}
-				}
-				before := plumbing.Requests(n.Session)
-				rate := throughput(b, zktest.Shared(b), callers, func(i int) error {
-					name := "one"
-					if shape == "new-name" {
-						name = fmt.Sprintf("n%d", i)
-					}
-					return n.Registry.Register(ctx, name, pids[i], nil)
-				})
-				// The node's requests (creates, the keeper's listings) per
-				// registration, up to the last registration's return.
-				b.ReportMetric(float64(plumbing.Requests(n.Session)-before)/float64(b.N), "requests/reg")
-				if f := floor[fmt.Sprint(shape, callers)]; f > 0 {
-					b.ReportMetric(rate/f, "x-floor") // the raw run just before, on the same server
-				}
-			})
+			for range *rounds {
+				registerRound(b, floor, callers, shape)
+			}
 		}
 	}
+}
+
+// rounds is BenchmarkRegisterThroughput's number of raw and zkactor runs
+// per shape, alternating.
+var rounds = flag.Int("rounds", 1, "BenchmarkRegisterThroughput: raw and zkactor runs per shape, alternating")
+
+// registerRound runs the raw floor, then zkactor, for one shape.
+func registerRound(b *testing.B, floor map[string]float64, callers int, shape string) {
+	b.Run(fmt.Sprintf("raw/%s/callers=%d", shape, callers), func(b *testing.B) {
+		zkc := zktest.Shared(b)
+		root := zktest.Root(b)
+		c := zkc.Connect(b)
+		acl := zk.WorldACL(zk.PermAll)
+		if _, err := zkutil.CreateWithParents(c, root, root+"/services/one", nil, 0, acl); err != nil {
+			b.Fatal(err)
+		}
+		floor[fmt.Sprint(shape, callers)] = throughput(b, zktest.Shared(b), callers, func(i int) error {
+			dir := root + "/services/one"
+			if shape == "new-name" {
+				dir = fmt.Sprintf("%s/services/n%d", root, i)
+				if _, err := c.CreateContainer(dir, nil, zk.FlagContainer, acl); err != nil {
+					return err
+				}
+			}
+			_, err := c.Create(fmt.Sprintf("%s/r%d", dir, i), []byte("registration"), zk.FlagEphemeral, acl)
+			return err
+		})
+	})
+	b.Run(fmt.Sprintf("zkactor/%s/callers=%d", shape, callers), func(b *testing.B) {
+		n, _ := benchCluster(b)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		pids := make([]*actor.PID, b.N)
+		for i := range pids {
+			if shape == "one-name" || i == 0 {
+				pids[i] = n.Spawn(b) // a live actor: the registry drops those that stop
+			} else {
+				pids[i] = pids[0]
+			}
+		}
+		before := plumbing.Requests(n.Session)
+		rate := throughput(b, zktest.Shared(b), callers, func(i int) error {
+			name := "one"
+			if shape == "new-name" {
+				name = fmt.Sprintf("n%d", i)
+			}
+			return n.Registry.Register(ctx, name, pids[i], nil)
+		})
+		// The node's requests (its creates: the keeper reads nothing) per
+		// registration, up to the last registration's return.
+		b.ReportMetric(float64(plumbing.Requests(n.Session)-before)/float64(b.N), "requests/reg")
+		if f := floor[fmt.Sprint(shape, callers)]; f > 0 {
+			b.ReportMetric(rate/f, "x-floor") // the raw run just before, on the same server
+		}
+	})
 }
 
 // throughput runs op(0..b.N-1) from callers goroutines and reports ops/s,

@@ -303,6 +303,12 @@ func (f *follower) watched(it zkwatch.Item, dir string, sentFor *followed) {
 // directory not watched on it, the checks of znodes whose directory is,
 // and the removal of the watches of idle directories.
 func (f *follower) send() {
+	f.mu.Lock()
+	idle := len(f.due) == 0 && (len(f.toCheck) == 0 || f.gen == 0)
+	f.mu.Unlock()
+	if idle {
+		return // the usual case, after an event: no need of the keeper's lock
+	}
 	f.k.mu.Lock()
 	defer f.k.mu.Unlock()
 	f.mu.Lock()

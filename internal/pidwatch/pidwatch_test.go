@@ -40,3 +40,24 @@ func TestStoppedActorsAreReported(t *testing.T) {
 	default:
 	}
 }
+
+// A PID that has already stopped (or never lived) is reported at once:
+// its Watch goes to dead letters, which answer it with Terminated.
+func TestStoppedBeforeWatchIsReported(t *testing.T) {
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
+	stopped := make(chan *actor.PID, 4)
+	w := pidwatch.Start(system, func(who *actor.PID) { stopped <- who })
+	t.Cleanup(w.Stop)
+	gone := system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	_ = system.Root.StopFuture(gone).Wait()
+	w.Watch(gone)
+	select {
+	case who := <-stopped:
+		if !who.Equal(gone) {
+			t.Fatalf("reported %v, want %v", who, gone)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a PID watched after it stopped was not reported within 5 s")
+	}
+}
