@@ -465,11 +465,11 @@ func (c *Conn) write(nc net.Conn, pingEvery, writeTimeout time.Duration, stop <-
 		}
 		_ = nc.SetWriteDeadline(time.Now().Add(deadline))
 		c.mu.Unlock()
-		for _, p := range batch {
-			if _, err := nc.Write(p); err != nil {
-				_ = nc.Close()
-				return
-			}
+		// One system call for the batch (writev), not one per packet.
+		bufs := net.Buffers(batch)
+		if _, err := bufs.WriteTo(nc); err != nil {
+			_ = nc.Close()
+			return
 		}
 		if closing {
 			_ = nc.Close()
