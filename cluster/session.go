@@ -92,10 +92,12 @@ type Event struct {
 	NewSession bool
 }
 
-// Session owns the one ZooKeeper connection of a node and the lifetime of
-// its session. The registry, the cache and elections borrow it: they issue
-// requests through it and are told when the session is lost or replaced;
-// none of them manages connections.
+// Session owns the ZooKeeper connection of a node whose session holds its
+// ephemerals, and the lifetime of that session. The registry, the cache
+// and elections borrow it: they issue requests through it and are told
+// when the session is lost or replaced. (Watch-only connections of
+// internal/zkwatch, the registry keeper's and subscriptions', own no
+// ephemerals and are managed by their users.)
 //
 // go-zookeeper re-establishes a new session by itself after an expiry; the
 // Session turns that into an Event{Kind: Connected, NewSession: true} so the
