@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -40,11 +39,8 @@ func TestAttackForeignDeleteRightAfterAnExpiryIsRepaired(t *testing.T) {
 		old := n.Session.ID()
 		zkc.ExpireSession(t, proxy, old)
 		var p string
+		id := newSession(t, n.Session, old)
 		zktest.Eventually(t, 20*time.Second, func() error {
-			id := n.Session.ID()
-			if id == old || id == 0 || !n.Session.Connected() {
-				return errors.New("no new session yet")
-			}
 			var err error
 			p, err = ownedBy(id)
 			return err

@@ -140,8 +140,7 @@ func TestAttack10ForeignDeleteInACLTreeIsRepaired(t *testing.T) {
 func TestAttack10ExpiryWhileFollowerIsCutIsRepaired(t *testing.T) {
 	zkc := zktest.Shared(t)
 	sp := zktest.NewProxy(t, zkc.Addrs()[0])
-	fp := zktest.NewProxy(t, zkc.Addrs()[0])
-	cluster.SetFollowerServers(t, []string{fp.Addr()})
+	fp := followerProxy(t, zkc)
 	n := newNode(t, nodeOpts{servers: []string{sp.Addr()}, root: zktest.Root(t), timeout: time.Second})
 	raw := zkc.Connect(t)
 	register(t, n, "svc", n.Spawn(t))
@@ -153,11 +152,8 @@ func TestAttack10ExpiryWhileFollowerIsCutIsRepaired(t *testing.T) {
 	old := n.Session.ID()
 	zkc.ExpireSession(t, sp, old)
 	var p string
+	id := newSession(t, n.Session, old)
 	zktest.Eventually(t, 20*time.Second, func() error {
-		id := n.Session.ID()
-		if id == old || id == 0 || !n.Session.Connected() {
-			return errors.New("no new session yet")
-		}
 		var err error
 		if p, err = onlyChild(raw, dir); err != nil {
 			return err
@@ -215,8 +211,7 @@ func TestAttack10DirectoryOfTwoDeletedWithThemIsRepaired(t *testing.T) {
 // leave a registration unfollowed.
 func TestAttack10ChurnWithSlowFollowerIsRepaired(t *testing.T) {
 	zkc := zktest.Shared(t)
-	fp := zktest.NewProxy(t, zkc.Addrs()[0])
-	cluster.SetFollowerServers(t, []string{fp.Addr()})
+	fp := followerProxy(t, zkc)
 	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: zktest.Root(t)})
 	raw := zkc.Connect(t)
 	n.Settle(t)
@@ -253,8 +248,7 @@ func TestAttack10ChurnWithSlowFollowerIsRepaired(t *testing.T) {
 // churn left goes.
 func TestAttack10FollowerStateBoundedDuringOutage(t *testing.T) {
 	zkc := zktest.Shared(t)
-	fp := zktest.NewProxy(t, zkc.Addrs()[0])
-	cluster.SetFollowerServers(t, []string{fp.Addr()})
+	fp := followerProxy(t, zkc)
 	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: zktest.Root(t)})
 	n.Settle(t)
 	ctx := ctxT(t)

@@ -178,8 +178,7 @@ func TestForeignDeleteRepairCostsNoListing(t *testing.T) {
 // directory is checked then. The node's own session stays connected.
 func TestForeignDeleteWhileFollowerIsCutIsRepaired(t *testing.T) {
 	zkc := zktest.Shared(t)
-	fp := zktest.NewProxy(t, zkc.Addrs()[0])
-	cluster.SetFollowerServers(t, []string{fp.Addr()})
+	fp := followerProxy(t, zkc)
 	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: zktest.Root(t)})
 	raw := zkc.Connect(t)
 	register(t, n, "svc", n.Spawn(t))
@@ -215,8 +214,7 @@ func TestForeignDeleteWhileFollowerIsCutIsRepaired(t *testing.T) {
 // out without it, and a delete of it is found once the follower is back.
 func TestRegisterWhileFollowerIsSilencedIsRepaired(t *testing.T) {
 	zkc := zktest.Shared(t)
-	fp := zktest.NewProxy(t, zkc.Addrs()[0])
-	cluster.SetFollowerServers(t, []string{fp.Addr()})
+	fp := followerProxy(t, zkc)
 	n := newNode(t, nodeOpts{servers: zkc.Addrs(), root: zktest.Root(t)})
 	raw := zkc.Connect(t)
 	n.Settle(t)
@@ -327,11 +325,8 @@ func TestExpiryCostsTheNewSessionItsCreates(t *testing.T) {
 	before := plumbing.Requests(n.Session)
 	zkc.ExpireSession(t, proxy, old)
 	dir := n.Registry.Layout().ServicePath("svc")
+	id := newSession(t, n.Session, old)
 	zktest.Eventually(t, 20*time.Second, func() error {
-		id := n.Session.ID()
-		if id == old || !n.Session.Connected() {
-			return errors.New("no new session yet")
-		}
 		names, _, err := raw.Children(dir)
 		if err != nil {
 			return err

@@ -77,12 +77,7 @@ func TestLeaseIsPerSession(t *testing.T) {
 		return nil
 	})
 	zkc.ExpireSession(t, proxy, old)
-	zktest.Eventually(t, 20*time.Second, func() error {
-		if id := s.ID(); id == old || id == 0 || !s.Connected() {
-			return errors.New("no new session yet")
-		}
-		return nil
-	})
+	newSession(t, s, old)
 	if !time.Now().Before(s.SafeUntil()) {
 		t.Error("the new session has no lease")
 	}

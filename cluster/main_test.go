@@ -70,3 +70,26 @@ func samePIDs(a, b []*actor.PID) bool {
 	}
 	return slices.Equal(key(a), key(b))
 }
+
+// newSession waits until s is connected on a session other than old, and
+// returns it.
+func newSession(t testing.TB, s *cluster.Session, old int64) int64 {
+	t.Helper()
+	var id int64
+	zktest.Eventually(t, 20*time.Second, func() error {
+		if id = s.ID(); id == old || id == 0 || !s.Connected() {
+			return fmt.Errorf("no new session yet (session 0x%x, connected %v)", id, s.Connected())
+		}
+		return nil
+	})
+	return id
+}
+
+// followerProxy routes the follower connections of the keepers started
+// from now on in the test through a proxy of their own, to zkc's first
+// server, so that the test can cut them alone.
+func followerProxy(t testing.TB, zkc *zktest.Cluster) *zktest.Proxy {
+	fp := zktest.NewProxy(t, zkc.Addrs()[0])
+	cluster.SetFollowerServers(t, []string{fp.Addr()})
+	return fp
+}

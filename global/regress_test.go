@@ -316,6 +316,14 @@ func TestLeaderDataOverwrittenLeavesOneGlobal(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := leaderPath(t, raw, root, "boss", first.epoch)
+	// b waits on a's znode: only then does the write below wake it (before,
+	// b would read the garbage when it first looks, and not look again).
+	zktest.Eventually(t, 10*time.Second, func() error {
+		if ok, err := zkc.Watching(0, p, b.Session.ID()); err != nil || !ok {
+			return fmt.Errorf("b does not watch %s yet (%v)", p, err)
+		}
+		return nil
+	})
 	before := plumbing.Requests(b.Session)
 	if _, err := raw.Set(p, []byte("garbage"), -1); err != nil {
 		t.Fatal(err)

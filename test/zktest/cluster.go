@@ -319,3 +319,24 @@ func (c *Cluster) CPUTime(i int) time.Duration {
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
+
+// Watching reports whether server i holds a watch of session on path (its
+// wchp reply lists the sessions watching each path): a test waits for it
+// before a change that the session must hear of.
+func (c *Cluster) Watching(i int, path string, session int64) (bool, error) {
+	out, err := c.FourLetterWord(i, "wchp")
+	if err != nil {
+		return false, err
+	}
+	id := fmt.Sprintf("0x%x", session)
+	under := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case !strings.HasPrefix(line, "\t"):
+			under = line == path
+		case under && strings.TrimSpace(line) == id:
+			return true, nil
+		}
+	}
+	return false, nil
+}
