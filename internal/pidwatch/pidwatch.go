@@ -6,14 +6,8 @@
 // that stops.
 //
 //	w := pidwatch.Start(system, func(who *actor.PID) { ... })  // one watching actor
-//	w.Watch(pid) / w.Unwatch(pid)                              // system messages to pid, in order
+//	w.Watch(pid) / w.Unwatch(pid)                              // messages to it, in order
 //	w.Stop()                                                   // the actor stops; no call after it returns
-//
-// Watch and Unwatch send protoactor's Watch and Unwatch, naming the
-// watching actor, to the watched PID straight, as an actor's own
-// context.Watch does: not through the watching actor's mailbox, which
-// would cost a message and a scheduling of that actor per call (a
-// registration each).
 package pidwatch
 
 import "github.com/asynkron/protoactor-go/actor"
@@ -24,35 +18,41 @@ type Watcher struct {
 	pid    *actor.PID
 }
 
+type (
+	watch   struct{ pid *actor.PID }
+	unwatch struct{ pid *actor.PID }
+)
+
 // Start spawns the watching actor. stopped is called, on the actor's
 // goroutine, with every watched PID that terminates; it must not block.
 func Start(system *actor.ActorSystem, stopped func(who *actor.PID)) *Watcher {
 	pid := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		if m, ok := c.Message().(*actor.Terminated); ok {
+		switch m := c.Message().(type) {
+		case *watch:
+			c.Watch(m.pid)
+		case *unwatch:
+			c.Unwatch(m.pid)
+		case *actor.Terminated:
 			stopped(m.Who)
 		}
 	}))
 	return &Watcher{system: system, pid: pid}
 }
 
-// Watch starts watching pid. Watch and Unwatch of one PID take effect in
-// the order they are called (from one goroutine, or under the caller's
-// lock): each is a system message to pid, and its mailbox keeps their
-// order.
-func (w *Watcher) Watch(pid *actor.PID) { w.tell(pid, &actor.Watch{Watcher: w.pid}) }
+// Watch starts watching pid. Watch and Unwatch take effect in the order
+// they are called (from one goroutine, or under the caller's lock).
+func (w *Watcher) Watch(pid *actor.PID) { w.system.Root.Send(w.pid, &watch{pid}) }
 
-// Unwatch stops watching pid. Both are messages to pid: a PID that stops
-// before its Unwatch arrives may still be reported, so stopped checks its
-// owner's own tables.
-func (w *Watcher) Unwatch(pid *actor.PID) { w.tell(pid, &actor.Unwatch{Watcher: w.pid}) }
-
-// tell sends a system message to pid: to its process when it is local and
-// alive, through remote when it is remote, and to dead letters otherwise
-// (which answer a Watch with Terminated).
-func (w *Watcher) tell(pid *actor.PID, m any) {
-	ref, _ := w.system.ProcessRegistry.Get(pid)
-	ref.SendSystemMessage(pid, m)
-}
+// Unwatch stops watching pid. Both are messages to the watching actor: a
+// PID that stops before its Unwatch is handled may still be reported, so
+// stopped checks its owner's own tables.
+//
+// They go through the watching actor, not straight to pid as system
+// messages, although that would save a message per call: the callers hold
+// their own locks, and a Watch of a PID that is gone is handled by dead
+// letters, which run the actor system's DeadLetterEvent subscribers on the
+// sending goroutine (attack_test.go). The watching actor sends them.
+func (w *Watcher) Unwatch(pid *actor.PID) { w.system.Root.Send(w.pid, &unwatch{pid}) }
 
 // Stop stops the watching actor and waits for it: stopped is not called
 // after Stop returns.
