@@ -53,10 +53,12 @@
 // delete comes as one event naming the znode, so a change costs the same
 // whatever the directory's size, and the registering session sends its
 // creates and nothing else (a read queued on it would wait for the writes
-// before it, and hold back those after it). An event is a suspicion that
-// the session settles before anything is re-created: an exists, and when
-// that finds the znode, a sync and the exists again (the session's server
-// may lag behind the one that reported the delete). The
+// before it, and hold back those after it). An event (a delete, or a data
+// change) is a suspicion that the session settles before anything is
+// re-created: a get, and when that finds the znode, a sync and the get
+// again (the session's server may lag behind the one that reported the
+// delete). One gone, owned by another session or holding other data is
+// made again (ours with other data: deleted first). The
 // first registration in a directory is created once the directory's watch
 // is set (its parent's create runs meanwhile), so no delete can fall before
 // the watch; one made while the second connection is down is checked once
@@ -64,7 +66,7 @@
 // logs a warning, and foreign deletes there are not repaired.
 //
 //	first in a directory:  addWatch (watch conn) ∥ create parent ──► create registration
-//	foreign delete ──► event (watch conn) ──► exists [sync, exists] (session) ──► gone: create again
+//	foreign delete or set ──► event (watch conn) ──► get [sync, get] (session) ──► gone or changed: create again
 //	watch conn lost ──► set every watch again ──► exists of each of ours (watch conn)
 //
 // # The life of a registration

@@ -123,8 +123,10 @@ func (k *keeper) missing(path string, session int64) {
 	}
 }
 
-// suspect notes that path, if kept and confirmed, may be gone: the loop
-// asks the session (confirm).
+// suspect notes that path, if kept, may be gone or overwritten: the loop
+// asks the session (confirm). A path whose create is still on the wire is
+// suspect too: the event may be of a delete that came before the create's
+// reply (confirm waits for the create, under the path's lock).
 func (k *keeper) suspect(path string) { k.suspectUnlessOwned(path, 0) }
 
 // suspectUnlessOwned is suspect, unless session owner (not 0) is the one
@@ -133,7 +135,7 @@ func (k *keeper) suspectUnlessOwned(path string, owner int64) {
 	k.mu.Lock()
 	_, wanted := k.wanted[path]
 	on := k.created[path]
-	suspect := wanted && on != 0 && on != owner
+	suspect := wanted && (on == 0 || on != owner)
 	if suspect {
 		k.suspects[path] = struct{}{}
 	}
@@ -526,8 +528,8 @@ func (k *keeper) reconcile() bool {
 }
 
 // confirm asks the session about each suspect (see follower): one that is
-// not there as ours is missing, and re-created by the reconcile that
-// follows. A suspect made on an earlier session is dropped unasked: the
+// not there as ours with our data is missing, and re-created by the
+// reconcile that follows. A suspect made on an earlier session is dropped unasked: the
 // reconcile makes all of those again anyway (an expiry deletes them, and
 // the follower then reports every one). It reports false when a question
 // went unanswered (the suspect stays).
@@ -557,9 +559,10 @@ func (k *keeper) confirm() bool {
 				found bool
 				owner int64
 				on    int64
+				data  []byte
 			)
 			ctx, cancel := context.WithTimeout(context.Background(), k.s.cfg.RequestTimeout)
-			err := k.s.Do(ctx, Op{Name: "exists", Path: p, Idempotent: true}, func(c *zk.Conn) error {
+			err := k.s.Do(ctx, Op{Name: "get", Path: p, Idempotent: true}, func(c *zk.Conn) error {
 				var (
 					stat *zk.Stat
 					err  error
@@ -567,8 +570,11 @@ func (k *keeper) confirm() bool {
 				if on = c.SessionID(); on != session {
 					return nil // a new session: the reconcile makes it again
 				}
-				found, stat, err = c.Exists(p)
-				if err != nil || !found || stat.EphemeralOwner != on {
+				data, stat, err = c.Get(p)
+				if found = err == nil; errors.Is(err, zk.ErrNoNode) {
+					return nil
+				}
+				if err != nil || stat.EphemeralOwner != on {
 					return err
 				}
 				// There as ours, says the session's server; but it may lag
@@ -578,7 +584,10 @@ func (k *keeper) confirm() bool {
 				if _, err := c.Sync(p); err != nil {
 					return err
 				}
-				found, stat, err = c.Exists(p)
+				data, stat, err = c.Get(p)
+				if found = err == nil; errors.Is(err, zk.ErrNoNode) {
+					return nil
+				}
 				if found {
 					owner = stat.EphemeralOwner
 				}
@@ -590,8 +599,11 @@ func (k *keeper) confirm() bool {
 			} else {
 				k.mu.Lock()
 				delete(k.suspects, p)
+				want, still := k.wanted[p]
 				k.mu.Unlock()
-				if !found || owner != on {
+				if !found || owner != on || still && !bytes.Equal(data, want) {
+					// Gone, or someone else's, or overwritten: the reconcile
+					// makes it again (ensure replaces ours with other data).
 					k.missing(p, on)
 				}
 			}

@@ -19,8 +19,8 @@ import (
 // and deletes: a read on it would wait behind them (a server answers a
 // session's requests in order) and hold back the creates behind it.
 //
-// An event, or a check that does not find the znode as ours, is only a
-// suspicion: the follower's server may lag behind the session's, and a
+// An event (a delete, or a data change: nobody sets a kept znode's data),
+// or a check that does not find the znode as ours, is only a suspicion: the follower's server may lag behind the session's, and a
 // znode deleted and made again by us looks the same. The keeper settles it
 // on its own session, which sees its own writes (keeper.confirm); and as
 // the session's server may lag behind the follower's instead, an answer
@@ -40,7 +40,7 @@ import (
 // and every confirmed znode in it checked.
 //
 //	watch(dir) ── addWatch ──► reply: ready (creates may go) ── check znodes made unwatched
-//	event: node deleted ──► suspect ──► exists on the session (there: sync, exists) ──► missing: re-create
+//	event: deleted, data set ──► suspect ──► get on the session (there: sync, get) ──► gone, not ours or not our data: re-create
 //	gap ──► nothing watched ── connected ──► addWatch every directory ── check them
 type follower struct {
 	k    *keeper
@@ -241,8 +241,8 @@ func (f *follower) handle(it zkwatch.Item) {
 		f.mu.Unlock()
 		clear(f.calls)
 	case zkwatch.Event:
-		if it.Type == zk.EventNodeDeleted {
-			f.k.suspect(it.Path)
+		if it.Type == zk.EventNodeDeleted || it.Type == zk.EventNodeDataChanged {
+			f.k.suspect(it.Path) // gone, or overwritten: nobody sets a kept znode's data
 		}
 	case zkwatch.Reply:
 		c, ok := f.calls[it.Xid]
