@@ -20,12 +20,15 @@ import (
 // session's requests in order) and hold back the creates behind it.
 //
 // An event (a delete, or a data change: nobody sets a kept znode's data),
-// or a check that does not find the znode as ours, is only a suspicion: the follower's server may lag behind the session's, and a
-// znode deleted and made again by us looks the same. The keeper settles it
-// on its own session, which sees its own writes (keeper.confirm); and as
-// the session's server may lag behind the follower's instead, an answer
-// that the znode is there is asked again after a sync, which brings that
-// server up to the quorum leader's state.
+// or a check that does not find the znode as ours, is only a suspicion:
+// the follower's server may lag behind the session's, and a znode deleted
+// and made again by us looks the same. The keeper settles it on its own
+// session, which sees its own writes (keeper.confirm); and as the
+// session's server may lag behind the follower's instead, an answer that
+// the znode is there is asked again after a sync, which brings that server
+// up to the quorum leader's state. An event that comes before the reply to
+// our own create (the delete came after the create, the reply late) is a
+// suspicion too: confirm waits for the create, then asks.
 //
 // No delete goes unseen. A create sent after the directory's watch was set
 // (the addWatch's reply came back first) is proposed after every
