@@ -365,10 +365,7 @@ func (k *keeper) ensure(ctx context.Context, path string, data []byte) error {
 				return err
 			}
 		}
-		select {
-		case <-watch:
-		case <-time.After(armWait):
-		}
+		waitWatch(watch)
 		watched = k.f.watchedOn(dir)
 		_, err := zkutil.CreateWithParents(c, k.root, path, data, zk.FlagEphemeral, k.s.ACL())
 		if transient(err) {
@@ -614,4 +611,20 @@ func (k *keeper) confirm() bool {
 		}
 	}
 	return ok
+}
+
+// waitWatch waits for a directory's watch (follower.watch), at most
+// armWait. The usual case, a watched directory, costs no timer.
+func waitWatch(watch <-chan struct{}) {
+	select {
+	case <-watch:
+		return
+	default:
+	}
+	t := time.NewTimer(armWait)
+	defer t.Stop()
+	select {
+	case <-watch:
+	case <-t.C:
+	}
 }
