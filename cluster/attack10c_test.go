@@ -167,13 +167,7 @@ func TestAttack10cExpiryRepairCostsOnlyCreates(t *testing.T) {
 func TestAttack10cFollowerServerStopsFollowerMovesOn(t *testing.T) {
 	zkc := zktest.StartEnsemble(t, 3)
 	addrs := zkc.Addrs()
-	leader := zkc.Leader(t)
-	var others []int
-	for i := range addrs {
-		if i != leader {
-			others = append(others, i)
-		}
-	}
+	leader, others := leaderAndOthers(t, zkc)
 	f, g := others[0], others[1]
 	cluster.SetFollowerServers(t, []string{addrs[f], addrs[g]})
 	n := newNode(t, nodeOpts{servers: []string{addrs[leader]}, root: zktest.Root(t)})

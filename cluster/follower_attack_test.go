@@ -24,13 +24,7 @@ import (
 func TestAttack10SuspicionSettledOnALaggingSessionServer(t *testing.T) {
 	zkc := zktest.StartEnsemble(t, 3, zktest.WithQuorumProxies())
 	addrs := zkc.Addrs()
-	leader := zkc.Leader(t)
-	var others []int
-	for i := range addrs {
-		if i != leader {
-			others = append(others, i)
-		}
-	}
+	leader, others := leaderAndOthers(t, zkc)
 	a, b := others[0], others[1] // session on a, follower on b
 	cluster.SetFollowerServers(t, []string{addrs[b]})
 	n := newNode(t, nodeOpts{servers: []string{addrs[a]}, root: zktest.Root(t)})

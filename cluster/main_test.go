@@ -93,3 +93,16 @@ func followerProxy(t testing.TB, zkc *zktest.Cluster) *zktest.Proxy {
 	cluster.SetFollowerServers(t, []string{fp.Addr()})
 	return fp
 }
+
+// leaderAndOthers returns the index of zkc's quorum leader and those of
+// the other servers.
+func leaderAndOthers(t testing.TB, zkc *zktest.Cluster) (leader int, others []int) {
+	t.Helper()
+	leader = zkc.Leader(t)
+	for i := range zkc.Addrs() {
+		if i != leader {
+			others = append(others, i)
+		}
+	}
+	return leader, others
+}
