@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/zkactor/zkactor/global"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
 	"github.com/zkactor/zkactor/test/testnode"
 	"github.com/zkactor/zkactor/test/zktest"
@@ -34,7 +35,42 @@ func startNode(servers []string, root string, timeout time.Duration) (*node, err
 
 func newNode(t testing.TB, servers []string, root string, timeout time.Duration) *node {
 	t.Helper()
-	return testnode.New(t, testnode.Options{Servers: servers, Root: root, SessionTimeout: timeout})
+	n := testnode.New(t, testnode.Options{Servers: servers, Root: root, SessionTimeout: timeout})
+	if t, ok := t.(*testing.T); ok {
+		t.Cleanup(func() { noStrays(t, n) }) // before the node stops (cleanups run last first)
+	}
+	return n
+}
+
+// noStrays fails t if any candidate znode of n's session belongs to no
+// live candidacy of n, or is a second one of a candidacy, once a deadline
+// has passed: a stopped, resigned or abandoned candidacy leaves nothing
+// behind. Every test's nodes are checked so as the test ends, before they
+// stop. A node that cannot reach ZooKeeper by then (a test ending in a
+// fault) is not judged, and the log says so.
+func noStrays(t *testing.T, n *node) {
+	t.Helper()
+	if t.Failed() {
+		return // the test's own failure says more
+	}
+	var strays []string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		strays, err = global.Strays(ctx, n.Elections)
+		cancel()
+		if err == nil && len(strays) == 0 {
+			return
+		}
+		if err == nil {
+			<-time.After(10 * time.Millisecond) // a poll inside a deadline
+		}
+	}
+	if err != nil {
+		t.Logf("candidate znodes of %s not checked: %v", n.Registry.NodeID(), err)
+		return
+	}
+	t.Errorf("candidate znodes of %s that no live candidacy owns: %v", n.Registry.NodeID(), strays)
 }
 
 // journal records the terms of globals: who ran, with which epoch, from
