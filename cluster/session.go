@@ -598,6 +598,13 @@ func (s *Session) run(ctx context.Context, fn func(*zk.Conn) error, late func(er
 		default:
 		}
 		mu.Unlock()
+		if late != nil {
+			err := fmt.Errorf("no reply in time (%w): %w", plumbing.ErrLate, context.Cause(ctx))
+			if !s.Connected() {
+				err = fmt.Errorf("%w: %w", ErrNotConnected, err)
+			}
+			return err
+		}
 		if !s.Connected() {
 			return fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
 		}

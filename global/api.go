@@ -12,6 +12,9 @@ var (
 	ErrNotFound = errors.New("zkactor: no global process by that name")
 	// ErrNotCandidate: this node does not stand for the name.
 	ErrNotCandidate = errors.New("zkactor: not a candidate for that name")
+	// ErrResigned: a Resign of the name, made meanwhile, ended the
+	// candidacy a RegisterCandidate started before it entered the queue.
+	ErrResigned = errors.New("zkactor: the candidacy was resigned")
 )
 
 // Leader is one observation of a name's election: who holds the global now.

@@ -256,9 +256,8 @@ func TestAttack11ConcurrentRegisterResign(t *testing.T) {
 				if (w*7+i)%2 == 0 {
 					p, err := a.Elections.RegisterCandidate(c, "boss", j.props("a"))
 					// A concurrent Resign may end the candidacy before it
-					// entered: the call then fails with cluster.ErrClosed
-					// (although nothing is closed); see the report.
-					if err != nil && c == ctx && !errors.Is(err, cluster.ErrClosed) {
+					// entered: the call then fails with ErrResigned.
+					if err != nil && c == ctx && !errors.Is(err, global.ErrResigned) {
 						errs <- fmt.Errorf("worker %d round %d: RegisterCandidate: %w", w, i, err)
 					}
 					if err == nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/zkactor/zkactor/cluster"
 	"github.com/zkactor/zkactor/internal/metrics"
+	"github.com/zkactor/zkactor/internal/plumbing"
 	"github.com/zkactor/zkactor/internal/protected"
 	"github.com/zkactor/zkactor/internal/zkutil"
 	pb "github.com/zkactor/zkactor/proto/zkactor/v1"
@@ -59,11 +60,14 @@ type candidacy struct {
 	enterErr error
 	term     *term
 	strays   bool // a create was abandoned: znodes of ours may exist that path is not
-	closing  bool // the global stopped by itself: the candidacy is ending
-	over     bool // finish has taken the strays over
+	// lateCreates counts creates whose caller gave up after sending them,
+	// until their outcome is known: finish waits for them, so that a
+	// znode one of them made is deleted before the candidacy has finished.
+	lateCreates sync.WaitGroup
+	closing     bool // the global stopped by itself: the candidacy is ending
+	over        bool // finish has taken the strays over
 
 	// Owned by run.
-	resume  *resume         // where to go on in the queue after the watched predecessor went
 	path    string          // candidate znode, "" = none
 	session int64           // the session that owns path
 	own     <-chan zk.Event // watch on path; nil when none is set
@@ -99,23 +103,6 @@ func (e *Elections) newCandidacy(name string, props *actor.Props) (*candidacy, e
 	c.releaseLease = e.s.HoldLease()
 	metrics.CandidacyStarted()
 	return c, nil
-}
-
-// resume is the queue as the loop last read it, and the index of the
-// predecessor whose deletion it saw (the first), for one candidacy znode
-// and session.
-type resume struct {
-	path    string
-	session int64
-	q       []string
-	at      int
-}
-
-// hasStrays reports that znodes of ours other than path may exist.
-func (c *candidacy) hasStrays() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.strays
 }
 
 func (c *candidacy) wakeUp() {
@@ -244,41 +231,28 @@ func (c *candidacy) run() {
 				continue
 			}
 		}
-		var (
-			q   []string
-			idx int
-		)
-		if r := c.resume; r != nil && r.path == c.path && r.session == c.session && !c.hasStrays() {
-			// The watched predecessor was the first of the queue as last
-			// read, and it is gone: znodes created since have higher
-			// sequence numbers, so nothing precedes us and no new reading
-			// of the queue is needed. (When it was not the first, the
-			// queue is read again: the ones ahead of it in an old reading
-			// are mostly long gone, and checking them one by one would
-			// cost more than one listing.)
-			q, idx = r.q, r.at
-		} else {
-			names, err := protected.Children(ctx, c.e.s, c.dir)
-			if err != nil {
-				c.resume = nil
-				if !retry() {
-					return
-				}
-				continue
+		// The queue is read again each time the watched predecessor goes,
+		// even when it was the first: a client that names its own
+		// sequence number (a foreign znode, one deleted and made again
+		// in a multi) can put a znode ahead of us after any reading.
+		names, err := protected.Children(ctx, c.e.s, c.dir)
+		if err != nil {
+			if !retry() {
+				return
 			}
-			q = queue(names)
-			me := c.path[strings.LastIndexByte(c.path, '/')+1:]
-			c.removeStrays(ctx, q, me)
-			idx = indexOf(q, me)
-			if idx < 0 {
-				// Gone with its session, or deleted by someone else.
-				c.log.Info("the candidate znode is gone: entering again", "path", c.path)
-				c.path = ""
-				continue
-			}
+			continue
 		}
-		c.resume = nil
-		pred, at, watch, err := c.predecessor(ctx, q, idx)
+		q := queue(names)
+		me := c.path[strings.LastIndexByte(c.path, '/')+1:]
+		c.removeStrays(ctx, q, me)
+		idx := indexOf(q, me)
+		if idx < 0 {
+			// Gone with its session, or deleted by someone else.
+			c.log.Info("the candidate znode is gone: entering again", "path", c.path)
+			c.path = ""
+			continue
+		}
+		pred, watch, err := c.predecessor(ctx, q, idx)
 		if err != nil {
 			if !retry() {
 				return
@@ -299,10 +273,7 @@ func (c *candidacy) run() {
 			continue
 		}
 		select {
-		case ev := <-watch:
-			if ev.Type == zk.EventNodeDeleted && at == 0 {
-				c.resume = &resume{path: c.path, session: c.session, q: q, at: at}
-			}
+		case <-watch:
 		case ev := <-c.own:
 			c.own = nil
 			if ev.Type == zk.EventNodeDeleted {
@@ -391,11 +362,10 @@ func (c *candidacy) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// predecessor finds the live candidate just ahead of q[idx] and watches it,
-// and returns it with its index in q.
+// predecessor finds the live candidate just ahead of q[idx] and watches it.
 // Predecessors gone meanwhile and foreign ones (see takesPart) are passed
 // over. It returns "" when none is left: this candidate heads the queue.
-func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (string, int, <-chan zk.Event, error) {
+func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (string, <-chan zk.Event, error) {
 	for i := idx - 1; i >= 0; i-- {
 		p := c.dir + "/" + q[i]
 		var (
@@ -413,15 +383,15 @@ func (c *candidacy) predecessor(ctx context.Context, q []string, idx int) (strin
 			continue
 		}
 		if err != nil {
-			return "", 0, nil, err
+			return "", nil, err
 		}
 		if !takesPart(stat) {
 			c.log.Debug("passing over a persistent znode in the queue", "path", p)
 			continue
 		}
-		return p, i, watch, nil
+		return p, watch, nil
 	}
-	return "", -1, nil, nil
+	return "", nil, nil
 }
 
 // enter creates this candidacy's candidate znode: ephemeral, sequential and
@@ -435,8 +405,16 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 	prefix := c.dir + "/" + candidates.Name(c.guid)
 	for {
 		// The caller gave up: whatever this create did is a stray now.
-		late := func(string, int64, error) { c.markStrays() }
+		c.lateCreates.Add(1)
+		settle := sync.OnceFunc(c.lateCreates.Done)
+		late := func(_ string, session int64, _ error) {
+			c.markStrays(session)
+			settle()
+		}
 		created, session, err := protected.Create(ctx, s, c.e.layout.Root, prefix, c.data, late)
+		if !errors.Is(err, plumbing.ErrLate) {
+			settle() // late is never called
+		}
 		if err == nil && session != 0 {
 			return created, session, nil
 		}
@@ -444,7 +422,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 			// The session changed during the create: ask whose it is.
 			owner, err := protected.Owner(ctx, s, created)
 			if err != nil {
-				c.markStrays()
+				c.markStrays(s.ID())
 				return "", 0, err
 			}
 			if owner == s.ID() {
@@ -456,7 +434,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 			return "", 0, err
 		}
 		// Unknown outcome: look for our GUID once reconnected.
-		c.markStrays()
+		c.markStrays(s.ID())
 		path, owner, err := candidates.Find(ctx, s, c.dir, c.guid)
 		if err != nil {
 			return "", 0, err
@@ -467,15 +445,17 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 	}
 }
 
-// markStrays notes that znodes of this candidacy may exist besides path:
-// the loop deletes them, or, once the candidacy has finished, the sweeper.
-func (c *candidacy) markStrays() {
+// markStrays notes that znodes of this candidacy, owned by session, may
+// exist besides path: the loop deletes them, or finish; once finish is
+// over, the session sweeps them (protected.Shape.SweepLater), for as long
+// as it lives, which may be longer than these Elections.
+func (c *candidacy) markStrays(session int64) {
 	c.mu.Lock()
 	over := c.over
 	c.strays = !over
 	c.mu.Unlock()
 	if over {
-		c.e.sweeper.add(c.dir, c.guid)
+		candidates.SweepLater(c.e.s, c.dir, c.guid, session, backoff)
 	}
 }
 
@@ -490,14 +470,16 @@ func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
 		return
 	}
 	if err := candidates.Delete(ctx, c.e.s, c.dir, c.guid, q, me); err != nil {
-		c.markStrays() // next time
+		c.markStrays(c.e.s.ID()) // next time
 	}
 }
 
 // finish ends the candidacy: the actor stops, the znodes go (so the next
-// candidate takes over at once), the stand-in leaves the registry. When
-// ZooKeeper cannot be reached, the deletes are left to the sweeper, and at
-// the latest to the session's end.
+// candidate takes over at once), the stand-in leaves the registry. A
+// create still on the wire is waited for first (as long as a last delete
+// may take), so that the znode it makes goes too. When ZooKeeper cannot be
+// reached, the deletes are left to the session (DeleteWhenConnected,
+// SweepLater), and at the latest to the session's end.
 func (c *candidacy) finish() {
 	defer c.e.wg.Done()
 	c.e.retire(c, false)
@@ -506,6 +488,7 @@ func (c *candidacy) finish() {
 	}
 	c.releaseLease()
 	metrics.CandidacyEnded()
+	c.awaitLateCreates()
 	c.mu.Lock()
 	strays := c.strays
 	c.over = true
@@ -522,13 +505,13 @@ func (c *candidacy) finish() {
 				c.e.s.DeleteWhenConnected(c.path)
 			}
 			if strays {
-				c.e.sweeper.add(c.dir, c.guid)
+				candidates.SweepLater(c.e.s, c.dir, c.guid, c.e.s.ID(), backoff)
 			}
 		}
 	}
 	c.st.remove()
 	c.e.leaders.Evict(c.name)
-	c.signalEntered(cluster.ErrClosed)
+	c.signalEntered(c.e.endError())
 	if c.after != nil {
 		// Ended while it waited for its predecessor (Resigned, or Close):
 		// it finishes only after it, so that "finished" still means that
@@ -541,6 +524,23 @@ func (c *candidacy) finish() {
 	}
 	close(c.finished)
 	c.e.retire(c, true)
+}
+
+// awaitLateCreates waits, as long as a last delete may take, until the
+// creates this candidacy gave up on have had their replies.
+func (c *candidacy) awaitLateCreates() {
+	done := make(chan struct{})
+	go func() {
+		c.lateCreates.Wait()
+		close(done)
+	}()
+	ctx, cancel := c.e.lastCtx()
+	defer cancel()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.log.Warn("a create sent before the candidacy ended is still unanswered: the session sweeps what it makes")
+	}
 }
 
 // removeZnodes deletes the candidacy's znode and, if strays may exist,
@@ -559,7 +559,7 @@ func (c *candidacy) removeZnodes(ctx context.Context, strays bool) error {
 		}
 	}
 	if strays {
-		return c.e.sweeper.sweep(ctx, c.dir, c.guid)
+		return candidates.Sweep(ctx, s, c.dir, c.guid)
 	}
 	return nil
 }

@@ -50,8 +50,12 @@
 // A RegisterCandidate that returns nil leaves a live candidacy: one that
 // meets a candidacy that is ending (Resign under way, or its global
 // stopped by itself) starts a new one. A create whose reply was lost is
-// cleaned up: the candidacy deletes its stray znodes, and once it has
-// ended a sweeper keeps trying until they are gone or their session is.
+// cleaned up: the candidacy deletes its stray znodes. A candidacy that
+// ends (Resign, Close) while its create is on the wire waits for the reply
+// (as long as Close's ctx, or a request timeout, allows) and deletes what
+// it made before it counts as finished; past that bound, or when ZooKeeper
+// cannot be reached, the session itself keeps deleting them until they
+// are gone or the session is, even after these Elections are closed.
 //
 // # Epochs
 //

@@ -35,7 +35,6 @@ type Elections struct {
 	layout  cluster.Layout
 	log     *slog.Logger
 	leaders *watchcache.Cache[Leader] // WhereisGlobal's: name → the head of its queue
-	sweeper *sweeper
 
 	quit       chan struct{}
 	life       context.Context // ends with quit
@@ -81,12 +80,10 @@ func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options
 		Metrics: metrics.LeadersCache,
 	})
 	e.stopEvents = e.s.OnWatchEvent(e.leaders.Event)
-	e.sweeper = newSweeper(e)
 	e.stopSess = e.s.Notify(func(ev cluster.Event) {
 		if ev.Kind == cluster.Expired || ev.NewSession {
 			e.leaders.Sweep()
 		}
-		e.sweeper.wakeUp()
 		e.mu.Lock()
 		for _, c := range e.candidacies {
 			c.wakeUp()
@@ -377,6 +374,18 @@ func (e *Elections) Close(ctx context.Context) error {
 		err = fmt.Errorf("zkactor: close elections (a global is still busy in a handler): %w", context.Cause(ctx))
 	}
 	return err
+}
+
+// endError is what a RegisterCandidate waiting for a candidacy that ended
+// before it entered the queue returns: ErrClosed once these Elections
+// close, else ErrResigned (a Resign of the name came first).
+func (e *Elections) endError() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return cluster.ErrClosed
+	}
+	return ErrResigned
 }
 
 // lastCtx bounds the deletes a candidacy makes as it ends: Close's ctx when

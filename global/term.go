@@ -145,7 +145,8 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 }
 
 // guard is the global actor's receiver middleware: the term's epoch is
-// delivered first, and no message is handled once the lease of the term's
+// delivered first, right after Started (again after a restart: the new
+// instance must learn it too), and no message is handled once the lease of the term's
 // session has run out (after a partition or a pause); the actor is stopped
 // then, and the messages it did not handle go back to the stand-in for the
 // next term. It also tells a stop of the actor's own (the candidacy ends)
@@ -170,7 +171,19 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 			case *actor.Stopped:
 				c.survive(next, ctx, env)
 				return
-			case *actor.Started, *actor.Restarting, *actor.PoisonPill:
+			case *actor.Restarting:
+				// A panic restarts the actor under the same term: the new
+				// instance learns the epoch first, as the first one did.
+				t.announced.Store(false)
+				next(ctx, env)
+				return
+			case *actor.Started:
+				next(ctx, env)
+				if !t.ended.Load() && c.safe(t) && !t.announced.Swap(true) {
+					next(ctx, &actor.MessageEnvelope{Message: elected})
+				}
+				return
+			case *actor.PoisonPill:
 				next(ctx, env)
 				return
 			case *pb.Elected:

@@ -7,6 +7,7 @@ package plumbing
 
 import (
 	"context"
+	"errors"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -17,6 +18,11 @@ import (
 // *cluster.Session; name and path describe the request in errors, as
 // cluster.Op does.
 var DoLate func(ctx context.Context, session any, name, path string, late func(error), fn func(*zk.Conn) error) error
+
+// ErrLate is wrapped by DoLate's error when the request was sent and its
+// caller gave up before the reply: late will be called with the outcome
+// (or has been). Any other error means late is never called.
+var ErrLate = errors.New("the outcome goes to late")
 
 // Requests returns how many ZooKeeper requests a *cluster.Session has
 // issued. Tests use it to prove that cached lookups cost none.
