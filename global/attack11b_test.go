@@ -57,7 +57,7 @@ func TestAttack11bLateCreateOnANewSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			global.Attack11bLate(h, tc.before(a.Session.ID()))
+			global.Attack11bLate(h, created, tc.before(a.Session.ID()))
 			zktest.Eventually(t, 5*time.Second, func() error {
 				if ok, _, err := raw.Exists(created); err != nil || ok {
 					return fmt.Errorf("the late create's znode %s (owned by the live session) is still there (%v)", created, err)

@@ -407,8 +407,8 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 		// The caller gave up: whatever this create did is a stray now.
 		c.lateCreates.Add(1)
 		settle := sync.OnceFunc(c.lateCreates.Done)
-		late := func(_ string, session int64, _ error) {
-			c.markStrays(session)
+		late := func(created string, _ int64, err error) {
+			c.lateCreate(created, err)
 			settle()
 		}
 		created, session, err := protected.Create(ctx, s, c.e.layout.Root, prefix, c.data, late)
@@ -422,7 +422,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 			// The session changed during the create: ask whose it is.
 			owner, err := protected.Owner(ctx, s, created)
 			if err != nil {
-				c.markStrays(s.ID())
+				c.markStrays()
 				return "", 0, err
 			}
 			if owner == s.ID() {
@@ -434,7 +434,7 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 			return "", 0, err
 		}
 		// Unknown outcome: look for our GUID once reconnected.
-		c.markStrays(s.ID())
+		c.markStrays()
 		path, owner, err := candidates.Find(ctx, s, c.dir, c.guid)
 		if err != nil {
 			return "", 0, err
@@ -445,17 +445,38 @@ func (c *candidacy) enter(ctx context.Context) (string, int64, error) {
 	}
 }
 
-// markStrays notes that znodes of this candidacy, owned by session, may
-// exist besides path: the loop deletes them, or finish; once finish is
-// over, the session sweeps them (protected.Shape.SweepLater), for as long
-// as it lives, which may be longer than these Elections.
-func (c *candidacy) markStrays(session int64) {
+// lateCreate takes the outcome of a create whose caller gave up: whatever
+// it made is a stray. A znode it is known to have made is deleted by the
+// session once the candidacy is over, on whichever session made it (a
+// create queued while the client was disconnected may go out on the next
+// one); otherwise the candidacy's znodes are swept.
+func (c *candidacy) lateCreate(created string, err error) {
+	if err != nil || created == "" {
+		c.markStrays()
+		return
+	}
+	c.mu.Lock()
+	over := c.over
+	c.strays = c.strays || !over
+	c.mu.Unlock()
+	if over {
+		c.e.s.DeleteWhenConnected(created)
+	}
+}
+
+// markStrays notes that znodes of this candidacy may exist besides path:
+// the loop deletes them, or finish; once finish is over, the session
+// sweeps them (protected.Shape.SweepLater), for as long as the current
+// session lives, which may be longer than these Elections. (A create is
+// sent on the client's current session, whichever it was sent for: the
+// GUID, not the session, tells the candidacy's znodes.)
+func (c *candidacy) markStrays() {
 	c.mu.Lock()
 	over := c.over
 	c.strays = !over
 	c.mu.Unlock()
 	if over {
-		candidates.SweepLater(c.e.s, c.dir, c.guid, session, backoff)
+		candidates.SweepLater(c.e.s, c.dir, c.guid, c.e.s.ID(), backoff)
 	}
 }
 
@@ -470,7 +491,7 @@ func (c *candidacy) removeStrays(ctx context.Context, q []string, me string) {
 		return
 	}
 	if err := candidates.Delete(ctx, c.e.s, c.dir, c.guid, q, me); err != nil {
-		c.markStrays(c.e.s.ID()) // next time
+		c.markStrays() // next time
 	}
 }
 
@@ -526,8 +547,9 @@ func (c *candidacy) finish() {
 	c.e.retire(c, true)
 }
 
-// awaitLateCreates waits, as long as a last delete may take, until the
-// creates this candidacy gave up on have had their replies.
+// awaitLateCreates waits, as long as a last delete may take and at most a
+// session timeout, until the creates this candidacy gave up on have had
+// their replies.
 func (c *candidacy) awaitLateCreates() {
 	done := make(chan struct{})
 	go func() {
@@ -536,6 +558,10 @@ func (c *candidacy) awaitLateCreates() {
 	}()
 	ctx, cancel := c.e.lastCtx()
 	defer cancel()
+	// No longer than a session timeout either: a server silent for that
+	// long has lost the connection, and the create fails then anyway.
+	ctx, cancelT := context.WithTimeout(ctx, c.e.s.Timeout())
+	defer cancelT()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -13,7 +13,10 @@
 //	└── _c_<guid>-c-0000000043               ephemeral sequential   watches 42
 //
 // The lowest sequence leads. Each candidate watches only its predecessor,
-// so one leader's exit wakes one candidate, not the whole queue. The GUID
+// so one leader's exit wakes one candidate, not the whole queue; the one
+// woken reads the queue again (one listing) before it leads, because a
+// client that names its own sequence number can put a znode ahead of it
+// after any earlier reading. The GUID
 // (32 hex digits) is the candidacy's: after a connection lost during a
 // create, the candidacy finds its own znode instead of queueing twice, and
 // any znode of a candidacy that has ended can be found and deleted.

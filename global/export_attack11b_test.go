@@ -34,6 +34,9 @@ func Attack11bCreateOwn(ctx context.Context, h any) (string, error) {
 	return created, err
 }
 
-// Attack11bLate runs what enter's late callback runs (markStrays) with the
-// session protected.Create hands it: the one read before the create.
-func Attack11bLate(h any, session int64) { h.(*candidacy).markStrays(session) }
+// Attack11bLate runs what enter's late callback runs (lateCreate) with
+// the znode made and the session protected.Create hands it: the one read
+// before the create.
+func Attack11bLate(h any, created string, _ int64) {
+	h.(*candidacy).lateCreate(created, nil)
+}

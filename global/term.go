@@ -30,7 +30,8 @@ type term struct {
 	// handles no message after it.
 	ended       atomic.Bool
 	selfStopped atomic.Bool
-	announced   atomic.Bool // Elected was delivered
+	announced   atomic.Bool // Elected was delivered (to the current instance of the actor)
+	restarted   atomic.Bool // the actor is restarting: its next Started sends Elected again
 }
 
 // lead starts a term once this candidate heads the queue and the lease of
@@ -145,8 +146,8 @@ func (c *candidacy) rewatch(ctx context.Context, t *term) bool {
 }
 
 // guard is the global actor's receiver middleware: the term's epoch is
-// delivered first, right after Started (again after a restart: the new
-// instance must learn it too), and no message is handled once the lease of the term's
+// delivered first (again after a restart: the new instance must learn it
+// too), and no message is handled once the lease of the term's
 // session has run out (after a partition or a pause); the actor is stopped
 // then, and the messages it did not handle go back to the stand-in for the
 // next term. It also tells a stop of the actor's own (the candidacy ends)
@@ -175,12 +176,20 @@ func (c *candidacy) guard(t *term) actor.ReceiverMiddleware {
 				// A panic restarts the actor under the same term: the new
 				// instance learns the epoch first, as the first one did.
 				t.announced.Store(false)
+				t.restarted.Store(true)
 				next(ctx, env)
 				return
 			case *actor.Started:
 				next(ctx, env)
-				if !t.ended.Load() && c.safe(t) && !t.announced.Swap(true) {
-					next(ctx, &actor.MessageEnvelope{Message: elected})
+				if t.restarted.Swap(false) {
+					// Through the mailbox, as lead sent the first: a stop
+					// asked for in Started goes first, and the term then
+					// announces nothing.
+					if proc, ok := ctx.ActorSystem().ProcessRegistry.Get(ctx.Self()); ok {
+						if ap, live := proc.(*actor.ActorProcess); live {
+							ap.SendUserMessage(ctx.Self(), elected)
+						}
+					}
 				}
 				return
 			case *actor.PoisonPill:
