@@ -73,7 +73,8 @@ func newKeeper(s *Session, root string) (*keeper, error) {
 	if testFollowerServers != nil {
 		cfg.Servers = testFollowerServers
 	}
-	conn, err := zkwatch.Dial(zkwatch.Config{Servers: cfg.Servers, SessionTimeout: s.Timeout(), Digest: digest, Logger: s.log})
+	conn, err := zkwatch.Dial(zkwatch.Config{Servers: cfg.Servers, SessionTimeout: s.Timeout(), Digest: digest, Logger: s.log,
+		Events: suspicious})
 	if err != nil {
 		return nil, err
 	}

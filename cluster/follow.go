@@ -80,6 +80,14 @@ type call struct {
 	path    string    // a check
 }
 
+// suspicious reports the events that make a kept znode suspect: it is
+// gone, or overwritten (nobody sets a kept znode's data). The others (the
+// creates the recursive watch reports, ours and everyone's) the follower's
+// connection drops as it reads them, without waking the follower.
+func suspicious(t zk.EventType) bool {
+	return t == zk.EventNodeDeleted || t == zk.EventNodeDataChanged
+}
+
 // armWait bounds how long the first create in a directory waits for the
 // directory's watch; one made without it is checked once it is set.
 const armWait = 250 * time.Millisecond
@@ -244,8 +252,8 @@ func (f *follower) handle(it zkwatch.Item) {
 		f.mu.Unlock()
 		clear(f.calls)
 	case zkwatch.Event:
-		if it.Type == zk.EventNodeDeleted || it.Type == zk.EventNodeDataChanged {
-			f.k.suspect(it.Path) // gone, or overwritten: nobody sets a kept znode's data
+		if suspicious(it.Type) {
+			f.k.suspect(it.Path)
 		}
 	case zkwatch.Reply:
 		c, ok := f.calls[it.Xid]

@@ -58,6 +58,11 @@ type Config struct {
 	Digest string
 	// Logger receives Debug chatter; nil means slog.Default().
 	Logger *slog.Logger
+	// Events, when not nil, keeps only the watch events it reports true
+	// for: the others are dropped as they are read, without waking the
+	// owner (a keeper of its own znodes cares for deletes, not for the
+	// creates a recursive watch also reports).
+	Events func(zk.EventType) bool
 }
 
 // Kind says what an Item is.
@@ -532,7 +537,9 @@ func (c *Conn) handle(buf []byte, gen uint64) error {
 		}
 		seen()
 		c.events.Add(1)
-		c.push(Item{Kind: Event, Gen: gen, Zxid: zxid, Type: zk.EventType(typ), Path: path})
+		if c.cfg.Events == nil || c.cfg.Events(zk.EventType(typ)) {
+			c.push(Item{Kind: Event, Gen: gen, Zxid: zxid, Type: zk.EventType(typ), Path: path})
+		}
 		return nil
 	}
 	op, ok := c.pending[xid]

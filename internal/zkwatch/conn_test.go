@@ -160,6 +160,54 @@ func TestRequestsAndEventsInWireOrder(t *testing.T) {
 	}
 }
 
+// Config.Events keeps only the events it names: the others are counted
+// but never queued, and the order of what is kept stays the wire's.
+func TestEventsFilter(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	raw := zkc.Connect(t)
+	acl := zk.WorldACL(zk.PermAll)
+	dir := root + "/dir"
+	if _, err := zkutil.CreateWithParents(raw, "/", dir+"/a", nil, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	c, err := zkwatch.Dial(zkwatch.Config{Servers: zkc.Addrs(), SessionTimeout: 2 * time.Second, Logger: testnode.Logger(),
+		Events: func(typ zk.EventType) bool { return typ == zk.EventNodeDeleted }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := &stream{t: t, c: c}
+	gen := s.connected()
+	if it := s.reply(must(c.AddWatch(gen, dir))(t)); it.Err != nil {
+		t.Fatalf("addWatch: %v", it.Err)
+	}
+	if _, err := raw.Multi(
+		&zk.CreateRequest{Path: dir + "/b", Acl: acl},
+		&zk.DeleteRequest{Path: dir + "/a", Version: -1},
+		&zk.SetDataRequest{Path: dir + "/b", Data: []byte("B"), Version: -1},
+		&zk.DeleteRequest{Path: dir + "/b", Version: -1},
+	); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 2 {
+		it := s.next()
+		got = append(got, fmt.Sprintf("%s %s", it.Type, strings.TrimPrefix(it.Path, dir)))
+	}
+	if want := "EventNodeDeleted /a,EventNodeDeleted /b"; strings.Join(got, ",") != want {
+		t.Errorf("events %v, want %s", got, want)
+	}
+	// A reply after the events comes next: nothing else was queued.
+	list := must(c.GetChildren(gen, dir))(t)
+	if it := s.reply(list); it.Err != nil || len(it.Children) != 0 {
+		t.Errorf("children: %v %v, want none", it.Err, it.Children)
+	}
+	if c.Events() != 4 {
+		t.Errorf("%d events counted, want 4 (kept or not)", c.Events())
+	}
+}
+
 // A znode under a digest ACL: refused (zk.ErrNoAuth) without the
 // credentials, readable with them.
 func TestDigestAuth(t *testing.T) {
