@@ -189,7 +189,7 @@ func benchRawFailover(b *testing.B) {
 		b.StartTimer()
 	}
 	reportLatencies(b, samples)
-	b.ReportMetric(3, "requests/change") // the delete and the two reads (the observer's data read is the third read)
+	b.ReportMetric(4, "requests/change") // the delete, the successor's listing, the observer's listing and its read of the head
 	reportFsync(b, zkc)
 }
 
