@@ -65,7 +65,9 @@ func Strays(ctx context.Context, e *Elections) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, child := range children {
+		// In queue order: of several znodes of one candidacy, the first is
+		// its own and the later ones strays.
+		for _, child := range queue(children) {
 			var st *zk.Stat
 			err := e.s.Do(ctx, cluster.Op{Name: "exists", Path: dir + "/" + child}, func(c *zk.Conn) (err error) {
 				_, st, err = c.Exists(dir + "/" + child)
@@ -77,8 +79,8 @@ func Strays(ctx context.Context, e *Elections) ([]string, error) {
 			if st == nil || st.EphemeralOwner != sid {
 				continue
 			}
-			guid, _, ok := parseCandidate(child)
-			if !ok || !live[guid] || seen[guid] {
+			guid, _, _ := parseCandidate(child)
+			if !live[guid] || seen[guid] {
 				strays = append(strays, dir+"/"+child)
 			}
 			seen[guid] = true

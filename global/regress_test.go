@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -904,5 +905,46 @@ func TestRegisterCandidateAfterResignNamesItsOwnGlobal(t *testing.T) {
 	whereis(t, a, "boss", pid)
 	if stopping.Load() != 1 {
 		t.Errorf("%d globals stopped, want 1", stopping.Load())
+	}
+}
+
+// The tree check every test ends with (noStrays) sees a leftover: a
+// candidate-shaped znode of the node's session that no live candidacy
+// owns, and a second znode of a live candidacy.
+func TestStraysFindsLeftovers(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	a := newNode(t, zkc.Addrs(), root, 4*time.Second)
+	ctx := ctxT(t)
+	var j journal
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	own := j.oneRunning(t)
+	conn, acl := a.Session.Conn(), a.Session.ACL()
+	dir := root + "/globals/boss"
+	mine := leaderPath(t, conn, root, "boss", own.epoch)
+	guid := strings.TrimPrefix(mine[len(dir)+1:], "_c_")
+	guid = guid[:strings.Index(guid, "-c-")]
+	orphan, err := conn.Create(dir+"/_c_0123456789abcdef0123456789abcdef-c-", nil, zk.FlagEphemeral|zk.FlagSequence, acl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := conn.Create(dir+"/_c_"+guid+"-c-", nil, zk.FlagEphemeral|zk.FlagSequence, acl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strays, err := global.Strays(ctx, a.Elections)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(strays)
+	if want := []string{orphan, second}; !slices.Equal(strays, want) {
+		t.Errorf("strays %v, want %v", strays, want)
+	}
+	for _, p := range []string{orphan, second} {
+		if err := conn.Delete(p, -1); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
