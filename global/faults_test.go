@@ -248,3 +248,52 @@ func childMain(role string) int {
 		}
 	}
 }
+
+// A standalone ZooKeeper killed and restarted while a leads and b queues:
+// a's global stops once its lease runs out (nothing can confirm its
+// session meanwhile), the sessions outlive the restart (they are in the
+// server's log), and within a session timeout and a second of the restart
+// exactly one global runs again, never two at once, with nothing left
+// behind (noStrays at the end).
+func TestServerRestartLeavesOneGlobal(t *testing.T) {
+	zkc := zktest.Start(t)
+	root := zktest.Root(t)
+	var j journal
+	const timeout = 4 * time.Second
+	a := newNode(t, zkc.Addrs(), root, timeout)
+	b := newNode(t, zkc.Addrs(), root, timeout)
+	ctx := ctxT(t)
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := j.oneRunning(t)
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	zkc.Kill(0)
+	zktest.Eventually(t, 2*timeout, func() error {
+		if r := j.running(); len(r) != 0 {
+			return fmt.Errorf("%d globals still running with ZooKeeper down", len(r))
+		}
+		return nil
+	})
+	stopped := j.all()[0].stop
+	zkc.Restart(0)
+	restarted := time.Now()
+	var next termRecord
+	zktest.Eventually(t, timeout+time.Second, func() error {
+		r := j.running()
+		if len(r) != 1 {
+			return fmt.Errorf("%d globals running, want 1", len(r))
+		}
+		next = r[0]
+		return nil
+	})
+	t.Logf("a's global stopped %v after the kill; %s's started %v after the restart (epoch %d, first %d)",
+		stopped.Sub(killed).Round(time.Millisecond), next.node, next.start.Sub(restarted).Round(time.Millisecond), next.epoch, first.epoch)
+	j.noOverlap(t)
+	for _, n := range []*node{a, b} {
+		whereis(t, n, "boss", next.pid)
+	}
+}
