@@ -34,11 +34,11 @@ func znodesOf(t testing.TB, raw *zk.Conn, root, name string, session int64) []st
 }
 
 // Promise 3 (and 2): a create whose reply is lost while the candidacy ends
-// leaves a stray znode; once the candidacy has finished only the Elections'
-// sweeper deletes it. Close stops the sweeper, so with the registry (and
-// its session) outliving the Elections the stray stays in the queue for
-// good: every candidate behind it waits for a session that never ends.
-// The same with Resign (sweeper alive) must and does clean up.
+// leaves a stray znode. It was deleted by the Elections' sweeper, which
+// Close stopped: with the registry (and its session) outliving the
+// Elections the stray stayed in the queue for good, and every candidate
+// behind it waited for a session that never ends. Now the candidacy waits
+// for the reply, and the session deletes what comes later.
 func TestAttack11StrayCreateSurvivesEnd(t *testing.T) {
 	for _, how := range []string{"resign", "close"} {
 		t.Run(how, func(t *testing.T) {
@@ -468,11 +468,12 @@ func TestAttack11ManyNamesUnderFaults(t *testing.T) {
 }
 
 // Promise 4/6 (and 3): a candidacy resigned while its create is in flight
-// finishes at once, and the create's reply, arriving later, turns its znode
-// into a stray for the sweeper. "finished" no longer means "its znode is
-// gone": the next candidacy of the node enters behind the stray, and its
-// RegisterCandidate names the stray's PID, a candidacy that has ended
-// (its stand-in removed: messages go to dead letters), instead of its own.
+// finished at once, and the create's reply, arriving later, turned its
+// znode into a stray for a sweeper, so "finished" did not mean "its znode
+// is gone": the next candidacy of the node entered behind the stray, and
+// its RegisterCandidate named the stray's PID, a candidacy that had ended
+// (its stand-in removed: messages went to dead letters), instead of its
+// own. Now finish waits for the reply and deletes the znode first.
 func TestAttack11LateCreateOfResignedCandidacy(t *testing.T) {
 	zkc := zktest.Shared(t)
 	root := zktest.Root(t)

@@ -98,7 +98,8 @@ func NewElections(system *actor.ActorSystem, reg *cluster.Registry, opts Options
 // another's. props is spawned on this node only if and when it is elected,
 // under a PID fixed now (and stored in the candidate's znode), so messages
 // sent to it before the actor starts wait for it. The actor's first
-// message is a *zkactorv1.Elected carrying the term's epoch.
+// message is a *zkactorv1.Elected carrying the term's epoch (again, to the
+// new instance, after a panic restarts it).
 //
 // Calling it again for the same name replaces the staged props; if this
 // node holds the global, the running PID is returned and nothing new is
