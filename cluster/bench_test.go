@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"runtime"
@@ -181,64 +182,148 @@ func register(b testing.TB, n *node, name string, pid *actor.PID) {
 // server per registration.
 //
 //	go test -run '^$' -bench RegisterThroughput -benchtime 6000x ./cluster/ -rounds 5
+//
+// With -batch M, each round is one run in which raw and zkactor take turns
+// of M registrations (pairedRound): x-floor is then the ratio of the two
+// sides' rates over the same minutes.
+//
+//	go test -run '^$' -bench RegisterThroughput -benchtime 6000x ./cluster/ -rounds 3 -batch 500
 func BenchmarkRegisterThroughput(b *testing.B) {
 	zktest.Shared(b).WarmUp(b)    // else the first figure, raw's, is a cold JVM's
 	floor := map[string]float64{} // raw regs/s by shape and callers, of this run
 	for _, callers := range []int{1, 64} {
 		for _, shape := range []string{"new-name", "one-name"} {
 			for range *rounds {
-				registerRound(b, floor, callers, shape)
+				if *batch > 0 {
+					pairedRound(b, callers, shape)
+				} else {
+					registerRound(b, floor, callers, shape)
+				}
 			}
 		}
 	}
 }
 
+// batch, when not 0, makes BenchmarkRegisterThroughput alternate raw and
+// zkactor every batch registrations within one run (pairedRound).
+var batch = flag.Int("batch", 0, "BenchmarkRegisterThroughput: alternate raw and zkactor every this many registrations, in one run")
+
 // rounds is BenchmarkRegisterThroughput's number of raw and zkactor runs
 // per shape, alternating.
 var rounds = flag.Int("rounds", 1, "BenchmarkRegisterThroughput: raw and zkactor runs per shape, alternating")
 
+// rawRegistrations returns the floor's registration i for shape: a bare
+// go-zookeeper connection making the same znodes under a root of its own.
+func rawRegistrations(b *testing.B, shape string) func(i int) error {
+	zkc := zktest.Shared(b)
+	root := zktest.Root(b)
+	c := zkc.Connect(b)
+	acl := zk.WorldACL(zk.PermAll)
+	if _, err := zkutil.CreateWithParents(c, root, root+"/services/one", nil, 0, acl); err != nil {
+		b.Fatal(err)
+	}
+	return func(i int) error {
+		dir := root + "/services/one"
+		if shape == "new-name" {
+			dir = fmt.Sprintf("%s/services/n%d", root, i)
+			if _, err := c.CreateContainer(dir, nil, zk.FlagContainer, acl); err != nil {
+				return err
+			}
+		}
+		_, err := c.Create(fmt.Sprintf("%s/r%d", dir, i), []byte("registration"), zk.FlagEphemeral, acl)
+		return err
+	}
+}
+
+// zkactorRegistrations returns Register number i for shape (of b.N), on a
+// node of a fresh two-node cluster.
+func zkactorRegistrations(b *testing.B, shape string) (*node, func(i int) error) {
+	n, _ := benchCluster(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Cleanup(cancel)
+	pids := make([]*actor.PID, b.N)
+	for i := range pids {
+		if shape == "one-name" || i == 0 {
+			pids[i] = n.Spawn(b) // a live actor: the registry drops those that stop
+		} else {
+			pids[i] = pids[0]
+		}
+	}
+	return n, func(i int) error {
+		name := "one"
+		if shape == "new-name" {
+			name = fmt.Sprintf("n%d", i)
+		}
+		return n.Registry.Register(ctx, name, pids[i], nil)
+	}
+}
+
+// pairedRound runs raw and zkactor registrations of one shape in turns of
+// batch each, in one run (each side first in every other pair, and the
+// keeper idle before the next turn), and reports each side's rate over all
+// its turns:
+// whatever the machine or the server does meanwhile (a JIT, a collection,
+// a slow fsync, another process) falls on both sides alike, where separate
+// runs of a few seconds each see it on one side only.
+func pairedRound(b *testing.B, callers int, shape string) {
+	b.Run(fmt.Sprintf("paired/%s/callers=%d", shape, callers), func(b *testing.B) {
+		zkc := zktest.Shared(b)
+		raw := rawRegistrations(b, shape)
+		n, reg := zkactorRegistrations(b, shape)
+		var rawT, zkT, rawClient, zkClient, rawServer, zkServer time.Duration
+		before := plumbing.Requests(n.Session)
+		b.ResetTimer()
+		for k, from := 0, 0; from < b.N; k, from = k+1, from+*batch {
+			to := min(from+*batch, b.N)
+			rawTurn := func() {
+				t, c, s := runOps(b, zkc, callers, from, to, raw)
+				rawT, rawClient, rawServer = rawT+t, rawClient+c, rawServer+s
+			}
+			zkTurn := func() {
+				t, c, s := runOps(b, zkc, callers, from, to, reg)
+				zkT, zkClient, zkServer = zkT+t, zkClient+c, zkServer+s
+				// What the keeper does after Register returns is zkactor's
+				// cost: let it finish before the other side's turn.
+				b.StopTimer()
+				zktest.Eventually(b, 10*time.Second, func() error {
+					if !plumbing.Settled(n.Registry) {
+						return errors.New("the keeper is busy")
+					}
+					return nil
+				})
+				b.StartTimer()
+			}
+			if k%2 == 0 { // each side goes first in every other pair
+				rawTurn()
+				zkTurn()
+			} else {
+				zkTurn()
+				rawTurn()
+			}
+		}
+		b.StopTimer()
+		perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+		rawRate, zkRate := float64(b.N)/rawT.Seconds(), float64(b.N)/zkT.Seconds()
+		b.ReportMetric(rawRate, "raw-regs/s")
+		b.ReportMetric(zkRate, "regs/s")
+		b.ReportMetric(zkRate/rawRate, "x-floor")
+		b.ReportMetric(perOp(rawClient), "raw-client-µs/op")
+		b.ReportMetric(perOp(zkClient), "client-µs/op")
+		b.ReportMetric(perOp(rawServer), "raw-server-µs/op")
+		b.ReportMetric(perOp(zkServer), "server-µs/op")
+		b.ReportMetric(float64(plumbing.Requests(n.Session)-before)/float64(b.N), "requests/reg")
+	})
+}
+
 // registerRound runs the raw floor, then zkactor, for one shape.
 func registerRound(b *testing.B, floor map[string]float64, callers int, shape string) {
 	b.Run(fmt.Sprintf("raw/%s/callers=%d", shape, callers), func(b *testing.B) {
-		zkc := zktest.Shared(b)
-		root := zktest.Root(b)
-		c := zkc.Connect(b)
-		acl := zk.WorldACL(zk.PermAll)
-		if _, err := zkutil.CreateWithParents(c, root, root+"/services/one", nil, 0, acl); err != nil {
-			b.Fatal(err)
-		}
-		floor[fmt.Sprint(shape, callers)] = throughput(b, zktest.Shared(b), callers, func(i int) error {
-			dir := root + "/services/one"
-			if shape == "new-name" {
-				dir = fmt.Sprintf("%s/services/n%d", root, i)
-				if _, err := c.CreateContainer(dir, nil, zk.FlagContainer, acl); err != nil {
-					return err
-				}
-			}
-			_, err := c.Create(fmt.Sprintf("%s/r%d", dir, i), []byte("registration"), zk.FlagEphemeral, acl)
-			return err
-		})
+		floor[fmt.Sprint(shape, callers)] = throughput(b, zktest.Shared(b), callers, rawRegistrations(b, shape))
 	})
 	b.Run(fmt.Sprintf("zkactor/%s/callers=%d", shape, callers), func(b *testing.B) {
-		n, _ := benchCluster(b)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		pids := make([]*actor.PID, b.N)
-		for i := range pids {
-			if shape == "one-name" || i == 0 {
-				pids[i] = n.Spawn(b) // a live actor: the registry drops those that stop
-			} else {
-				pids[i] = pids[0]
-			}
-		}
+		n, reg := zkactorRegistrations(b, shape)
 		before := plumbing.Requests(n.Session)
-		rate := throughput(b, zktest.Shared(b), callers, func(i int) error {
-			name := "one"
-			if shape == "new-name" {
-				name = fmt.Sprintf("n%d", i)
-			}
-			return n.Registry.Register(ctx, name, pids[i], nil)
-		})
+		rate := throughput(b, zktest.Shared(b), callers, reg)
 		// The node's requests (its creates: the keeper reads nothing) per
 		// registration, up to the last registration's return.
 		b.ReportMetric(float64(plumbing.Requests(n.Session)-before)/float64(b.N), "requests/reg")
@@ -256,16 +341,30 @@ func registerRound(b *testing.B, floor map[string]float64, callers int, shape st
 // server's.
 func throughput(b *testing.B, zkc *zktest.Cluster, callers int, op func(i int) error) (opsPerSecond float64) {
 	b.Helper()
-	var next atomic.Int64
-	errs := make(chan error, callers)
 	b.ResetTimer()
+	elapsed, client, server := runOps(b, zkc, callers, 0, b.N, op)
+	b.StopTimer()
+	opsPerSecond = float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(opsPerSecond, "regs/s")
+	b.ReportMetric(float64(client.Microseconds())/float64(b.N), "client-µs/op")
+	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/op")
+	return opsPerSecond
+}
+
+// runOps runs op(from..to-1) from callers goroutines and returns the time
+// it took, and the processor time of this process and of zkc's server.
+func runOps(b *testing.B, zkc *zktest.Cluster, callers, from, to int, op func(i int) error) (elapsed, client, server time.Duration) {
+	b.Helper()
+	next := atomic.Int64{}
+	next.Store(int64(from))
+	errs := make(chan error, callers)
 	server0, client0 := zkc.CPUTime(0), processCPU()
 	start := time.Now()
 	for range callers {
 		go func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= b.N {
+				if i >= to {
 					errs <- nil
 					return
 				}
@@ -276,19 +375,16 @@ func throughput(b *testing.B, zkc *zktest.Cluster, callers int, op func(i int) e
 			}
 		}()
 	}
+	var failed error
 	for range callers {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
+		if err := <-errs; err != nil && failed == nil {
+			failed = err
 		}
 	}
-	elapsed := time.Since(start)
-	server, client := zkc.CPUTime(0)-server0, processCPU()-client0
-	b.StopTimer()
-	opsPerSecond = float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(opsPerSecond, "regs/s")
-	b.ReportMetric(float64(client.Microseconds())/float64(b.N), "client-µs/op")
-	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/op")
-	return opsPerSecond
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	return time.Since(start), processCPU() - client0, zkc.CPUTime(0) - server0
 }
 
 // processCPU is the processor time this process has used (user and
