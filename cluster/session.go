@@ -630,7 +630,9 @@ func (s *Session) dial(network, address string, timeout time.Duration) (net.Conn
 	if err != nil {
 		return nil, err
 	}
-	gc := newGateConn(c, s.closed)
+	// A server silent on the handshake for a read timeout (two thirds of the
+	// session timeout, as go-zookeeper's own) is given up, and the next tried.
+	gc := newGateConn(c, s.closed, s.cfg.SessionTimeout*2/3)
 	s.netMu.Lock()
 	s.netConn = gc
 	s.netMu.Unlock()
