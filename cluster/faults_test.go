@@ -309,37 +309,3 @@ func TestEnsembleLeaderKilled(t *testing.T) {
 		t.Errorf("A's session changed: the leader's death must not expire sessions")
 	}
 }
-
-// A server that accepts the connection and never answers the handshake (a
-// restarting server can do that) holds a client no longer than a read
-// timeout: go-zookeeper's own bound is ten of them (20 s for a session of
-// 3 s). Each session here has a silent server and a live one; a session
-// that tries the silent one first must still be up within the session
-// timeout.
-func TestSilentHandshakeIsGivenUp(t *testing.T) {
-	zkc := zktest.Shared(t)
-	silent := zktest.NewProxy(t, zkc.Addrs()[0])
-	silent.Blackhole()
-	live := zktest.NewProxy(t, zkc.Addrs()[0])
-	const sessions, timeout = 8, 3 * time.Second
-	errs := make(chan error, sessions)
-	for range sessions {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			start := time.Now()
-			s, err := cluster.Dial(ctx, cluster.Config{Servers: []string{silent.Addr(), live.Addr()}, SessionTimeout: timeout, Logger: testLogger()})
-			if err != nil {
-				errs <- fmt.Errorf("not connected within %v: %w", time.Since(start).Round(time.Millisecond), err)
-				return
-			}
-			s.Close()
-			errs <- nil
-		}()
-	}
-	for range sessions {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
-}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -34,43 +33,14 @@ type gateConn struct {
 	net.Conn
 	r       *bufio.Reader
 	closing <-chan struct{} // the Session's
-	// handshake bounds the deadlines go-zookeeper sets for the handshake:
-	// ten read timeouts (27 s for a session of 4 s), which a server that
-	// accepts the connection while it starts, and never answers, holds
-	// the client for, well past its session's expiry.
-	handshake time.Duration
-	handshook atomic.Bool // the handshake's deadlines are over
 
 	mu          sync.Mutex
 	reopened    time.Time     // when an existing session was re-established on it
 	watchesSent chan struct{} // closed by the first set-watches write
 }
 
-func newGateConn(c net.Conn, closing <-chan struct{}, handshake time.Duration) *gateConn {
-	return &gateConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), closing: closing, handshake: handshake, watchesSent: make(chan struct{})}
-}
-
-// SetReadDeadline bounds the handshake's read by c.handshake. go-zookeeper
-// clears the deadline (the zero time) once the handshake's reply is read;
-// its later deadlines, one read timeout each, pass as they are.
-func (c *gateConn) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.handshook.Store(true)
-	}
-	return c.Conn.SetReadDeadline(c.bound(t))
-}
-
-// SetWriteDeadline bounds the handshake's write as SetReadDeadline its read.
-func (c *gateConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.bound(t)) }
-
-func (c *gateConn) bound(t time.Time) time.Time {
-	if c.handshook.Load() || t.IsZero() {
-		return t
-	}
-	if limit := time.Now().Add(c.handshake); t.After(limit) {
-		return limit
-	}
-	return t
+func newGateConn(c net.Conn, closing <-chan struct{}) *gateConn {
+	return &gateConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), closing: closing, watchesSent: make(chan struct{})}
 }
 
 // sessionReopened is called when the handshake on this connection

@@ -630,9 +630,7 @@ func (s *Session) dial(network, address string, timeout time.Duration) (net.Conn
 	if err != nil {
 		return nil, err
 	}
-	// A server silent on the handshake for a read timeout (two thirds of the
-	// session timeout, as go-zookeeper's own) is given up, and the next tried.
-	gc := newGateConn(c, s.closed, s.cfg.SessionTimeout*2/3)
+	gc := newGateConn(c, s.closed)
 	s.netMu.Lock()
 	s.netConn = gc
 	s.netMu.Unlock()

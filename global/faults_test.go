@@ -255,10 +255,10 @@ func childMain(role string) int {
 // with nothing left behind (noStrays at the end). The sessions usually
 // outlive the restart (they are in the server's log, and their timers
 // start again when it has loaded them), and a's term resumes within a
-// tenth of a second; a client that does not get back within a session
-// timeout of the server's start has lost its session, and the next global
-// starts once the server has expired it and the candidates have entered
-// again: within two session timeouts and a second.
+// tenth of a second. A client whose handshake the starting server never
+// answers waits for it ten read timeouts, and loses its session; the next
+// global then starts once the server has expired it: within two session
+// timeouts and a second.
 func TestServerRestartLeavesOneGlobal(t *testing.T) {
 	zkc := zktest.Start(t)
 	root := zktest.Root(t)
@@ -298,7 +298,12 @@ func TestServerRestartLeavesOneGlobal(t *testing.T) {
 		stopped.Sub(killed).Round(time.Millisecond), next.node, next.start.Sub(restarted).Round(time.Millisecond), next.epoch, first.epoch,
 		map[bool]string{true: "the term resumed on the same session", false: "a new term"}[next.epoch == first.epoch])
 	j.noOverlap(t)
-	for _, n := range []*node{a, b} {
-		whereis(t, n, "boss", next.pid)
+	// The node that leads is connected; the other may still be waiting for
+	// a handshake that a starting server never answered (go-zookeeper
+	// waits ten read timeouts for it).
+	leader := a
+	if next.node == "b" {
+		leader = b
 	}
+	whereis(t, leader, "boss", next.pid)
 }
