@@ -90,8 +90,13 @@ func (s *Session) SafeUntil() time.Time { return s.SafeUntilFor(s.ID()) }
 
 // SafeUntilFor is SafeUntil for a given session: the zero time once the
 // client has moved on to another session, so that a term of an old session
-// can never look safe again.
+// can never look safe again, and from the moment Close begins.
 func (s *Session) SafeUntilFor(session int64) time.Time {
+	if isClosed(s.closed) {
+		// Close gives the session up: the servers delete its ephemerals
+		// as soon as they hear of it, and others may take over at once.
+		return time.Time{}
+	}
 	l := &s.lease
 	l.mu.Lock()
 	ok, anchor := l.session == session && session != 0, l.anchor

@@ -948,3 +948,41 @@ func TestStraysFindsLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// A leader whose Session is closed under it (the Elections not closed
+// first) stops at once: Close gives the session up, the servers delete its
+// znode as soon as they hear of it, and the next candidate may lead within
+// a round trip. (The lease held on for up to a session timeout.)
+func TestSessionClosedUnderALeaderStopsIt(t *testing.T) {
+	zkc := zktest.Shared(t)
+	root := zktest.Root(t)
+	var j journal
+	const timeout = 4 * time.Second
+	a := newNode(t, zkc.Addrs(), root, timeout)
+	b := newNode(t, zkc.Addrs(), root, timeout)
+	ctx := ctxT(t)
+	if _, err := a.Elections.RegisterCandidate(ctx, "boss", j.props("a")); err != nil {
+		t.Fatal(err)
+	}
+	first := j.oneRunning(t)
+	if _, err := b.Elections.RegisterCandidate(ctx, "boss", j.props("b")); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	a.Session.Close()
+	if !a.Session.SafeUntil().IsZero() {
+		t.Error("the lease of a closed session still holds")
+	}
+	zktest.Eventually(t, timeout, func() error {
+		if r := j.running(); len(r) != 1 || r[0].node != "b" || r[0].epoch == 0 {
+			return fmt.Errorf("running %v, want b's global alone", r)
+		}
+		return nil
+	})
+	old := j.all()[0]
+	if old.pid.Equal(first.pid) && old.stop.Sub(closed) > timeout/4 {
+		t.Errorf("a's global stopped %v after its session was closed", old.stop.Sub(closed))
+	}
+	t.Logf("a's global stopped %v after Close; b's started %v after it", old.stop.Sub(closed).Round(time.Millisecond), j.running()[0].start.Sub(closed).Round(time.Millisecond))
+	j.noOverlap(t)
+}

@@ -102,6 +102,7 @@ func (c *candidacy) hold(ctx context.Context, t *term) bool {
 		select {
 		case <-ctx.Done():
 			return false
+		case <-c.e.s.Done(): // the session is given up: its lease with it
 		case <-t.done:
 		case ev := <-c.own:
 			c.own = nil
