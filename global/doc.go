@@ -79,7 +79,9 @@
 // touched the session at or after a known moment t on this process's
 // monotonic clock; the quorum leader expires a session no earlier than one
 // session timeout T after its last touch, so the lease ends at
-// t + T − T/10.
+// t + T − T/10. It ends at once when the Session's Close begins: the
+// servers delete a closed session's znodes as soon as they hear of it,
+// and the next candidate may lead a round trip later.
 //
 //  1. A handshake. A connection dialed at d that gets a session: the quorum
 //     leader created it (createSession is a transaction) or, for a
